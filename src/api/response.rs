@@ -1,0 +1,69 @@
+//! The response every front end writes out: status, headers, JSON body bytes.
+
+use serde_json::{Value as Json, json};
+
+/// A complete response; the body is always JSON in UTF-8.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// Extra headers beyond Content-Type and Content-Length.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body bytes (Content-Length is their count).
+    pub body: Vec<u8>,
+}
+
+impl ApiResponse {
+    /// A JSON response.
+    pub fn json(status: u16, value: &Json) -> ApiResponse {
+        ApiResponse {
+            status,
+            headers: Vec::new(),
+            // Serialising a serde_json::Value cannot fail.
+            body: serde_json::to_vec(value).unwrap_or_default(),
+        }
+    }
+
+    /// `{"return": [results…]}` with status 200.
+    pub fn ok(results: Vec<Json>) -> ApiResponse {
+        ApiResponse::json(200, &json!({ "return": results }))
+    }
+
+    /// `{"return": "<message>"}`, rest_wsgi's error shape.
+    pub fn error(status: u16, message: &str) -> ApiResponse {
+        ApiResponse::json(status, &json!({ "return": message }))
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: &str) -> ApiResponse {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+
+    /// The `Content-Type` of every response.
+    pub const CONTENT_TYPE: &'static str = "application/json";
+
+    /// The reason phrase for the statuses salt-fcgi uses.
+    pub fn reason(&self) -> &'static str {
+        reason(self.status)
+    }
+}
+
+/// Standard reason phrases.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
+}

@@ -1,0 +1,198 @@
+//! FastCGI responder: persistent, many connections at once, requests on one connection
+//! served in order (tokio-fastcgi's writer must not be shared by concurrent requests;
+//! nginx and mod_fcgid never multiplex a connection anyway).
+//!
+//! tokio-fastcgi assembles a whole request in memory before handing it over, so each
+//! connection's input is capped (`CappedReader`): a body far over `max_body_bytes` ends
+//! the connection instead of filling memory; one a little over it gets a JSON 413.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Semaphore;
+use tokio_fastcgi::{Request, RequestResult, Requests};
+
+use super::listener::{Listener, Stream};
+use super::{Lifecycle, ServeOptions, cgi, cgi_response_bytes, handle_guarded};
+use crate::api::{Api, BodyError};
+
+/// Serves FastCGI on `listener` until SIGTERM, max-requests or idle exit.
+pub async fn serve(listener: Listener, api: Arc<Api>, options: ServeOptions) {
+    let life = Lifecycle::new(options);
+    life.watch_signals_and_idle();
+    let limits = api.settings().limits.clone();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    crate::log::info(&format!("serving FastCGI on {}", listener.describe()));
+    let mut stop = life.subscribe();
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.changed() => break,
+        };
+        let stream = tokio::select! {
+            s = listener.accept() => s,
+            _ = stop.changed() => break,
+        };
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                crate::log::warn(&format!("accept failed: {e}"));
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (api, life) = (Arc::clone(&api), Arc::clone(&life));
+        tokio::spawn(async move {
+            match stream {
+                Stream::Tcp(s) => connection(s, api, life).await,
+                Stream::Unix(s) => connection(s, api, life).await,
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    life.drain(limits.shutdown_grace).await;
+}
+
+/// Serves the requests of one web-server connection, in order.
+async fn connection<S>(stream: S, api: Arc<Api>, life: Arc<Lifecycle>)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let limits = api.settings().limits.clone();
+    let cap = limits
+        .max_body_bytes
+        .saturating_mul(2)
+        .saturating_add(1 << 20);
+    let (rd, wr) = tokio::io::split(stream);
+    let taken = Arc::new(AtomicUsize::new(0));
+    let reader = CappedReader {
+        inner: rd,
+        taken: Arc::clone(&taken),
+        cap,
+    };
+    let max_conns = u8::try_from(limits.max_connections).unwrap_or(u8::MAX);
+    let mut requests = Requests::new(reader, wr, max_conns, 1);
+    let mut stop = life.subscribe();
+    loop {
+        if life.is_shutting_down() {
+            break;
+        }
+        let next = tokio::select! {
+            n = requests.next() => n,
+            _ = stop.changed() => break,
+        };
+        let request = match next {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) => {
+                crate::log::warn(&format!("FastCGI connection closed: {e:?}"));
+                break;
+            }
+        };
+        taken.store(0, Ordering::Release);
+        let _in_flight = life.begin();
+        let api = Arc::clone(&api);
+        let max_body = limits.max_body_bytes;
+        let outcome = request
+            .process(|req| async move {
+                respond(&req, &api, max_body).await;
+                RequestResult::Complete(0)
+            })
+            .await;
+        if let Err(e) = outcome {
+            crate::log::warn(&format!("FastCGI response not delivered: {e:?}"));
+            break;
+        }
+    }
+}
+
+/// Builds the ApiRequest from params and stdin, runs it, writes the CGI response.
+async fn respond<W: AsyncWrite + Unpin>(req: &Request<W>, api: &Arc<Api>, max_body: usize) {
+    let param = |name: &str| req.get_str_param(name).map(str::to_string);
+    let request = cgi::request_from_vars(
+        param,
+        |declared| {
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut *req.get_stdin(), &mut body)
+                .map_err(|e| BodyError::Io(e.kind().to_string()))?;
+            match declared {
+                Some(expected) if body.len() < expected => Err(BodyError::Truncated {
+                    expected,
+                    got: body.len(),
+                }),
+                Some(expected) => {
+                    body.truncate(expected);
+                    Ok(body)
+                }
+                None if body.len() > max_body => Err(BodyError::TooLarge(body.len())),
+                None => Ok(body),
+            }
+        },
+        max_body,
+    );
+    let response = handle_guarded(api, request).await;
+    let bytes = cgi_response_bytes(&response);
+    if let Err(e) = req.get_stdout().write(&bytes).await {
+        crate::log::warn(&format!("FastCGI write failed (client gone?): {e:?}"));
+    }
+}
+
+/// Fails reads once more than `cap` bytes arrived since the last request began.
+struct CappedReader<R> {
+    inner: R,
+    taken: Arc<AtomicUsize>,
+    cap: usize,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for CappedReader<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.taken.load(Ordering::Acquire) > this.cap {
+            crate::log::warn("FastCGI request far over max_body_bytes: connection closed");
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "request too large",
+            )));
+        }
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.taken
+            .fetch_add(buf.filled().len() - before, Ordering::AcqRel);
+        poll
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn capped_reader_refuses_past_the_cap() {
+        let data = [7u8; 100];
+        let taken = Arc::new(AtomicUsize::new(0));
+        let mut r = CappedReader {
+            inner: &data[..],
+            taken: Arc::clone(&taken),
+            cap: 50,
+        };
+        let mut out = Vec::new();
+        assert!(r.read_to_end(&mut out).await.is_err());
+        let taken = Arc::new(AtomicUsize::new(0));
+        let mut r = CappedReader {
+            inner: &data[..],
+            taken,
+            cap: 100,
+        };
+        let mut out = Vec::new();
+        assert_eq!(r.read_to_end(&mut out).await.expect("read"), 100);
+    }
+}

@@ -1,0 +1,224 @@
+//! `local_batch`: run a job over the target a few minions at a time, like `salt -b`.
+//!
+//! First `test.ping` finds the minions that are up (with the caller's credentials, so bad
+//! credentials stop everything before anything runs: CVE-2017-5192). Then at most `batch`
+//! minions (a count or `N%`) run at once; each finished minion frees its slot after
+//! `batch_wait` seconds. The result is a flat list of `{minion: return}` in completion
+//! order, as rest_cherrypy yields it; a minion that never returned gives `{minion: {}}`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use serde_json::{Value as Json, json};
+use tokio::sync::mpsc;
+use tokio::time::{Duration, Instant};
+
+use super::local::{self, CollectOptions, Job, truthy};
+use super::{Chunk, Credentials, Master, seconds, timeout_of};
+use crate::salt::error::{SaltError, SaltResult};
+
+/// What a sub-batch task reports.
+enum Report {
+    /// A minion finished (return entry with `ret` and maybe `retcode`).
+    Returned(String, Json),
+    /// The sub-batch is over; these minions never returned.
+    Done(Vec<String>),
+    /// The sub-batch could not run.
+    Failed(SaltError),
+}
+
+/// Runs a `local_batch` chunk.
+pub async fn local_batch(
+    master: &Arc<Master>,
+    chunk: &Chunk,
+    creds: &Credentials,
+) -> SaltResult<Json> {
+    let job = Job::from_chunk(chunk, &master.settings)?;
+    let opts = local::collect_options(chunk, &master.settings);
+    let wait = local::publish_wait(chunk, &master.settings);
+    let up = minions_up(master, &job, creds, wait, &opts).await?;
+    let size = batch_size(chunk.get("batch"), up.len())?;
+    let batch_wait = seconds(timeout_of(chunk.get("batch_wait"), 0.0));
+    let failhard = chunk.get("failhard").is_some_and(truthy);
+    let mut queue: VecDeque<String> = up.into();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut active = 0usize;
+    let mut cooling: Vec<Instant> = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        let now = Instant::now();
+        cooling.retain(|t| *t > now);
+        let free = size.saturating_sub(active + cooling.len());
+        if free > 0 && !queue.is_empty() {
+            let next: Vec<String> = queue.drain(..free.min(queue.len())).collect();
+            active += next.len();
+            let run = Job {
+                tgt: json!(next),
+                tgt_type: "list".into(),
+                ..job.clone()
+            };
+            tokio::spawn(sub_batch(
+                Arc::clone(master),
+                run,
+                creds.clone(),
+                wait,
+                opts.clone(),
+                tx.clone(),
+            ));
+        }
+        if active == 0 && queue.is_empty() {
+            break;
+        }
+        let report = match cooling.iter().min() {
+            Some(until) if active == 0 => {
+                tokio::time::sleep_until(*until).await;
+                continue;
+            }
+            Some(until) => match tokio::time::timeout_at(*until, rx.recv()).await {
+                Ok(r) => r,
+                Err(_) => continue,
+            },
+            None => rx.recv().await,
+        };
+        match report {
+            Some(Report::Returned(id, entry)) => {
+                active -= 1;
+                if batch_wait > Duration::ZERO {
+                    cooling.push(Instant::now() + batch_wait);
+                }
+                let failed =
+                    failhard && entry.get("retcode").and_then(Json::as_i64).unwrap_or(0) > 0;
+                out.push(json!({ id: entry.get("ret").cloned().unwrap_or(json!({})) }));
+                if failed {
+                    break;
+                }
+            }
+            Some(Report::Done(silent)) => {
+                active -= silent.len();
+                out.extend(silent.into_iter().map(|id| json!({ id: {} })));
+            }
+            Some(Report::Failed(e)) => return Err(e),
+            None => break,
+        }
+    }
+    Ok(Json::Array(out))
+}
+
+/// Minions that answer `test.ping`, in target order.
+async fn minions_up(
+    master: &Master,
+    job: &Job,
+    creds: &Credentials,
+    wait: Duration,
+    opts: &CollectOptions,
+) -> SaltResult<Vec<String>> {
+    let ping = Job {
+        fun: json!("test.ping"),
+        arg: vec![],
+        ..job.clone()
+    };
+    let quiet = CollectOptions {
+        full_return: false,
+        expect_minions: Some(false),
+        ..opts.clone()
+    };
+    let answers = local::run_and_collect(master, &ping, creds, "local_batch", wait, &quiet).await?;
+    Ok(answers
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| **v == Json::Bool(true))
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Salt's batch size: `N%` of the minions (at least 1 when any), or a count.
+pub fn batch_size(batch: Option<&Json>, minions: usize) -> SaltResult<usize> {
+    let text = match batch {
+        None | Some(Json::Null) => "10%".to_string(),
+        Some(Json::String(s)) => s.trim().to_string(),
+        Some(Json::Number(n)) => n.to_string(),
+        Some(_) => return Err(invalid_batch()),
+    };
+    let size = if let Some(pct) = text.strip_suffix('%') {
+        let pct: f64 = pct.trim().parse().map_err(|_| invalid_batch())?;
+        let share = pct / 100.0 * minions as f64;
+        if share < 1.0 {
+            share.ceil()
+        } else {
+            share.floor()
+        }
+    } else {
+        text.parse::<f64>().map_err(|_| invalid_batch())?.floor()
+    };
+    if !(size >= 1.0 || minions == 0) {
+        return Err(invalid_batch());
+    }
+    Ok(size.max(1.0) as usize)
+}
+
+fn invalid_batch() -> SaltError {
+    SaltError::Invocation(
+        "Invalid batch data sent: 'batch' must be a positive count or a percentage".into(),
+    )
+}
+
+/// Publishes one sub-batch and reports each return as it arrives.
+async fn sub_batch(
+    master: Arc<Master>,
+    job: Job,
+    creds: Credentials,
+    wait: Duration,
+    opts: CollectOptions,
+    tx: mpsc::UnboundedSender<Report>,
+) {
+    let targets: Vec<String> = job
+        .tgt
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let result = async {
+        let mut sub = master
+            .bus
+            .subscribe(local::prefixes_before_publish())
+            .await?;
+        let Some(published) = local::publish(&master, &job, &creds, "local_batch", wait).await?
+        else {
+            return Ok(Vec::new());
+        };
+        let seen = local::collect(&master, &mut sub, &published, &creds, &opts, |id, entry| {
+            let _ = tx.send(Report::Returned(id.to_string(), entry));
+        })
+        .await?;
+        Ok::<_, SaltError>(seen.found.into_iter().collect())
+    }
+    .await;
+    let report = match result {
+        Ok(found) => Report::Done(targets.into_iter().filter(|t| !found.contains(t)).collect()),
+        Err(e) => Report::Failed(e),
+    };
+    let _ = tx.send(report);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_sizes_like_salt() {
+        assert_eq!(batch_size(None, 30), Ok(3));
+        assert_eq!(batch_size(None, 3), Ok(1));
+        assert_eq!(batch_size(Some(&json!("50%")), 3), Ok(1));
+        assert_eq!(batch_size(Some(&json!("2")), 3), Ok(2));
+        assert_eq!(batch_size(Some(&json!(4)), 3), Ok(4));
+        assert!(batch_size(Some(&json!("0")), 3).is_err());
+        assert!(batch_size(Some(&json!("x%")), 3).is_err());
+        assert!(batch_size(Some(&json!([1])), 3).is_err());
+    }
+}

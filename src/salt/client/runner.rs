@@ -1,0 +1,256 @@
+//! `runner` and `runner_async`: master-side functions started over the request channel.
+//!
+//! The load is RunnerClient's: credentials at the top level, arguments as
+//! `kwarg: {"arg": [...], "kwarg": {...}}` so the master's ACL check sees them. String
+//! arguments go through Salt's `parse_input`: `name=value` becomes a keyword argument and
+//! values are YAML-typed (`yamlify_arg`). `runner` then waits on the event bus for
+//! `salt/run/<jid>/ret`.
+
+use serde_json::{Map, Value as Json, json};
+
+use super::local::truthy;
+use super::{Chunk, Credentials, Master, arg_list, required_str, seconds, timeout_of};
+use crate::salt::channel::check_reply;
+use crate::salt::error::{SaltError, SaltResult};
+
+/// Chunk keys that are not runner arguments (`user`/`key` are never forwarded: they
+/// would select the master's root-key authentication).
+const NOT_ARGUMENTS: [&str; 13] = [
+    "client",
+    "fun",
+    "arg",
+    "kwarg",
+    "timeout",
+    "full_return",
+    "eauth",
+    "username",
+    "password",
+    "token",
+    "user",
+    "key",
+    "auth_list",
+];
+
+/// The runner load for a chunk.
+fn runner_load(chunk: &Chunk, creds: &Credentials, client: &str) -> SaltResult<Json> {
+    let fun = required_str(chunk, "fun", client)?;
+    let (args, mut kwargs) = parse_input(arg_list(chunk.get("arg")));
+    match chunk.get("kwarg") {
+        None | Some(Json::Null) => {}
+        Some(Json::Object(kw)) => kwargs.extend(kw.clone()),
+        Some(_) => return Err(SaltError::Invocation("'kwarg' must be an object".into())),
+    }
+    // Old-style lowstate: other keys are keyword arguments ({"fun": "jobs.lookup_jid", "jid": …}).
+    for (k, v) in chunk {
+        if !NOT_ARGUMENTS.contains(&k.as_str()) {
+            kwargs.insert(k.clone(), v.clone());
+        }
+    }
+    let mut load = Map::new();
+    load.insert("fun".into(), Json::from(fun));
+    load.insert("kwarg".into(), json!({"arg": args, "kwarg": kwargs}));
+    creds.write_to(&mut load);
+    load.insert("client".into(), Json::from(client));
+    load.insert("cmd".into(), Json::from("runner"));
+    Ok(Json::Object(load))
+}
+
+/// Sends the runner load; returns the master's `{"tag", "jid"}`.
+async fn start(
+    master: &Master,
+    chunk: &Chunk,
+    creds: &Credentials,
+    client: &str,
+) -> SaltResult<Json> {
+    let load = runner_load(chunk, creds, client)?;
+    let wait = seconds(master.settings.publish_timeout);
+    let reply = check_reply(master.channel.send(load, wait).await?)?;
+    match reply.get("tag").and_then(Json::as_str) {
+        Some(_) => Ok(reply),
+        None => Err(SaltError::Master(format!(
+            "unexpected runner reply: {reply}"
+        ))),
+    }
+}
+
+/// `runner_async`: start the job and return `{"tag", "jid"}`.
+pub async fn runner_async(master: &Master, chunk: &Chunk, creds: &Credentials) -> SaltResult<Json> {
+    start(master, chunk, creds, "runner_async").await
+}
+
+/// `runner`: start the job and wait for its return (`timeout`, else `rest_timeout`).
+pub async fn runner(master: &Master, chunk: &Chunk, creds: &Credentials) -> SaltResult<Json> {
+    let mut sub = master.bus.subscribe(vec!["salt/run/".into()]).await?;
+    let reply = start(master, chunk, creds, "runner").await?;
+    let tag = reply
+        .get("tag")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let jid = reply
+        .get("jid")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let ret_tag = format!("{tag}/ret");
+    sub.narrow(vec![ret_tag.clone()]);
+    let wait = seconds(timeout_of(
+        chunk.get("timeout"),
+        master.settings.rest_timeout,
+    ));
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let event = match tokio::time::timeout_at(deadline, sub.recv()).await {
+            Err(_) => {
+                return Err(SaltError::Timeout(format!(
+                    "RunnerClient job '{jid}' timed out"
+                )));
+            }
+            Ok(None) => {
+                return Err(SaltError::NotRunning(
+                    "Salt Master is not available: the event bus connection was lost while the runner ran."
+                        .into(),
+                ));
+            }
+            Ok(Some(ev)) => ev,
+        };
+        if !event.tag.starts_with(&ret_tag) {
+            continue;
+        }
+        return Ok(if chunk.get("full_return").is_some_and(truthy) {
+            json!({"tag": event.tag, "data": event.data})
+        } else {
+            event.data.get("return").cloned().unwrap_or(Json::Null)
+        });
+    }
+}
+
+/// Salt's `parse_input(args, condition=False)`: `name=value` strings become kwargs,
+/// `{"__kwarg__": true, …}` objects are merged into kwargs, strings are YAML-typed.
+pub fn parse_input(args: Vec<Json>) -> (Vec<Json>, Map<String, Json>) {
+    let mut positional = Vec::new();
+    let mut kwargs = Map::new();
+    for arg in args {
+        match arg {
+            Json::String(s) => match split_kwarg(&s) {
+                Some((name, value)) => {
+                    kwargs.insert(name.to_string(), yamlify_arg(value));
+                }
+                None => positional.push(yamlify_arg(&s)),
+            },
+            Json::Object(mut m) if m.get("__kwarg__") == Some(&Json::Bool(true)) => {
+                m.remove("__kwarg__");
+                kwargs.extend(m);
+            }
+            other => positional.push(other),
+        }
+    }
+    (positional, kwargs)
+}
+
+/// `^([^\d\W][\w.-]*)=(?!=)(.*)$`: a keyword name, `=`, and a value not starting with `=`.
+fn split_kwarg(s: &str) -> Option<(&str, &str)> {
+    let (name, value) = s.split_once('=')?;
+    let mut chars = name.chars();
+    let first = chars.next()?;
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    if !word(first) || first.is_numeric() || !chars.all(|c| word(c) || c == '.' || c == '-') {
+        return None;
+    }
+    (!value.starts_with('=')).then_some((name, value))
+}
+
+/// Salt's `yamlify_arg`: type a CLI-style string argument the way PyYAML would.
+pub fn yamlify_arg(s: &str) -> Json {
+    let original = || Json::from(s);
+    let trimmed = s.trim();
+    if trimmed.is_empty() || s == "---" || s == "..." || s.contains(['\t', '\r', '\n']) {
+        return original();
+    }
+    if s.contains('_') && s.chars().all(|c| c.is_ascii_digit() || c == '_') {
+        return original();
+    }
+    if s == "None" {
+        return Json::Null;
+    }
+    // YAML 1.1 booleans PyYAML knows and YAML 1.2 parsers do not.
+    match s {
+        "yes" | "Yes" | "YES" | "on" | "On" | "ON" => return Json::Bool(true),
+        "no" | "No" | "NO" | "off" | "Off" | "OFF" => return Json::Bool(false),
+        "|" | "!" => return original(),
+        _ => {}
+    }
+    let Ok(parsed) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(s) else {
+        return original();
+    };
+    let Ok(value) = serde_json::to_value(&parsed) else {
+        return original();
+    };
+    let keep = match &value {
+        Json::Object(_) => s.starts_with('{'),
+        Json::Array(_) => s.starts_with('['),
+        Json::String(_) | Json::Null if s.contains('#') => false,
+        _ => true,
+    };
+    if keep { value } else { original() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_input_splits_kwargs() {
+        let (a, k) = parse_input(vec![
+            json!("foo"),
+            json!("n=5"),
+            json!("x==y"),
+            json!("1a=b"),
+            json!({"__kwarg__": true, "z": 1}),
+            json!({"plain": 1}),
+            json!(7),
+        ]);
+        assert_eq!(
+            a,
+            vec![
+                json!("foo"),
+                json!("x==y"),
+                json!("1a=b"),
+                json!({"plain": 1}),
+                json!(7)
+            ]
+        );
+        assert_eq!(Json::Object(k), json!({"n": 5, "z": 1}));
+    }
+
+    #[test]
+    fn yamlify_like_salt() {
+        assert_eq!(yamlify_arg("5"), json!(5));
+        assert_eq!(yamlify_arg("1.5"), json!(1.5));
+        assert_eq!(yamlify_arg("true"), json!(true));
+        assert_eq!(yamlify_arg("yes"), json!(true));
+        assert_eq!(yamlify_arg("None"), Json::Null);
+        assert_eq!(yamlify_arg("[1, 2]"), json!([1, 2]));
+        assert_eq!(yamlify_arg("{a: 1}"), json!({"a": 1}));
+        assert_eq!(yamlify_arg("a: 1"), json!("a: 1"));
+        assert_eq!(yamlify_arg("- a"), json!("- a"));
+        assert_eq!(yamlify_arg("1_000"), json!("1_000"));
+        assert_eq!(yamlify_arg("x # y"), json!("x # y"));
+        assert_eq!(yamlify_arg("héllo"), json!("héllo"));
+        assert_eq!(yamlify_arg(""), json!(""));
+    }
+
+    #[test]
+    fn runner_load_shape() {
+        let chunk = json!({"client": "runner", "fun": "jobs.lookup_jid", "jid": "1", "arg": ["a=1", "b"],
+            "eauth": "file", "username": "u", "password": "p", "key": "root", "user": "root", "timeout": 3});
+        let chunk = chunk.as_object().cloned().expect("object");
+        let creds = Credentials::from_chunk(&chunk).expect("creds");
+        let load = runner_load(&chunk, &creds, "runner").expect("load");
+        assert_eq!(
+            load,
+            json!({"fun": "jobs.lookup_jid", "kwarg": {"arg": ["b"], "kwarg": {"a": 1, "jid": "1"}},
+            "eauth": "file", "username": "u", "password": "p", "client": "runner", "cmd": "runner"})
+        );
+    }
+}

@@ -1,0 +1,69 @@
+//! Every way a Salt call fails, as one enum.
+//!
+//! The variants group Salt's exception names by what the caller should do about them; the
+//! HTTP layer maps each variant to one status in one place (`api::dispatch`).
+
+use std::fmt;
+
+/// A failed Salt call. The message is safe to show to the caller (no secrets, no paths).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SaltError {
+    /// The master is not running or does not accept connections.
+    NotRunning(String),
+    /// The master (or a runner job) did not answer in time.
+    Timeout(String),
+    /// Credentials missing or rejected (`AuthenticationError`, `EauthAuthenticationError`,
+    /// `TokenAuthenticationError`).
+    Authentication(String),
+    /// Valid credentials, but the ACL forbids this (`AuthorizationError`) or the client is
+    /// disabled in `netapi_enable_clients`.
+    Authorization(String),
+    /// The request itself is wrong (`SaltInvocationError`, a load the master calls bad).
+    Invocation(String),
+    /// The master's event bus cannot be used by this process (permissions, wrong mode).
+    EventBus(String),
+    /// Anything else the master or the wire reported.
+    Master(String),
+}
+
+impl SaltError {
+    /// Maps a Salt exception class name and message (from an `{"error": …}` reply) to a variant.
+    pub fn from_exception(name: &str, message: &str) -> SaltError {
+        let message = message.to_string();
+        match name {
+            "AuthenticationError" | "EauthAuthenticationError" | "TokenAuthenticationError" => {
+                SaltError::Authentication(message)
+            }
+            "AuthorizationError" => SaltError::Authorization(message),
+            "SaltInvocationError" => SaltError::Invocation(message),
+            "SaltDaemonNotRunning" => SaltError::NotRunning(message),
+            "SaltReqTimeoutError" | "SaltClientTimeout" => SaltError::Timeout(message),
+            _ if message.is_empty() => SaltError::Master(format!("{name} occurred")),
+            _ => SaltError::Master(message),
+        }
+    }
+
+    /// The message shown to the caller.
+    pub fn message(&self) -> &str {
+        match self {
+            SaltError::NotRunning(m)
+            | SaltError::Timeout(m)
+            | SaltError::Authentication(m)
+            | SaltError::Authorization(m)
+            | SaltError::Invocation(m)
+            | SaltError::EventBus(m)
+            | SaltError::Master(m) => m,
+        }
+    }
+}
+
+impl fmt::Display for SaltError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for SaltError {}
+
+/// Shorthand for results of Salt calls.
+pub type SaltResult<T> = Result<T, SaltError>;

@@ -1,0 +1,15 @@
+//! Everything that talks to the salt-master; nothing here knows about HTTP.
+//!
+//! `payload` (msgpack ⇄ JSON), `channel` (clear requests to `ret_port`), `events` (the
+//! master event bus), `client` (one module per netapi client) and `netapi` (the checks
+//! Salt's `NetapiClient.run` makes before dispatching a chunk to a client).
+
+pub mod channel;
+pub mod client;
+pub mod error;
+pub mod events;
+pub mod netapi;
+pub mod payload;
+
+pub use client::{Chunk, Master};
+pub use error::{SaltError, SaltResult};

@@ -1,0 +1,111 @@
+//! Salt's `NetapiClient.run`: the checks every chunk passes, in Salt's order, then the
+//! client call.
+//!
+//! 1. the master is running (its `workers.ipc` exists in `sock_dir`);
+//! 2. `client` names a known client; 3. it is in `netapi_enable_clients`;
+//! 4. the chunk carries `token` or `eauth`; 5. `raw_shell` is refused unless
+//!    `netapi_allow_raw_shell`; then `ssh` is refused (salt-ssh needs Python in-process).
+
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use super::client::local::truthy;
+use super::client::{Chunk, Credentials, Master, batch, local, runner, wheel};
+use super::error::{SaltError, SaltResult};
+use crate::settings::IpcMode;
+
+/// The clients salt-fcgi runs (Salt's list minus `ssh` and the non-client `destroy`).
+pub const CLIENTS: [&str; 8] = [
+    "local",
+    "local_async",
+    "local_batch",
+    "local_subset",
+    "runner",
+    "runner_async",
+    "wheel",
+    "wheel_async",
+];
+
+/// Runs one lowstate chunk against the master.
+pub async fn run(master: &Arc<Master>, chunk: &Chunk) -> SaltResult<Json> {
+    check_master_running(master)?;
+    let client = check_client(master, chunk)?;
+    if !chunk.contains_key("token") && !chunk.contains_key("eauth") {
+        return Err(SaltError::Authentication(
+            "No authentication credentials given".into(),
+        ));
+    }
+    if chunk.get("raw_shell").is_some_and(truthy) && !master.settings.netapi_allow_raw_shell {
+        return Err(SaltError::Authentication(
+            "Raw shell option not allowed.".into(),
+        ));
+    }
+    if client == "ssh" {
+        return Err(SaltError::Invocation(
+            "client 'ssh' is not supported by salt-fcgi (salt-ssh runs only inside Python's salt-api)"
+                .into(),
+        ));
+    }
+    let creds = Credentials::from_chunk(chunk)?;
+    match client {
+        "local" => local::local(master, chunk, &creds).await,
+        "local_async" => local::local_async(master, chunk, &creds).await,
+        "local_subset" => local::local_subset(master, chunk, &creds).await,
+        "local_batch" => batch::local_batch(master, chunk, &creds).await,
+        "runner" => runner::runner(master, chunk, &creds).await,
+        "runner_async" => runner::runner_async(master, chunk, &creds).await,
+        "wheel" => wheel::wheel(master, chunk, &creds).await,
+        "wheel_async" => wheel::wheel_async(master, chunk, &creds).await,
+        other => Err(invalid_client(other)),
+    }
+}
+
+/// Salt's `_is_master_running`: the request-server socket file exists in `sock_dir`.
+fn check_master_running(master: &Master) -> SaltResult<()> {
+    let settings = &master.settings;
+    if settings.ipc_mode == IpcMode::Tcp {
+        // No socket file to look at; the request channel's connect timeout tells instead.
+        return Ok(());
+    }
+    let marker = if settings.transport == "tcp" {
+        "publish_pull.ipc"
+    } else {
+        "workers.ipc"
+    };
+    if settings.sock_dir.join(marker).exists() {
+        Ok(())
+    } else {
+        Err(SaltError::NotRunning(
+            "Salt Master is not available.".into(),
+        ))
+    }
+}
+
+/// The chunk's client name if it is known and enabled (`ssh` passes, to be refused later).
+fn check_client<'a>(master: &Master, chunk: &'a Chunk) -> SaltResult<&'a str> {
+    let client = match chunk.get("client") {
+        Some(Json::String(c)) => c.as_str(),
+        Some(other) => return Err(invalid_client(&other.to_string())),
+        None => return Err(invalid_client("None")),
+    };
+    if !CLIENTS.contains(&client) && client != "ssh" {
+        return Err(invalid_client(client));
+    }
+    if !master
+        .settings
+        .netapi_enable_clients
+        .iter()
+        .any(|c| c == client)
+    {
+        return Err(SaltError::Authorization(format!(
+            "Client disabled: '{client}'. Add to 'netapi_enable_clients' master config option to enable."
+        )));
+    }
+    Ok(client)
+}
+
+fn invalid_client(name: &str) -> SaltError {
+    let shown: String = name.chars().take(64).collect();
+    SaltError::Invocation(format!("Invalid client specified: '{shown}'"))
+}

@@ -1,0 +1,421 @@
+//! The master configuration salt-fcgi needs, read from Salt's own YAML files.
+//!
+//! Salt's rules followed here: the main file (default `/etc/salt/master`, or
+//! `SALT_MASTER_CONFIG`), then `default_include` (`master.d/*.conf`) and `include`, each
+//! included file overriding top-level keys; `root_dir` prepended to `sock_dir`/`cachedir`
+//! when they are outside it; `interface: 0.0.0.0` means 127.0.0.1 for a client.
+//! salt-fcgi's own options live in a `salt_fcgi:` mapping of the same config.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_yaml_ng::{Mapping, Value as Yaml};
+
+/// The default master config path (Salt's).
+pub const DEFAULT_CONFIG: &str = "/etc/salt/master";
+
+/// How the master's IPC endpoints are reached (`ipc_mode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpcMode {
+    /// Unix sockets in `sock_dir` (Salt's default on Linux).
+    Ipc,
+    /// TCP on loopback (`tcp_master_pub_port` for the event bus).
+    Tcp,
+}
+
+/// salt-fcgi's own limits and timeouts (`salt_fcgi:` in the master config).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted (`max_body_bytes`, default 1 MiB) → 413.
+    pub max_body_bytes: usize,
+    /// Most lowstate chunks in one request (`max_chunks`, default 100) → 413.
+    pub max_chunks: usize,
+    /// Deepest JSON nesting accepted (`max_json_depth`, default 64) → 400.
+    pub max_json_depth: usize,
+    /// Largest master reply or event accepted (`max_reply_bytes`, default 64 MiB).
+    pub max_reply_bytes: usize,
+    /// How long to wait for the master to accept a connection (`master_connect_timeout`, 2 s).
+    pub master_connect_timeout: Duration,
+    /// Upper bound on one HTTP request's total run time (`request_deadline`, default
+    /// `rest_timeout` + 30 s): past it the request answers 504.
+    pub request_deadline: Duration,
+    /// FastCGI/HTTP: most connections served at once (`max_connections`, default 256).
+    pub max_connections: usize,
+    /// FastCGI/HTTP: how long SIGTERM waits for in-flight requests (`shutdown_grace`, 30 s).
+    pub shutdown_grace: Duration,
+}
+
+/// Everything salt-fcgi reads from the master config, with Salt's defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The main config file that was read.
+    pub config_path: PathBuf,
+    /// Master address as a client connects to it (0.0.0.0 → 127.0.0.1, :: → ::1).
+    pub interface: String,
+    /// Request server port (`ret_port`, 4506).
+    pub ret_port: u16,
+    /// Directory of the master's IPC sockets (`sock_dir`).
+    pub sock_dir: PathBuf,
+    /// Master cache directory (`cachedir`).
+    pub cachedir: PathBuf,
+    /// `ipc_mode` (ipc or tcp).
+    pub ipc_mode: IpcMode,
+    /// Event bus TCP port when `ipc_mode: tcp` (`tcp_master_pub_port`, 4512).
+    pub tcp_master_pub_port: u16,
+    /// `ipv6` (selects ::1 for the TCP event bus).
+    pub ipv6: bool,
+    /// Master transport (`zeromq`, `tcp`, `ws`); only zeromq is spoken.
+    pub transport: String,
+    /// Netapi clients the operator enabled (`netapi_enable_clients`, default none).
+    pub netapi_enable_clients: Vec<String>,
+    /// `netapi_allow_raw_shell` (default false).
+    pub netapi_allow_raw_shell: bool,
+    /// Default return wait for `local` (`timeout`, 5 s).
+    pub timeout: f64,
+    /// `gather_job_timeout` (10 s).
+    pub gather_job_timeout: f64,
+    /// Reply wait for a publish when the chunk gives no timeout (`publish_timeout`, 30 s).
+    pub publish_timeout: f64,
+    /// Runner wait when the chunk gives no timeout (`rest_timeout`, 300 s).
+    pub rest_timeout: f64,
+    /// `nodegroups` mapping for `tgt_type: nodegroup` and `N@` expansion.
+    pub nodegroups: BTreeMap<String, NodegroupDef>,
+    /// `ext_job_cache` returner appended to every publish's `ret`.
+    pub ext_job_cache: String,
+    /// `order_masters` (syndic top master).
+    pub order_masters: bool,
+    /// salt-fcgi's own limits.
+    pub limits: Limits,
+}
+
+/// A nodegroup definition: a compound string or a list of minion ids.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodegroupDef {
+    /// `group: 'G@os:Debian and web*'`
+    Compound(String),
+    /// `group: [web1, web2]` (a list target).
+    List(Vec<String>),
+}
+
+/// A config file that cannot be used.
+#[derive(Debug)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Settings {
+    /// Reads the master config named by `explicit`, else `SALT_MASTER_CONFIG`, else
+    /// `/etc/salt/master`.
+    pub fn load(explicit: Option<&Path>) -> Result<Settings, ConfigError> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => std::env::var_os("SALT_MASTER_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+        };
+        let opts = read_with_includes(&path)?;
+        Ok(Settings::from_mapping(path, &opts))
+    }
+
+    /// Builds settings from an already merged top-level mapping.
+    pub fn from_mapping(config_path: PathBuf, opts: &Mapping) -> Settings {
+        let get = |k: &str| opts.get(k);
+        let root_dir = get_str(get("root_dir")).unwrap_or_else(|| "/".into());
+        let under_root = |p: String| prepend_root_dir(&root_dir, &p);
+        let rest_timeout = get_f64(get("rest_timeout")).unwrap_or(300.0);
+        let own = get("salt_fcgi").and_then(Yaml::as_mapping);
+        let own_f64 = |k: &str| own.and_then(|m| get_f64(m.get(k)));
+        let own_usize = |k: &str, d: usize| {
+            own.and_then(|m| m.get(k))
+                .and_then(Yaml::as_u64)
+                .map_or(d, |v| v as usize)
+        };
+        let secs = |v: f64| Duration::from_secs_f64(v.clamp(0.0, 1.0e7));
+        Settings {
+            interface: client_interface(&get_str(get("interface")).unwrap_or_default()),
+            ret_port: get_port(get("ret_port")).unwrap_or(4506),
+            sock_dir: under_root(
+                get_str(get("sock_dir")).unwrap_or_else(|| "/var/run/salt/master".into()),
+            )
+            .into(),
+            cachedir: under_root(
+                get_str(get("cachedir")).unwrap_or_else(|| "/var/cache/salt/master".into()),
+            )
+            .into(),
+            ipc_mode: match get_str(get("ipc_mode")).as_deref() {
+                Some("tcp") => IpcMode::Tcp,
+                _ => IpcMode::Ipc,
+            },
+            tcp_master_pub_port: get_port(get("tcp_master_pub_port")).unwrap_or(4512),
+            ipv6: get_bool(get("ipv6")).unwrap_or(false),
+            transport: get_str(get("transport")).unwrap_or_else(|| "zeromq".into()),
+            netapi_enable_clients: get_str_list(get("netapi_enable_clients")),
+            netapi_allow_raw_shell: get_bool(get("netapi_allow_raw_shell")).unwrap_or(false),
+            timeout: get_f64(get("timeout")).unwrap_or(5.0),
+            gather_job_timeout: get_f64(get("gather_job_timeout")).unwrap_or(10.0),
+            publish_timeout: get_f64(get("publish_timeout")).unwrap_or(30.0),
+            rest_timeout,
+            nodegroups: get_nodegroups(get("nodegroups")),
+            ext_job_cache: get_str(get("ext_job_cache")).unwrap_or_default(),
+            order_masters: get_bool(get("order_masters")).unwrap_or(false),
+            limits: Limits {
+                max_body_bytes: own_usize("max_body_bytes", 1 << 20),
+                max_chunks: own_usize("max_chunks", 100),
+                max_json_depth: own_usize("max_json_depth", 64),
+                max_reply_bytes: own_usize("max_reply_bytes", 64 << 20),
+                master_connect_timeout: secs(own_f64("master_connect_timeout").unwrap_or(2.0)),
+                request_deadline: secs(own_f64("request_deadline").unwrap_or(rest_timeout + 30.0)),
+                max_connections: own_usize("max_connections", 256).max(1),
+                shutdown_grace: secs(own_f64("shutdown_grace").unwrap_or(30.0)),
+            },
+            config_path,
+        }
+    }
+
+    /// `tcp://host:ret_port`, with IPv6 literals bracketed.
+    pub fn master_uri(&self) -> String {
+        if self.interface.contains(':') {
+            format!("tcp://[{}]:{}", self.interface, self.ret_port)
+        } else {
+            format!("tcp://{}:{}", self.interface, self.ret_port)
+        }
+    }
+}
+
+/// Reads one YAML file into a top-level mapping (an empty file is an empty mapping).
+fn read_mapping(path: &Path) -> Result<Mapping, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read master config {}: {e}", path.display())))?;
+    if text.trim().is_empty() {
+        return Ok(Mapping::new());
+    }
+    match serde_yaml_ng::from_str::<Yaml>(&text) {
+        Ok(Yaml::Mapping(m)) => Ok(m),
+        Ok(Yaml::Null) => Ok(Mapping::new()),
+        Ok(_) => Err(ConfigError(format!(
+            "master config {} is not a YAML mapping",
+            path.display()
+        ))),
+        Err(e) => Err(ConfigError(format!(
+            "master config {} is not valid YAML: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Reads the main file and merges `default_include` then `include` over it.
+fn read_with_includes(path: &Path) -> Result<Mapping, ConfigError> {
+    let mut opts = read_mapping(path)?;
+    let base = path.parent().unwrap_or(Path::new("/"));
+    let default_include =
+        get_str(opts.get("default_include")).unwrap_or_else(|| "master.d/*.conf".into());
+    let include = get_str_list(opts.get("include"));
+    for pattern in std::iter::once(default_include).chain(include) {
+        for file in expand_include(base, &pattern) {
+            // An unreadable or broken include is skipped, as Salt does with a log line.
+            match read_mapping(&file) {
+                Ok(extra) => opts.extend(extra),
+                Err(e) => crate::log::warn(&format!("{e}; ignored")),
+            }
+        }
+    }
+    Ok(opts)
+}
+
+/// Expands an include pattern relative to the config's directory. Supports what Salt's
+/// configs use: a plain path, or `*` wildcards in the file-name part.
+fn expand_include(base: &Path, pattern: &str) -> Vec<PathBuf> {
+    let full = base.join(pattern);
+    let name = full.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !name.contains('*') {
+        return if full.is_file() { vec![full] } else { vec![] };
+    }
+    let dir = full.parent().unwrap_or(base);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| wildcard_match(name, n))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Matches `text` against a pattern where `*` stands for any run of characters.
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, tail)) => {
+            let Some(rest) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=rest.len())
+                .filter(|&i| rest.is_char_boundary(i))
+                .any(|i| wildcard_match(tail, &rest[i..]))
+        }
+    }
+}
+
+/// Salt's `prepend_root_dir`: paths outside a non-`/` root_dir are moved under it.
+fn prepend_root_dir(root_dir: &str, path: &str) -> String {
+    let root = root_dir.trim_end_matches('/');
+    if root.is_empty() || path.starts_with(&format!("{root}/")) || path == root {
+        path.to_string()
+    } else {
+        format!("{root}/{}", path.trim_start_matches('/'))
+    }
+}
+
+/// The address a client uses for the master's `interface`.
+fn client_interface(interface: &str) -> String {
+    match interface {
+        "" | "0.0.0.0" => "127.0.0.1".into(),
+        "::" => "::1".into(),
+        other => other.trim_start_matches('[').trim_end_matches(']').into(),
+    }
+}
+
+fn get_str(v: Option<&Yaml>) -> Option<String> {
+    match v? {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Number(n) => Some(n.to_string()),
+        Yaml::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn get_f64(v: Option<&Yaml>) -> Option<f64> {
+    match v? {
+        Yaml::Number(n) => n.as_f64(),
+        Yaml::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn get_port(v: Option<&Yaml>) -> Option<u16> {
+    get_f64(v)
+        .filter(|p| (1.0..=65535.0).contains(p))
+        .map(|p| p as u16)
+}
+
+fn get_bool(v: Option<&Yaml>) -> Option<bool> {
+    match v? {
+        Yaml::Bool(b) => Some(*b),
+        Yaml::String(s) => match s.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Some(true),
+            "false" | "no" | "off" | "0" => Some(false),
+            _ => None,
+        },
+        Yaml::Number(n) => n.as_i64().map(|i| i != 0),
+        _ => None,
+    }
+}
+
+fn get_str_list(v: Option<&Yaml>) -> Vec<String> {
+    match v {
+        Some(Yaml::Sequence(items)) => items.iter().filter_map(|i| get_str(Some(i))).collect(),
+        Some(other) => get_str(Some(other)).into_iter().collect(),
+        None => vec![],
+    }
+}
+
+fn get_nodegroups(v: Option<&Yaml>) -> BTreeMap<String, NodegroupDef> {
+    let Some(Yaml::Mapping(m)) = v else {
+        return BTreeMap::new();
+    };
+    m.iter()
+        .filter_map(|(k, v)| {
+            let name = get_str(Some(k))?;
+            let def = match v {
+                Yaml::Sequence(_) => NodegroupDef::List(get_str_list(Some(v))),
+                other => NodegroupDef::Compound(get_str(Some(other))?),
+            };
+            Some((name, def))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(yaml: &str) -> Settings {
+        let m: Mapping = serde_yaml_ng::from_str(yaml).expect("test yaml");
+        Settings::from_mapping(PathBuf::from("/x/master"), &m)
+    }
+
+    #[test]
+    fn defaults_are_salts() {
+        let s = settings("{}");
+        assert_eq!(s.master_uri(), "tcp://127.0.0.1:4506");
+        assert_eq!(s.sock_dir, PathBuf::from("/var/run/salt/master"));
+        assert!(s.netapi_enable_clients.is_empty());
+        assert_eq!(s.timeout, 5.0);
+        assert_eq!(s.gather_job_timeout, 10.0);
+        assert_eq!(s.rest_timeout, 300.0);
+        assert_eq!(s.limits.max_body_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn root_dir_is_prepended_and_interface_mapped() {
+        let s = settings(
+            "root_dir: /srv/salt\nsock_dir: /run/m\ncachedir: /srv/salt/c\ninterface: '::'\nret_port: 14506",
+        );
+        assert_eq!(s.sock_dir, PathBuf::from("/srv/salt/run/m"));
+        assert_eq!(s.cachedir, PathBuf::from("/srv/salt/c"));
+        assert_eq!(s.master_uri(), "tcp://[::1]:14506");
+    }
+
+    #[test]
+    fn own_limits_are_read() {
+        let s = settings("salt_fcgi:\n  max_body_bytes: 10\n  master_connect_timeout: 0.5\n");
+        assert_eq!(s.limits.max_body_bytes, 10);
+        assert_eq!(s.limits.master_connect_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn nodegroups_both_shapes() {
+        let s = settings("nodegroups:\n  a: 'L@x,y'\n  b: [m1, m2]\n");
+        assert_eq!(s.nodegroups["a"], NodegroupDef::Compound("L@x,y".into()));
+        assert_eq!(
+            s.nodegroups["b"],
+            NodegroupDef::List(vec!["m1".into(), "m2".into()])
+        );
+    }
+
+    #[test]
+    fn includes_override_main_file() {
+        let dir = std::env::temp_dir().join(format!("salt-fcgi-settings-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("master.d")).expect("mkdir");
+        std::fs::write(dir.join("master"), "ret_port: 1\ntimeout: 7\n").expect("write");
+        std::fs::write(dir.join("master.d/a.conf"), "ret_port: 2\n").expect("write");
+        std::fs::write(dir.join("master.d/ignored.txt"), "ret_port: 3\n").expect("write");
+        let s = Settings::load(Some(&dir.join("master"))).expect("load");
+        assert_eq!(s.ret_port, 2);
+        assert_eq!(s.timeout, 7.0);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("*.conf", "a.conf"));
+        assert!(!wildcard_match("*.conf", "a.conf.bak"));
+        assert!(wildcard_match("*", ""));
+    }
+}
