@@ -70,10 +70,10 @@ pub enum Credentials {
     Eauth {
         /// The eauth backend (`pam`, `file`, …).
         eauth: String,
-        /// User name (absent for backends that take none).
-        username: Option<String>,
-        /// Password (absent for backends that take none).
-        password: Option<Secret>,
+        /// User name.
+        username: String,
+        /// Password.
+        password: Secret,
     },
 }
 
@@ -126,22 +126,12 @@ impl Credentials {
                 password,
             } => {
                 load.insert("eauth".into(), Json::from(eauth.as_str()));
-                if let Some(u) = username {
-                    load.insert("username".into(), Json::from(u.as_str()));
-                }
-                if let Some(p) = password {
-                    load.insert("password".into(), Json::from(p.expose()));
-                }
+                load.insert("username".into(), Json::from(username.as_str()));
+                load.insert("password".into(), Json::from(password.expose()));
             }
         }
     }
-
-    /// The user name to show in messages.
-    pub fn user(&self) -> &str {
-        match self {
-            Credentials::Token(_) => "<token>",
-            Credentials::Eauth { username, .. } => username.as_deref().unwrap_or(""),
-        }
+}
     }
 }
 
@@ -259,8 +249,10 @@ mod tests {
                 Err(SaltError::Authentication("Invalid token".into()))
             );
         }
-        let c = chunk(json!({"eauth": "pam", "password": 5}));
+        let c = chunk(json!({"eauth": "pam", "username": "u", "password": 5}));
         assert!(Credentials::from_chunk(&c).is_err());
+        let c = chunk(json!({"eauth": "pam", "username": "u"}));
+        assert!(matches!(Credentials::from_chunk(&c), Err(SaltError::Authentication(_))));
     }
 
     #[test]
