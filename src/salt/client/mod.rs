@@ -101,14 +101,21 @@ impl Credentials {
             }
             return Ok(Credentials::Token(Secret(token)));
         }
-        match text("eauth")? {
-            Some(eauth) if !eauth.is_empty() => Ok(Credentials::Eauth {
+        let Some(eauth) = text("eauth")?.filter(|e| !e.is_empty()) else {
+            return Err(SaltError::Authentication(
+                "No authentication credentials given".into(),
+            ));
+        };
+        // Every eauth backend takes both; without them a 3006 master fails the request
+        // with a generic exception instead of an authentication error.
+        match (text("username")?, text("password")?) {
+            (Some(username), Some(password)) => Ok(Credentials::Eauth {
                 eauth,
-                username: text("username")?,
-                password: text("password")?.map(Secret),
+                username,
+                password: Secret(password),
             }),
             _ => Err(SaltError::Authentication(
-                "No authentication credentials given".into(),
+                "Authentication error occurred: eauth needs 'username' and 'password'".into(),
             )),
         }
     }
@@ -130,8 +137,6 @@ impl Credentials {
                 load.insert("password".into(), Json::from(password.expose()));
             }
         }
-    }
-}
     }
 }
 
@@ -252,15 +257,18 @@ mod tests {
         let c = chunk(json!({"eauth": "pam", "username": "u", "password": 5}));
         assert!(Credentials::from_chunk(&c).is_err());
         let c = chunk(json!({"eauth": "pam", "username": "u"}));
-        assert!(matches!(Credentials::from_chunk(&c), Err(SaltError::Authentication(_))));
+        assert!(matches!(
+            Credentials::from_chunk(&c),
+            Err(SaltError::Authentication(_))
+        ));
     }
 
     #[test]
     fn secrets_never_print() {
         let c = Credentials::Eauth {
             eauth: "pam".into(),
-            username: Some("u".into()),
-            password: Some(Secret("hunter2".into())),
+            username: "u".into(),
+            password: Secret("hunter2".into()),
         };
         assert!(!format!("{c:?}").contains("hunter2"));
     }
