@@ -34,6 +34,8 @@ pub struct Limits {
     pub max_chunks: usize,
     /// Deepest JSON nesting accepted (`max_json_depth`, default 64) → 400.
     pub max_json_depth: usize,
+    /// HTTP front end: largest request head (`max_header_bytes`, default 64 KiB, min 8 KiB).
+    pub max_header_bytes: usize,
     /// Largest master reply or event accepted (`max_reply_bytes`, default 64 MiB).
     pub max_reply_bytes: usize,
     /// How long to wait for the master to accept a connection (`master_connect_timeout`, 2 s).
@@ -171,6 +173,7 @@ impl Settings {
                 max_body_bytes: own_usize("max_body_bytes", 1 << 20),
                 max_chunks: own_usize("max_chunks", 100),
                 max_json_depth: own_usize("max_json_depth", 64),
+                max_header_bytes: own_usize("max_header_bytes", 64 << 10).max(8192),
                 max_reply_bytes: own_usize("max_reply_bytes", 64 << 20),
                 master_connect_timeout: secs(own_f64("master_connect_timeout").unwrap_or(2.0)),
                 request_deadline: secs(own_f64("request_deadline").unwrap_or(rest_timeout + 30.0)),

@@ -26,6 +26,7 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, options: ServeOptions) 
     life.watch_signals_and_idle();
     let limits = api.settings().limits.clone();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let max_header = limits.max_header_bytes;
     if let Ok(addr) = listener.local_addr() {
         crate::log::info(&format!("serving HTTP on http://{addr}/"));
     }
@@ -59,7 +60,11 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, options: ServeOptions) 
                     ))
                 }
             });
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let conn = http1::Builder::new()
+                .max_buf_size(max_header)
+                .header_read_timeout(std::time::Duration::from_secs(30))
+                .timer(hyper_util::rt::TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), service);
             let mut conn = std::pin::pin!(conn);
             let mut stop = life.subscribe();
             tokio::select! {

@@ -20,7 +20,15 @@ use crate::api::{Api, ApiRequest, ApiResponse};
 /// taking the connection or the process down.
 pub async fn handle_guarded(api: &Arc<Api>, req: ApiRequest) -> ApiResponse {
     let api = Arc::clone(api);
-    match tokio::spawn(async move { api.handle(req).await }).await {
+    guarded(async move { api.handle(req).await }).await
+}
+
+/// Awaits `work` in its own task; a panic in it becomes a 500 response.
+pub async fn guarded<F>(work: F) -> ApiResponse
+where
+    F: std::future::Future<Output = ApiResponse> + Send + 'static,
+{
+    match tokio::spawn(work).await {
         Ok(resp) => resp,
         Err(e) => {
             crate::log::error(&format!("request handler failed: {e}"));
@@ -192,6 +200,14 @@ mod tests {
         assert!(text.starts_with("Status: 405 Method Not Allowed\r\n"));
         assert!(text.contains("Content-Length: 15\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\n{\"return\":\"é\"}"));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500() {
+        let resp = guarded(async { panic!("boom") }).await;
+        assert_eq!(resp.status, 500);
+        assert!(!String::from_utf8_lossy(&resp.body).contains("boom"));
+        assert_eq!(guarded(async { ApiResponse::ok(vec![]) }).await.status, 200);
     }
 
     #[tokio::test]
