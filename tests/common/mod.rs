@@ -1,0 +1,502 @@
+//! Shared harness for the integration tests against a real salt-master.
+//!
+//! `scripts/test` starts a master and minions with `scripts/salt-env` and exports
+//! `SALT_FCGI_TEST_ENV=<dir>`; the tests read `<dir>/env.sh`. Without it they fail with
+//! a message saying how to run them (they never skip silently).
+//!
+//! Front ends: [`cgi`] execs the binary with a CGI environment; [`Server`] runs it as an
+//! HTTP or FastCGI server on a free port / socket (killed on drop); [`http`] and
+//! [`fastcgi`] are small clients; [`salt_cli`] runs Salt's own CLI to cross-check.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as Json, json};
+
+/// The running test master, as described by `env.sh`.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    /// Directory of the master (config, sockets, logs).
+    pub dir: PathBuf,
+    /// The master config file.
+    pub config: PathBuf,
+    /// Salt's venv (for the CLI cross-checks).
+    pub venv: PathBuf,
+    /// Salt version of the master.
+    pub version: String,
+    /// Minion ids.
+    pub minions: Vec<String>,
+    /// Full-access eauth user and password.
+    pub user: String,
+    pub password: String,
+    /// Restricted eauth user (test.* on ms-0 only).
+    pub restricted_user: String,
+    pub restricted_password: String,
+}
+
+/// The test environment; panics with instructions when the suite was not started by
+/// `scripts/test`.
+pub fn env() -> &'static TestEnv {
+    static ENV: OnceLock<TestEnv> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let dir = std::env::var_os("SALT_FCGI_TEST_ENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                panic!(
+                    "SALT_FCGI_TEST_ENV is not set: these tests need a real salt-master. \
+                 Run them with `scripts/test` (it starts one with scripts/salt-env)."
+                )
+            });
+        let text = std::fs::read_to_string(dir.join("env.sh"))
+            .unwrap_or_else(|e| panic!("cannot read {}/env.sh: {e}", dir.display()));
+        let vars: HashMap<String, String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+            .collect();
+        let get = |k: &str| {
+            vars.get(k)
+                .cloned()
+                .unwrap_or_else(|| panic!("{k} missing from env.sh"))
+        };
+        TestEnv {
+            dir,
+            config: get("SALT_MASTER_CONFIG").into(),
+            venv: get("SALT_VENV").into(),
+            version: get("SALT_VERSION"),
+            minions: get("SALT_TEST_MINIONS")
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+            user: get("SALT_TEST_USER"),
+            password: get("SALT_TEST_PASSWORD"),
+            restricted_user: get("SALT_TEST_RESTRICTED_USER"),
+            restricted_password: get("SALT_TEST_RESTRICTED_PASSWORD"),
+        }
+    })
+}
+
+impl TestEnv {
+    /// `{"eauth": "file", "username": …, "password": …}` merged into `chunk`.
+    pub fn auth(&self, mut chunk: Json) -> Json {
+        if let Some(c) = chunk.as_object_mut() {
+            c.insert("eauth".into(), json!("file"));
+            c.insert("username".into(), json!(self.user));
+            c.insert("password".into(), json!(self.password));
+        }
+        chunk
+    }
+
+    /// The same for the restricted user.
+    pub fn restricted(&self, mut chunk: Json) -> Json {
+        if let Some(c) = chunk.as_object_mut() {
+            c.insert("eauth".into(), json!("file"));
+            c.insert("username".into(), json!(self.restricted_user));
+            c.insert("password".into(), json!(self.restricted_password));
+        }
+        chunk
+    }
+
+    /// True for 3008 masters (silent minions become a message, not `false`).
+    pub fn is_3008(&self) -> bool {
+        self.version.starts_with("3008")
+    }
+
+    /// `{minion: true}` for every test minion.
+    pub fn all_true(&self) -> Json {
+        Json::Object(
+            self.minions
+                .iter()
+                .map(|m| (m.clone(), Json::Bool(true)))
+                .collect(),
+        )
+    }
+
+    /// A copy of the master config with `extra` YAML in `master.d/override.conf` (Salt's
+    /// include rules: included keys win), in a new directory. salt-fcgi reads the config
+    /// itself, so this changes only what salt-fcgi sees.
+    pub fn config_variant(&self, name: &str, extra: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("salt-fcgi-cfg-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("master.d")).expect("mkdir config variant");
+        let path = dir.join("master");
+        std::fs::copy(&self.config, &path).expect("copy master config");
+        std::fs::write(dir.join("master.d/override.conf"), extra).expect("write override");
+        path
+    }
+}
+
+/// A parsed response from any front end.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: HashMap<String, String>,
+    /// Raw body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The body as JSON (panics with the body text if it is not).
+    pub fn json(&self) -> Json {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// `return` of the body.
+    pub fn ret(&self) -> Json {
+        self.json()["return"].clone()
+    }
+
+    /// Checks Content-Type and a byte-accurate Content-Length.
+    pub fn check_headers(&self) {
+        assert_eq!(
+            self.headers.get("content-type").map(String::as_str),
+            Some("application/json")
+        );
+        let len: usize = self
+            .headers
+            .get("content-length")
+            .and_then(|l| l.parse().ok())
+            .expect("Content-Length");
+        assert_eq!(len, self.body.len(), "Content-Length must count bytes");
+    }
+}
+
+/// Splits a CGI-style (`Status:` …) or HTTP response head from its body.
+fn parse_head(raw: &[u8], http: bool) -> Response {
+    let at = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "no header block in response: {}",
+                String::from_utf8_lossy(raw)
+            )
+        });
+    let head = String::from_utf8_lossy(&raw[..at]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut headers = HashMap::new();
+    let mut status = None;
+    if http {
+        let first = lines.next().unwrap_or_default();
+        status = first.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+    }
+    for line in lines {
+        if let Some((k, v)) = line.split_once(':') {
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
+            if k == "status" {
+                status = v.get(..3).and_then(|s| s.parse().ok());
+            }
+            headers.insert(k, v);
+        }
+    }
+    Response {
+        status: status.unwrap_or(200),
+        headers,
+        body: raw[at + 4..].to_vec(),
+    }
+}
+
+/// The salt-fcgi binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_salt-fcgi")
+}
+
+/// Runs one CGI request: POST `body` as `application/json` against `config`.
+pub fn cgi_post(config: &Path, body: &Json) -> Response {
+    cgi(
+        config,
+        "POST",
+        Some("application/json"),
+        body.to_string().as_bytes(),
+        &[],
+    )
+}
+
+/// Runs one CGI request with full control over method, content type, body, extra env.
+pub fn cgi(
+    config: &Path,
+    method: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+    extra: &[(&str, &str)],
+) -> Response {
+    let mut cmd = Command::new(binary());
+    cmd.env_clear()
+        .env("SALT_MASTER_CONFIG", config)
+        .env("GATEWAY_INTERFACE", "CGI/1.1")
+        .env("REQUEST_METHOD", method)
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("PATH_INFO", "/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(ct) = content_type {
+        cmd.env("CONTENT_TYPE", ct);
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn salt-fcgi");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let body = body.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&body);
+    });
+    let out = child.wait_with_output().expect("wait salt-fcgi");
+    let _ = writer.join();
+    let resp = parse_head(&out.stdout, false);
+    resp.check_headers();
+    resp
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// salt-fcgi running as a server; killed (SIGKILL if SIGTERM is not enough) on drop.
+pub struct Server {
+    child: Child,
+    /// `127.0.0.1:PORT` for HTTP and TCP FastCGI, or a socket path.
+    pub address: String,
+    socket_dir: Option<PathBuf>,
+}
+
+impl Server {
+    /// `salt-fcgi --http 127.0.0.1:<free port>`.
+    pub fn http(config: &Path) -> Server {
+        let address = format!("127.0.0.1:{}", free_port());
+        Server::start(config, &["--http", &address], address.clone(), None)
+    }
+
+    /// `salt-fcgi --listen unix:<temp>/fcgi.sock`.
+    pub fn fastcgi_unix(config: &Path) -> Server {
+        let dir = std::env::temp_dir().join(format!(
+            "salt-fcgi-sock-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("mkdir socket dir");
+        let path = dir.join("fcgi.sock");
+        let spec = format!("unix:{}", path.display());
+        Server::start(
+            config,
+            &["--listen", &spec],
+            path.display().to_string(),
+            Some(dir),
+        )
+    }
+
+    /// `salt-fcgi` with arbitrary arguments, waiting until `address` accepts connections.
+    pub fn start(
+        config: &Path,
+        args: &[&str],
+        address: String,
+        socket_dir: Option<PathBuf>,
+    ) -> Server {
+        let child = Command::new(binary())
+            .args(args)
+            .env("SALT_MASTER_CONFIG", config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn salt-fcgi server");
+        let server = Server {
+            child,
+            address,
+            socket_dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !server.accepts() {
+            assert!(
+                Instant::now() < deadline,
+                "salt-fcgi did not start listening on {}",
+                server.address
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn accepts(&self) -> bool {
+        if self.address.starts_with('/') {
+            std::os::unix::net::UnixStream::connect(&self.address).is_ok()
+        } else {
+            std::net::TcpStream::connect(&self.address).is_ok()
+        }
+    }
+
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit by itself, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(dir) = &self.socket_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Sends one HTTP/1.1 request (`Connection: close`) and reads the whole response.
+pub fn http(address: &str, method: &str, content_type: Option<&str>, body: &[u8]) -> Response {
+    let mut stream = std::net::TcpStream::connect(address).expect("connect HTTP");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    let mut head = format!(
+        "{method} / HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(ct) = content_type {
+        head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("write head");
+    stream.write_all(body).expect("write body");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    parse_head(&raw, true)
+}
+
+/// POSTs a JSON body over HTTP.
+pub fn http_post(address: &str, body: &Json) -> Response {
+    let resp = http(
+        address,
+        "POST",
+        Some("application/json"),
+        body.to_string().as_bytes(),
+    );
+    resp.check_headers();
+    resp
+}
+
+/// Sends one FastCGI request with the `fastcgi-client` crate over a unix socket.
+pub fn fastcgi(socket: &str, method: &str, content_type: &str, body: &[u8]) -> Response {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let stream = tokio::net::UnixStream::connect(socket)
+            .await
+            .expect("connect FastCGI socket");
+        let client = fastcgi_client::Client::new_tokio(stream);
+        let params = fastcgi_client::Params::default()
+            .request_method(method.to_string())
+            .script_name("/salt")
+            .request_uri("/salt/")
+            .content_type(content_type.to_string())
+            .content_length(body.len())
+            .custom("PATH_INFO", "/");
+        let output = client
+            .execute_once(fastcgi_client::Request::new(params, body))
+            .await
+            .expect("FastCGI request");
+        parse_head(&output.stdout.unwrap_or_default(), false)
+    })
+}
+
+/// POSTs a JSON body over FastCGI.
+pub fn fastcgi_post(socket: &str, body: &Json) -> Response {
+    let resp = fastcgi(
+        socket,
+        "POST",
+        "application/json",
+        body.to_string().as_bytes(),
+    );
+    resp.check_headers();
+    resp
+}
+
+/// Runs a Salt CLI tool from the venv (`salt`, `salt-run`, `salt-key`) with `--out=json`.
+pub fn salt_cli(tool: &str, args: &[&str]) -> Json {
+    let e = env();
+    let out = Command::new(e.venv.join("bin").join(tool))
+        .arg("-c")
+        .arg(&e.dir)
+        .args(args)
+        .arg("--out=json")
+        .output()
+        .expect("run salt CLI");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&text).unwrap_or_else(|_| {
+        // `salt` prints one JSON document per minion: merge them.
+        let mut merged = serde_json::Map::new();
+        for doc in serde_json::Deserializer::from_str(&text)
+            .into_iter::<Json>()
+            .flatten()
+        {
+            if let Json::Object(m) = doc {
+                merged.extend(m);
+            }
+        }
+        Json::Object(merged)
+    })
+}
+
+/// Runs a Python snippet with the venv's interpreter and returns its stdout.
+pub fn python(code: &str) -> String {
+    let e = env();
+    let out = Command::new(e.venv.join("bin").join("python"))
+        .arg("-c")
+        .arg(code)
+        .env("SALT_MASTER_CONFIG", &e.config)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A fresh eauth token for `user` made by the master's own `mk_token` (LoadAuth).
+pub fn mk_token(user: &str, password: &str) -> String {
+    let code = format!(
+        "import os, salt.config, salt.auth\n\
+         opts = salt.config.master_config(os.environ['SALT_MASTER_CONFIG'])\n\
+         tok = salt.auth.LoadAuth(opts).mk_token({{'eauth': 'file', 'username': {user:?}, 'password': {password:?}}})\n\
+         print(tok['token'])"
+    );
+    let token = python(&code);
+    assert!(
+        token.len() >= 32 && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        "bad token {token:?}"
+    );
+    token
+}
