@@ -1,0 +1,680 @@
+//! Deployment tests: real Apache (mod_fcgid, mod_cgid, a shared-hosting cgi-bin with
+//! `.htaccess`) and real nginx (→ salt-fcgi's own socket, → spawn-fcgi, → a socket-activated
+//! salt-fcgi as systemd would run it), each started on a loopback port from the **shipped**
+//! files in apache/, nginx/ and systemd/ with only their placeholders filled in, and the
+//! same request suite through every one of them.
+//!
+//! Needs the test master (`SALT_FCGI_TEST_ENV`, set by scripts/test) and the Debian packages
+//! apache2, libapache2-mod-fcgid, nginx, spawn-fcgi, curl, openssl, systemd (for
+//! `systemd-analyze`). A missing one is a failure that names the package, never a skip.
+//!
+//! Who runs what, as in production: the web servers' workers run as www-data. Apache's
+//! children (CGI and mod_fcgid processes) get the master's group, which is how they read the
+//! master's event bus; the test master's directories get the matching group permission
+//! (`TestEnv::grant_master_group_access`). Under nginx, salt-fcgi runs as the master's
+//! user and hands nginx a socket it may connect to (group www-data, mode 0660).
+
+mod deploy_support;
+
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use deploy_support::*;
+use serde_json::json;
+
+/// Placeholder values common to the shipped web-server files.
+fn subs(env: &TestEnv, tls: &Tls) -> Vec<(&'static str, String)> {
+    vec![
+        ("@MASTER_CONFIG@", env.master_config.display().to_string()),
+        ("@TLS_CERT@", tls.cert.display().to_string()),
+        ("@TLS_KEY@", tls.key.display().to_string()),
+    ]
+}
+
+fn as_refs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    v.iter().map(|(k, s)| (*k, s.as_str())).collect()
+}
+
+/// A synchronous request that takes `secs` seconds on the first minion.
+fn slow_request(env: &TestEnv, secs: u32) -> serde_json::Value {
+    json!([chunk(
+        "local",
+        json!({"tgt": env.minions[0], "fun": "test.sleep", "arg": [secs]})
+    )])
+}
+
+fn ok_sleep(env: &TestEnv, r: &Reply) -> bool {
+    r.status == 200 && r.json() == Some(json!({"return": [{env.minions[0].clone(): true}]}))
+}
+
+/// Waits until no process started from the workdir is left.
+fn wait_no_processes(wd: &Workdir, timeout: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = wd.processes();
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Apache
+
+#[test]
+fn apache_mod_fcgid() {
+    let env = TestEnv::load();
+    env.grant_master_group_access();
+    let (_, master_gid) = env.master_ids();
+    let wd = Workdir::new("fcgid");
+    let tls = Tls::generate(&wd);
+    let binary = wd.install_binary("bin/salt-fcgi");
+    let ipc = wd.mkdir("apache-fcgid", 0o755);
+    if is_root() {
+        let (uid, gid) = user_ids(WEB_USER).expect("user www-data (package apache2)");
+        std::os::unix::fs::chown(&ipc, Some(uid), Some(gid)).expect("chown fcgid dir");
+    }
+    let extra = format!(
+        "FcgidIPCDir {ipc}\nFcgidProcessTableFile {run}/fcgid_shm\n",
+        ipc = ipc.display(),
+        run = wd.join("apache/run").display()
+    );
+    let common = subs(&env, &tls);
+    let mut apache = Apache::start(&wd, &["mod_fcgid"], &extra, master_gid, |port| {
+        let listen = format!("127.0.0.1:{port}");
+        let bin = binary.display().to_string();
+        let mut s = as_refs(&common);
+        s.push(("@LISTEN@", &listen));
+        s.push(("@BINARY@", &bin));
+        template("apache/salt-fcgi-fcgid.conf", &s)
+    });
+    let client = Client::new(&wd, &format!("https://127.0.0.1:{}/", apache.port), &tls);
+    let mut checks = Checks::new("apache-mod_fcgid");
+    run_suite(&client, &env, &mut checks, &wd.path);
+
+    // mod_fcgid started salt-fcgi on an inherited socket, and its stderr reached the log.
+    if !salt_fcgi_logged(&wd, "serving FastCGI on unix socket on fd 0") {
+        checks.fail("no `salt-fcgi[pid]: info: serving FastCGI` line in Apache's error log".into());
+    }
+    check_logs_clean(&wd, &wrong_password(&checks.path), &mut checks);
+
+    // Graceful stop with a request in flight: mod_fcgid sends salt-fcgi SIGTERM, the request
+    // still completes, then everything exits.
+    let slow = slow_request(&env, 2);
+    let reply = std::thread::scope(|s| {
+        let h = s.spawn(|| client.post_json(&slow, Framing::ContentLength));
+        std::thread::sleep(Duration::from_millis(800));
+        apache.graceful_stop();
+        h.join().expect("client thread")
+    });
+    checks.check(
+        ok_sleep(&env, &reply),
+        "request in flight during graceful-stop completes",
+        &reply,
+    );
+    match apache.daemon.wait_exit(Duration::from_secs(15)) {
+        Some(s) if s.success() => {}
+        other => checks.fail(format!(
+            "Apache did not exit cleanly after graceful-stop: {other:?}"
+        )),
+    }
+    let left = wait_no_processes(&wd, Duration::from_secs(5));
+    if !left.is_empty() {
+        checks.fail(format!("processes left after Apache stopped: {left:?}"));
+    }
+    if !salt_fcgi_logged(&wd, "SIGTERM") {
+        checks.fail("salt-fcgi did not log that SIGTERM made it finish and exit".into());
+    }
+    checks.finish(&wd);
+}
+
+#[test]
+fn apache_cgi() {
+    let env = TestEnv::load();
+    env.grant_master_group_access();
+    let (_, master_gid) = env.master_ids();
+    let wd = Workdir::new("cgid");
+    let tls = Tls::generate(&wd);
+    let binary = wd.install_binary("bin/salt-fcgi");
+    let extra = format!("ScriptSock {}/cgid.sock\n", wd.join("apache/run").display());
+    let common = subs(&env, &tls);
+    let apache = Apache::start(
+        &wd,
+        &["mod_cgid", "mod_alias", "mod_env"],
+        &extra,
+        master_gid,
+        |port| {
+            let listen = format!("127.0.0.1:{port}");
+            let bin = binary.display().to_string();
+            let mut s = as_refs(&common);
+            s.push(("@LISTEN@", &listen));
+            s.push(("@BINARY@", &bin));
+            template("apache/salt-fcgi-cgid.conf", &s)
+        },
+    );
+    let client = Client::new(&wd, &format!("https://127.0.0.1:{}/", apache.port), &tls);
+    let mut checks = Checks::new("apache-cgi");
+    run_suite(&client, &env, &mut checks, &wd.path);
+    // PATH_INFO below the script: still the API.
+    let r = client.get("some/path");
+    checks.check(
+        r.status == 200 && r.json().is_some_and(|j| j["return"] == "Welcome"),
+        "GET /some/path",
+        &r,
+    );
+    check_logs_clean(&wd, &wrong_password(&checks.path), &mut checks);
+    drop(apache);
+    let left = wait_no_processes(&wd, Duration::from_secs(5));
+    if !left.is_empty() {
+        checks.fail(format!("processes left after Apache stopped: {left:?}"));
+    }
+    checks.finish(&wd);
+}
+
+/// The usual mistake: Apache's children without the master's group. Synchronous calls
+/// cannot work then; the answer and the error log must say what to change.
+#[test]
+fn apache_cgi_without_the_master_group() {
+    let env = TestEnv::load();
+    env.grant_master_group_access();
+    let wd = Workdir::new("cgid-nogroup");
+    let tls = Tls::generate(&wd);
+    let binary = wd.install_binary("bin/salt-fcgi");
+    let extra = format!("ScriptSock {}/cgid.sock\n", wd.join("apache/run").display());
+    let common = subs(&env, &tls);
+    let web_gid = user_ids(WEB_USER).map_or(0, |(_, g)| g);
+    let mut checks = Checks::new("apache-cgi-without-master-group");
+    if !is_root() || env.master_ids().1 == web_gid {
+        eprintln!("not root, or the master's group is www-data's: nothing to misconfigure");
+        return;
+    }
+    let apache = Apache::start(
+        &wd,
+        &["mod_cgid", "mod_alias", "mod_env"],
+        &extra,
+        web_gid,
+        |port| {
+            let listen = format!("127.0.0.1:{port}");
+            let bin = binary.display().to_string();
+            let mut s = as_refs(&common);
+            s.push(("@LISTEN@", &listen));
+            s.push(("@BINARY@", &bin));
+            template("apache/salt-fcgi-cgid.conf", &s)
+        },
+    );
+    let client = Client::new(&wd, &format!("https://127.0.0.1:{}/", apache.port), &tls);
+    let r = client.post_json(
+        &json!([chunk("local", json!({"tgt": "*", "fun": "test.ping"}))]),
+        Framing::ContentLength,
+    );
+    checks.record(&r);
+    let names_the_fix = |text: &str| {
+        let t = text.to_ascii_lowercase();
+        t.contains("user") && t.contains("group")
+    };
+    checks.check(
+        r.status == 503 && r.json().is_some_and(|j| j["return"].as_str().is_some_and(names_the_fix)),
+        "sync local without access to the event bus: 503 that names the fix (the master's user/group)",
+        &r,
+    );
+    let logged = wd.logs().iter().any(|(_, t)| {
+        t.lines().any(|l| {
+            l.contains("salt-fcgi[") && l.to_ascii_lowercase().contains("permission denied")
+        })
+    });
+    if !logged {
+        checks.fail("the error log has no salt-fcgi line saying `permission denied`".into());
+    }
+    drop(apache);
+    checks.finish(&wd);
+}
+
+#[test]
+fn apache_shared_hosting_cgi_bin() {
+    let env = TestEnv::load();
+    env.grant_master_group_access();
+    let (_, master_gid) = env.master_ids();
+    let wd = Workdir::new("shared");
+    let tls = Tls::generate(&wd);
+    // The account's home: the executable outside the web root, the shipped cgi-bin inside.
+    wd.mkdir("home", 0o755);
+    let binary = wd.install_binary("home/salt-fcgi/salt-fcgi");
+    let docroot = wd.mkdir("home/public_html", 0o755);
+    let cgi_bin = wd.mkdir("home/public_html/cgi-bin", 0o755);
+    let htaccess =
+        std::fs::read_to_string(Path::new(REPO).join("apache/shared-hosting/cgi-bin/.htaccess"))
+            .expect("read shipped .htaccess");
+    write_file(&cgi_bin.join(".htaccess"), &htaccess, 0o644);
+    let bin = binary.display().to_string();
+    let conf = env.master_config.display().to_string();
+    let wrapper = template(
+        "apache/shared-hosting/cgi-bin/salt-api.cgi",
+        &[("@BINARY@", &bin), ("@MASTER_CONFIG@", &conf)],
+    );
+    write_file(&cgi_bin.join("salt-api.cgi"), &wrapper, 0o755);
+    // A file that must not be served from cgi-bin.
+    write_file(&cgi_bin.join("notes.txt"), "private\n", 0o644);
+
+    // The hosting company's side (not shipped): a TLS vhost whose document root allows the
+    // usual overrides.
+    let extra = format!("ScriptSock {}/cgid.sock\n", wd.join("apache/run").display());
+    let (cert, key) = (
+        tls.cert.display().to_string(),
+        tls.key.display().to_string(),
+    );
+    let docroot_s = docroot.display().to_string();
+    let logs = wd.join("apache/logs").display().to_string();
+    let apache = Apache::start(&wd, &["mod_cgid", "mod_env"], &extra, master_gid, |port| {
+        format!(
+            "# The hosting company's vhost (test harness, not shipped).\n\
+             <VirtualHost 127.0.0.1:{port}>\n\
+             \x20   SSLEngine on\n\
+             \x20   SSLCertificateFile {cert}\n\
+             \x20   SSLCertificateKeyFile {key}\n\
+             \x20   DocumentRoot {docroot_s}\n\
+             \x20   ErrorLog {logs}/host-error.log\n\
+             \x20   <Directory {docroot_s}>\n\
+             \x20       Options SymLinksIfOwnerMatch\n\
+             \x20       AllowOverride All\n\
+             \x20       Require all granted\n\
+             \x20   </Directory>\n\
+             </VirtualHost>\n"
+        )
+    });
+    let base = format!("https://127.0.0.1:{}/cgi-bin/salt-api.cgi", apache.port);
+    let client = Client::new(&wd, &base, &tls);
+    let mut checks = Checks::new("apache-shared-hosting");
+    run_suite(&client, &env, &mut checks, &wd.path);
+    let other = Client::new(
+        &wd,
+        &format!("https://127.0.0.1:{}/cgi-bin/", apache.port),
+        &tls,
+    );
+    for name in ["notes.txt", ".htaccess"] {
+        let r = other.get(name);
+        checks.check(
+            r.status == 403,
+            &format!("cgi-bin/{name} is not served"),
+            &r,
+        );
+    }
+    check_logs_clean(&wd, &wrong_password(&checks.path), &mut checks);
+    drop(apache);
+    let left = wait_no_processes(&wd, Duration::from_secs(5));
+    if !left.is_empty() {
+        checks.fail(format!("processes left after Apache stopped: {left:?}"));
+    }
+    checks.finish(&wd);
+}
+
+// ---------------------------------------------------------------------------------------
+// nginx
+
+/// Runs `cmd` as the master's user (as systemd's User= would) with `gid` as its group.
+fn as_master_user(cmd: &mut std::process::Command, env: &TestEnv, gid: Option<u32>) {
+    if !is_root() {
+        return;
+    }
+    let (master_uid, _) = env.master_ids();
+    if let Some(g) = gid {
+        cmd.gid(g);
+    }
+    if master_uid != 0 {
+        cmd.uid(master_uid);
+    }
+}
+
+fn start_nginx(wd: &Workdir, env: &TestEnv, tls: &Tls, shipped: &str, socket: &Path) -> Nginx {
+    let common = subs(env, tls);
+    let socket = socket.display().to_string();
+    Nginx::start(wd, |port| {
+        let listen = format!("127.0.0.1:{port}");
+        let mut s = as_refs(&common);
+        s.retain(|(k, _)| *k != "@MASTER_CONFIG@");
+        s.push(("@LISTEN@", &listen));
+        s.push(("@SOCKET@", &socket));
+        template(shipped, &s)
+    })
+}
+
+#[test]
+fn nginx_to_salt_fcgi_socket() {
+    let env = TestEnv::load();
+    let wd = Workdir::new("nginx-listen");
+    let tls = Tls::generate(&wd);
+    let binary = wd.install_binary("bin/salt-fcgi");
+    let run = wd.mkdir("run", 0o755);
+    let socket = run.join("salt-fcgi.sock");
+    let web_gid = user_ids(WEB_USER).map(|(_, g)| g);
+    // What systemd/salt-fcgi-listen.service runs: User=<master's user>, Group=www-data.
+    let mut cmd = clean_command(&binary);
+    cmd.arg("--config")
+        .arg(&env.master_config)
+        .arg("--listen")
+        .arg(format!("unix:{}", socket.display()))
+        .args(["--socket-mode", "660"])
+        .stderr(log_file(&wd.join("logs/salt-fcgi.err")));
+    as_master_user(&mut cmd, &env, web_gid);
+    let mut sf = Daemon::spawn("salt-fcgi --listen", &mut cmd);
+    wait_for_socket(&mut sf, &socket, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}{}", wd.log_dump()));
+    let mode = std::fs::metadata(&socket)
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
+    let nginx = start_nginx(&wd, &env, &tls, "nginx/salt-fcgi.conf", &socket);
+    let client = Client::new(&wd, &format!("https://127.0.0.1:{}/", nginx.port), &tls);
+    let mut checks = Checks::new("nginx-salt-fcgi-socket");
+    if mode != 0o660 {
+        checks.fail(format!("--socket-mode 660 gave a socket of mode {mode:o}"));
+    }
+    run_suite(&client, &env, &mut checks, &wd.path);
+    if !salt_fcgi_logged(&wd, "serving FastCGI on unix:") {
+        checks.fail("salt-fcgi did not log where it listens".into());
+    }
+
+    // SIGTERM with a synchronous request in flight: the request completes with 200, new
+    // connections are refused at once (nginx answers 502), then the process exits.
+    let slow = slow_request(&env, 2);
+    let (reply, during) = std::thread::scope(|s| {
+        let h = s.spawn(|| client.post_json(&slow, Framing::ContentLength));
+        std::thread::sleep(Duration::from_millis(800));
+        sf.signal(libc::SIGTERM);
+        std::thread::sleep(Duration::from_millis(200));
+        let during = client.get("");
+        (h.join().expect("client thread"), during)
+    });
+    checks.check(
+        ok_sleep(&env, &reply),
+        "request in flight at SIGTERM completes with 200",
+        &reply,
+    );
+    checks.check(
+        during.status == 502 && during.elapsed < Duration::from_secs(2),
+        "a new request after SIGTERM is refused at once (nginx 502)",
+        &during,
+    );
+    match sf.wait_exit(Duration::from_secs(5)) {
+        Some(s) if s.success() => {}
+        other => checks.fail(format!(
+            "salt-fcgi did not exit cleanly after SIGTERM: {other:?}"
+        )),
+    }
+    if socket.exists() {
+        checks.fail(format!("{} left behind after exit", socket.display()));
+    }
+    if !salt_fcgi_logged(&wd, "SIGTERM: finishing requests in flight") {
+        checks.fail("salt-fcgi did not log the SIGTERM".into());
+    }
+    check_logs_clean(&wd, &wrong_password(&checks.path), &mut checks);
+    drop(nginx);
+    checks.finish(&wd);
+}
+
+#[test]
+fn nginx_to_spawn_fcgi() {
+    let env = TestEnv::load();
+    let spawn_fcgi = require("spawn-fcgi", "spawn-fcgi");
+    let wd = Workdir::new("nginx-spawn");
+    let tls = Tls::generate(&wd);
+    let binary = wd.install_binary("bin/salt-fcgi");
+    let run = wd.mkdir("run", 0o755);
+    let socket = run.join("spawn.sock");
+    // The command of nginx/salt-fcgi-spawn-fcgi.conf: the socket is handed to www-data,
+    // salt-fcgi runs as the master's user (-u/-g; spawn-fcgi refuses uid/gid 0, and
+    // running as root it then simply stays root, the test master's user).
+    let mut cmd = clean_command(&spawn_fcgi);
+    cmd.arg("-n").arg("-s").arg(&socket).args(["-M", "0660"]);
+    if is_root() {
+        cmd.args(["-U", WEB_USER, "-G", WEB_USER]);
+        let (uid, gid) = env.master_ids();
+        if uid != 0 {
+            cmd.args(["-u", &uid.to_string()]);
+        }
+        if gid != 0 {
+            cmd.args(["-g", &gid.to_string()]);
+        }
+    }
+    cmd.arg("--")
+        .arg(&binary)
+        .arg("--config")
+        .arg(&env.master_config)
+        .stdout(log_file(&wd.join("logs/spawn-fcgi.log")))
+        .stderr(log_file(&wd.join("logs/salt-fcgi.err")));
+    let mut sf = Daemon::spawn("spawn-fcgi", &mut cmd);
+    wait_for_socket(&mut sf, &socket, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}{}", wd.log_dump()));
+    let nginx = start_nginx(&wd, &env, &tls, "nginx/salt-fcgi-spawn-fcgi.conf", &socket);
+    let client = Client::new(&wd, &format!("https://127.0.0.1:{}/", nginx.port), &tls);
+    let mut checks = Checks::new("nginx-spawn-fcgi");
+    run_suite(&client, &env, &mut checks, &wd.path);
+    if !salt_fcgi_logged(&wd, "serving FastCGI on unix socket on fd 0") {
+        checks.fail(
+            "salt-fcgi under spawn-fcgi did not log that it serves the inherited socket".into(),
+        );
+    }
+    check_logs_clean(&wd, &wrong_password(&checks.path), &mut checks);
+    drop(nginx);
+    match sf.stop(Duration::from_secs(5)) {
+        Some(s) if s.success() => {}
+        other => checks.fail(format!(
+            "salt-fcgi (spawn-fcgi -n) did not exit cleanly on SIGTERM: {other:?}"
+        )),
+    }
+    checks.finish(&wd);
+}
+
+// ---------------------------------------------------------------------------------------
+// systemd
+
+/// `Key=value` lines of a unit file (comments skipped).
+fn unit_keys(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.starts_with(';') && !l.starts_with('['))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn unit_get<'a>(keys: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    keys.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// The shipped units pass `systemd-analyze verify`, and socket activation works the way
+/// salt-fcgi.socket + salt-fcgi.service set it up: the test plays systemd — it owns the
+/// listening socket (path mode and group from the .socket unit), starts the service's
+/// ExecStart with the socket on standard input, and starts it again when it has exited.
+/// Requests that arrive while no salt-fcgi runs wait in the socket's backlog. Covers the
+/// idle and max-requests exits a socket-activated service relies on.
+#[test]
+fn systemd_socket_activation() {
+    let env = TestEnv::load();
+    let analyze = require("systemd-analyze", "systemd");
+    let wd = Workdir::new("systemd");
+    let tls = Tls::generate(&wd);
+    let binary = wd.install_binary("bin/salt-fcgi");
+    let bin = binary.display().to_string();
+    let conf = env.master_config.display().to_string();
+    let units = wd.mkdir("systemd", 0o755);
+    let mut service_text = String::new();
+    let mut socket_text = String::new();
+    for name in [
+        "salt-fcgi.socket",
+        "salt-fcgi.service",
+        "salt-fcgi-listen.service",
+    ] {
+        let shipped = format!("systemd/{name}");
+        let text = if name.ends_with(".socket") {
+            std::fs::read_to_string(Path::new(REPO).join(&shipped)).expect("read unit")
+        } else {
+            template(&shipped, &[("@BINARY@", &bin), ("@MASTER_CONFIG@", &conf)])
+        };
+        write_file(&units.join(name), &text, 0o644);
+        match name {
+            "salt-fcgi.service" => service_text = text,
+            "salt-fcgi.socket" => socket_text = text,
+            _ => {}
+        }
+    }
+    let mut checks = Checks::new("systemd-socket-activation");
+    let out = std::process::Command::new(&analyze)
+        .arg("verify")
+        .args(
+            [
+                "salt-fcgi.socket",
+                "salt-fcgi.service",
+                "salt-fcgi-listen.service",
+            ]
+            .map(|n| units.join(n)),
+        )
+        .output()
+        .expect("run systemd-analyze");
+    let complaints: Vec<String> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.contains("not safe") && !l.trim().is_empty())
+        // Outside a booted systemd (containers) verify also reports the host's own units.
+        .filter(|l| l.contains("salt-fcgi"))
+        .map(str::to_string)
+        .collect();
+    if !out.status.success() || !complaints.is_empty() {
+        checks.fail(format!(
+            "systemd-analyze verify: {}\n{}",
+            out.status,
+            complaints.join("\n")
+        ));
+    }
+
+    let service = unit_keys(&service_text);
+    let socket_unit = unit_keys(&socket_text);
+    if unit_get(&service, "StandardInput") != Some("socket") {
+        checks.fail("salt-fcgi.service must take the socket on fd 0 (StandardInput=socket)".into());
+    }
+    if matches!(
+        unit_get(&service, "StandardOutput"),
+        None | Some("inherit") | Some("socket")
+    ) {
+        checks.fail(
+            "salt-fcgi.service must not write stdout onto the socket (StandardOutput=journal)"
+                .into(),
+        );
+    }
+    if unit_get(&socket_unit, "Accept") != Some("no") {
+        checks.fail("salt-fcgi.socket must pass the listening socket (Accept=no)".into());
+    }
+    let exec: Vec<String> = unit_get(&service, "ExecStart")
+        .expect("ExecStart in salt-fcgi.service")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let environment: Vec<(String, String)> = service
+        .iter()
+        .filter(|(k, _)| k == "Environment")
+        .filter_map(|(_, v)| v.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mode = u32::from_str_radix(unit_get(&socket_unit, "SocketMode").unwrap_or("0666"), 8)
+        .expect("SocketMode");
+    let group = unit_get(&socket_unit, "SocketGroup")
+        .unwrap_or("root")
+        .to_string();
+
+    // Play systemd: create the socket like salt-fcgi.socket says.
+    let run = wd.mkdir("run", 0o755);
+    let path = run.join("salt-fcgi.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind socket");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod socket");
+    if is_root() {
+        let gid = user_ids(&group)
+            .map(|(_, g)| g)
+            .unwrap_or_else(|| panic!("SocketGroup {group}: no such group"));
+        std::os::unix::fs::chown(&path, None, Some(gid)).expect("chown socket");
+    }
+    let start = |extra: &[&str], n: usize| -> Daemon {
+        let fd: OwnedFd = listener.try_clone().expect("dup socket").into();
+        let mut cmd = clean_command(&exec[0]);
+        cmd.args(&exec[1..])
+            .args(extra)
+            .envs(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::from(fd))
+            .stderr(log_file(&wd.join(format!("logs/salt-fcgi-{n}.err"))));
+        as_master_user(&mut cmd, &env, None);
+        Daemon::spawn("salt-fcgi (socket-activated)", &mut cmd)
+    };
+    let nginx = start_nginx(&wd, &env, &tls, "nginx/salt-fcgi.conf", &path);
+    let client = Client::new(&wd, &format!("https://127.0.0.1:{}/", nginx.port), &tls);
+    let ping = json!([chunk("local", json!({"tgt": "*", "fun": "test.ping"}))]);
+    let pinged = |r: &Reply| {
+        r.status == 200
+            && r.json()
+                .is_some_and(|j| env.minions.iter().all(|m| j["return"][0][m] == json!(true)))
+    };
+
+    // 1. Started with --idle-timeout: serves, then exits by itself when idle.
+    let mut first = start(&["--idle-timeout", "1"], 1);
+    let r = client.post_json(&ping, Framing::ContentLength);
+    checks.record(&r);
+    checks.check(
+        pinged(&r),
+        "sync local through the socket-activated service",
+        &r,
+    );
+    match first.wait_exit(Duration::from_secs(5)) {
+        Some(s) if s.success() => {}
+        other => checks.fail(format!(
+            "--idle-timeout 1: no clean exit within 5 s: {other:?}"
+        )),
+    }
+
+    // 2. A request while nothing runs waits in the backlog; "systemd" starts the service
+    //    again (this time with --max-requests 2) and the request is answered.
+    let second = std::thread::scope(|s| {
+        let h = s.spawn(|| client.post_json(&ping, Framing::ContentLength));
+        std::thread::sleep(Duration::from_millis(500));
+        let d = start(&["--max-requests", "2"], 2);
+        (h.join().expect("client thread"), d)
+    });
+    let (queued, mut second) = second;
+    checks.check(
+        pinged(&queued) && queued.elapsed >= Duration::from_millis(400),
+        "a request queued while no salt-fcgi ran is served once it starts",
+        &queued,
+    );
+    let r = client.get("");
+    checks.check(
+        r.status == 200,
+        "second request to the --max-requests 2 instance",
+        &r,
+    );
+    match second.wait_exit(Duration::from_secs(5)) {
+        Some(s) if s.success() => {}
+        other => checks.fail(format!(
+            "--max-requests 2: no clean exit after two requests: {other:?}"
+        )),
+    }
+
+    // 3. And once more, stopped with SIGTERM like `systemctl stop`.
+    let mut third = start(&[], 3);
+    let r = client.post_json(&ping, Framing::ContentLength);
+    checks.check(pinged(&r), "third start serves", &r);
+    match third.stop(Duration::from_secs(5)) {
+        Some(s) if s.success() => {}
+        other => checks.fail(format!("SIGTERM: no clean exit: {other:?}")),
+    }
+    if !salt_fcgi_logged(&wd, "idle timeout") {
+        checks.fail("salt-fcgi did not log its idle exit".into());
+    }
+    drop(nginx);
+    drop(listener);
+    let left = wait_no_processes(&wd, Duration::from_secs(5));
+    if !left.is_empty() {
+        checks.fail(format!("processes left: {left:?}"));
+    }
+    checks.finish(&wd);
+}
