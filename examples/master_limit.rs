@@ -21,7 +21,12 @@ struct Options {
 
 fn options() -> Result<Options, lexopt::Error> {
     use lexopt::prelude::*;
-    let mut o = Options { config: "/etc/salt/master".into(), body: "body.json".into(), concurrency: 1, seconds: 5.0 };
+    let mut o = Options {
+        config: "/etc/salt/master".into(),
+        body: "body.json".into(),
+        concurrency: 1,
+        seconds: 5.0,
+    };
     let mut p = lexopt::Parser::from_env();
     while let Some(arg) = p.next()? {
         match arg {
@@ -41,7 +46,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let body = std::fs::read(&o.body)?;
     let chunks = lowstate::parse(&body, &settings.limits).map_err(|e| e.message)?;
     let master = Arc::new(Master::new(Arc::new(settings)));
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let deadline = Instant::now() + Duration::from_secs_f64(o.seconds);
     let (latencies, errors) = runtime.block_on(async {
         let mut tasks = Vec::new();
@@ -72,7 +79,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let mut ms: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     ms.sort_by(f64::total_cmp);
-    let pct = |p: f64| ms.get(((ms.len() as f64 * p) as usize).min(ms.len().saturating_sub(1))).copied().unwrap_or(0.0);
+    let pct = |p: f64| {
+        ms.get(((ms.len() as f64 * p) as usize).min(ms.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
     println!(
         "{{\"requests\": {}, \"rps\": {:.1}, \"p50_ms\": {:.2}, \"p99_ms\": {:.2}, \"errors\": {}}}",
         ms.len(),
