@@ -14,6 +14,7 @@
 //! (`TestEnv::grant_master_group_access`). Under nginx, salt-fcgi runs as the master's
 //! user and hands nginx a socket it may connect to (group www-data, mode 0660).
 
+mod common;
 mod deploy_support;
 
 use std::os::fd::OwnedFd;
@@ -41,7 +42,7 @@ fn as_refs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> 
 
 /// A synchronous request that takes `secs` seconds on the first minion.
 fn slow_request(env: &TestEnv, secs: u32) -> serde_json::Value {
-    json!([chunk(
+    json!([env.chunk(
         "local",
         json!({"tgt": env.minions[0], "fun": "test.sleep", "arg": [secs]})
     )])
@@ -177,61 +178,102 @@ fn apache_cgi() {
 }
 
 /// The usual mistake: Apache's children without the master's group. Synchronous calls
-/// cannot work then; the answer and the error log must say what to change.
+/// cannot work then; the answer and the error log must say what to change, and `wheel`
+/// (which only needs `ret_port`) still works. Twice: with the test master's sock_dir as it
+/// is (world-traversable, the event bus 0660), and reached through a 0750 directory, which
+/// is how Salt lays out /var/run/salt by default.
 #[test]
 fn apache_cgi_without_the_master_group() {
     let env = TestEnv::load();
     env.grant_master_group_access();
-    let wd = Workdir::new("cgid-nogroup");
-    let tls = Tls::generate(&wd);
-    let binary = wd.install_binary("bin/salt-fcgi");
-    let extra = format!("ScriptSock {}/cgid.sock\n", wd.join("apache/run").display());
-    let common = subs(&env, &tls);
     let web_gid = user_ids(WEB_USER).map_or(0, |(_, g)| g);
-    let mut checks = Checks::new("apache-cgi-without-master-group");
-    if !is_root() || env.master_ids().1 == web_gid {
+    let (_, master_gid) = env.master_ids();
+    if !is_root() || master_gid == web_gid {
         eprintln!("not root, or the master's group is www-data's: nothing to misconfigure");
         return;
     }
-    let apache = Apache::start(
-        &wd,
-        &["mod_cgid", "mod_alias", "mod_env"],
-        &extra,
-        web_gid,
-        |port| {
-            let listen = format!("127.0.0.1:{port}");
-            let bin = binary.display().to_string();
-            let mut s = as_refs(&common);
-            s.push(("@LISTEN@", &listen));
-            s.push(("@BINARY@", &bin));
-            template("apache/salt-fcgi-cgid.conf", &s)
-        },
-    );
-    let client = Client::new(&wd, &format!("https://127.0.0.1:{}/", apache.port), &tls);
-    let r = client.post_json(
-        &json!([chunk("local", json!({"tgt": "*", "fun": "test.ping"}))]),
-        Framing::ContentLength,
-    );
-    checks.record(&r);
-    let names_the_fix = |text: &str| {
-        let t = text.to_ascii_lowercase();
-        t.contains("user") && t.contains("group")
-    };
-    checks.check(
-        r.status == 503 && r.json().is_some_and(|j| j["return"].as_str().is_some_and(names_the_fix)),
-        "sync local without access to the event bus: 503 that names the fix (the master's user/group)",
-        &r,
-    );
-    let logged = wd.logs().iter().any(|(_, t)| {
-        t.lines().any(|l| {
-            l.contains("salt-fcgi[") && l.to_ascii_lowercase().contains("permission denied")
-        })
-    });
-    if !logged {
-        checks.fail("the error log has no salt-fcgi line saying `permission denied`".into());
+    for layout in ["test-master", "salt-default"] {
+        let wd = Workdir::new(&format!("nogroup-{layout}"));
+        let tls = Tls::generate(&wd);
+        let binary = wd.install_binary("bin/salt-fcgi");
+        let config = if layout == "salt-default" {
+            // <wd>/run-salt (0750, the master's group) / master -> the real sock_dir.
+            let run_salt = wd.mkdir("run-salt", 0o750);
+            std::os::unix::fs::chown(&run_salt, Some(0), Some(master_gid)).expect("chown");
+            std::os::unix::fs::symlink(&env.settings.sock_dir, run_salt.join("master"))
+                .expect("symlink sock_dir");
+            let text = std::fs::read_to_string(&env.master_config).expect("read master config");
+            let variant: Vec<String> = text
+                .lines()
+                .filter(|l| !l.starts_with("root_dir:") && !l.starts_with("sock_dir:"))
+                .map(str::to_string)
+                .chain([
+                    "root_dir: /".to_string(),
+                    format!("sock_dir: {}/master", run_salt.display()),
+                ])
+                .collect();
+            let path = wd.join("master");
+            write_file(&path, &(variant.join("\n") + "\n"), 0o644);
+            path
+        } else {
+            env.master_config.clone()
+        };
+        let extra = format!("ScriptSock {}/cgid.sock\n", wd.join("apache/run").display());
+        let mut common = subs(&env, &tls);
+        common.retain(|(k, _)| *k != "@MASTER_CONFIG@");
+        common.push(("@MASTER_CONFIG@", config.display().to_string()));
+        let apache = Apache::start(
+            &wd,
+            &["mod_cgid", "mod_alias", "mod_env"],
+            &extra,
+            web_gid,
+            |port| {
+                let listen = format!("127.0.0.1:{port}");
+                let bin = binary.display().to_string();
+                let mut s = as_refs(&common);
+                s.push(("@LISTEN@", &listen));
+                s.push(("@BINARY@", &bin));
+                template("apache/salt-fcgi-cgid.conf", &s)
+            },
+        );
+        let client = Client::new(&wd, &format!("https://127.0.0.1:{}/", apache.port), &tls);
+        let mut checks = Checks::new(&format!("apache-cgi-without-master-group ({layout})"));
+        let r = client.post_json(
+            &json!([env.chunk("local", json!({"tgt": "*", "fun": "test.ping"}))]),
+            Framing::ContentLength,
+        );
+        checks.record(&r);
+        let names_the_fix = |text: &str| {
+            let t = text.to_ascii_lowercase();
+            t.contains("user") && t.contains("group")
+        };
+        checks.check(
+            r.status == 503
+                && r.json()
+                    .is_some_and(|j| j["return"].as_str().is_some_and(names_the_fix)),
+            "sync local without access to the event bus: 503 that names the fix (the master's user/group)",
+            &r,
+        );
+        let r = client.post_json(
+            &json!([env.chunk("wheel", json!({"fun": "key.list_all"}))]),
+            Framing::ContentLength,
+        );
+        checks.check(
+            r.status == 200,
+            "wheel needs only ret_port: works without the master's group",
+            &r,
+        );
+        let logged = wd.logs().iter().any(|(_, t)| {
+            t.lines().any(|l| {
+                l.contains("salt-fcgi[") && l.to_ascii_lowercase().contains("permission denied")
+            })
+        });
+        if !logged {
+            checks.fail("the error log has no salt-fcgi line saying `permission denied`".into());
+        }
+        drop(apache);
+        checks.finish(&wd);
     }
-    drop(apache);
-    checks.finish(&wd);
 }
 
 #[test]
@@ -609,7 +651,7 @@ fn systemd_socket_activation() {
     };
     let nginx = start_nginx(&wd, &env, &tls, "nginx/salt-fcgi.conf", &path);
     let client = Client::new(&wd, &format!("https://127.0.0.1:{}/", nginx.port), &tls);
-    let ping = json!([chunk("local", json!({"tgt": "*", "fun": "test.ping"}))]);
+    let ping = json!([env.chunk("local", json!({"tgt": "*", "fun": "test.ping"}))]);
     let pinged = |r: &Reply| {
         r.status == 200
             && r.json()

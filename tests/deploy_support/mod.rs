@@ -9,7 +9,6 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -26,80 +25,60 @@ pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 pub const BINARY: &str = env!("CARGO_BIN_EXE_salt-fcgi");
 /// The web servers' unprivileged user (Debian's).
 pub const WEB_USER: &str = "www-data";
-/// eauth credentials of the test master (scripts/salt-env: `file` backend).
+/// eauth backend of the test master (scripts/salt-env: `file`).
 pub const EAUTH: &str = "file";
-pub const USERNAME: &str = "saltdev";
-pub const PASSWORD: &str = "saltdev";
 
 // ---------------------------------------------------------------------------------------
 // The test master
 
-/// The running test master, as described by `$SALT_FCGI_TEST_ENV/env.sh`.
+/// The running test master, as described by `$SALT_FCGI_TEST_ENV/env.sh` (read by
+/// `tests/common`, like every other integration test), plus what salt-fcgi itself reads
+/// from its config.
 pub struct TestEnv {
     /// The environment directory (`scripts/salt-env up DIR`).
     pub dir: PathBuf,
-    /// Variables exported by env.sh.
-    pub vars: HashMap<String, String>,
     /// The master config salt-fcgi is pointed at.
     pub master_config: PathBuf,
     /// What salt-fcgi itself reads from it.
     pub settings: salt_fcgi::settings::Settings,
-    /// Minions that answer (`SALT_TEST_MINIONS` if env.sh exports it, else ms-0 ms-1).
+    /// Minions that answer.
     pub minions: Vec<String>,
+    /// Full-access eauth user and password.
+    pub user: String,
+    pub password: String,
 }
 
 impl TestEnv {
     /// Loads the environment; panics with instructions when there is none.
     pub fn load() -> TestEnv {
-        let dir = std::env::var_os("SALT_FCGI_TEST_ENV")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                panic!(
-                    "SALT_FCGI_TEST_ENV is not set. The deploy tests need a running test master: \
-                     run them through scripts/test, or `scripts/salt-env up DIR` and then \
-                     `SALT_FCGI_TEST_ENV=DIR cargo test --test deploy`."
-                )
-            });
-        let env_sh = dir.join("env.sh");
-        let text = fs::read_to_string(&env_sh).unwrap_or_else(|e| {
-            panic!(
-                "SALT_FCGI_TEST_ENV={}: cannot read {}: {e} (is the test master up?)",
-                dir.display(),
-                env_sh.display()
-            )
-        });
-        let vars = parse_env_sh(&text);
-        let master_config = vars
-            .get("SALT_MASTER_CONFIG")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| panic!("{} does not export SALT_MASTER_CONFIG", env_sh.display()));
-        let settings = salt_fcgi::settings::Settings::load(Some(&master_config))
+        let common = crate::common::env();
+        let settings = salt_fcgi::settings::Settings::load(Some(&common.config))
             .unwrap_or_else(|e| panic!("cannot read the test master's config: {e}"));
         let marker = settings.sock_dir.join("workers.ipc");
         assert!(
             marker.exists(),
             "the test master is not running: {} does not exist (SALT_FCGI_TEST_ENV={})",
             marker.display(),
-            dir.display()
+            common.dir.display()
         );
-        let minions = vars
-            .get("SALT_TEST_MINIONS")
-            .map(|m| {
-                m.split(|c: char| c == ',' || c.is_whitespace())
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| vec!["ms-0".into(), "ms-1".into()]);
+        assert!(!common.minions.is_empty(), "env.sh lists no minions");
         TestEnv {
-            dir,
-            vars,
-            master_config,
+            dir: common.dir.clone(),
+            master_config: common.config.clone(),
             settings,
-            minions,
+            minions: common.minions.clone(),
+            user: common.user.clone(),
+            password: common.password.clone(),
         }
+    }
+
+    /// One lowstate chunk with the full-access user's credentials.
+    pub fn chunk(&self, client: &str, extra: Json) -> Json {
+        let mut c = json!({"client": client, "eauth": EAUTH, "username": self.user, "password": self.password});
+        if let (Some(c), Json::Object(extra)) = (c.as_object_mut(), extra) {
+            c.extend(extra);
+        }
+        c
     }
 
     /// The master's event-bus socket (what synchronous clients must be able to open).
@@ -174,35 +153,6 @@ fn grant(path: &Path, gid: u32, bits: u32) {
         "deploy tests: added group permission {bits:03o} to {} (the master's group)",
         path.display()
     );
-}
-
-/// Parses `export NAME=VALUE` / `NAME=VALUE` lines; single or double quotes are removed.
-pub fn parse_env_sh(text: &str) -> HashMap<String, String> {
-    let mut vars = HashMap::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line).trim();
-        let Some((name, value)) = line.split_once('=') else {
-            continue;
-        };
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            continue;
-        }
-        let value = value.trim();
-        let value = if value.len() >= 2
-            && ((value.starts_with('"') && value.ends_with('"'))
-                || (value.starts_with('\'') && value.ends_with('\'')))
-        {
-            &value[1..value.len() - 1]
-        } else {
-            value
-        };
-        vars.insert(name.to_string(), value.to_string());
-    }
-    vars
 }
 
 // ---------------------------------------------------------------------------------------
@@ -989,18 +939,20 @@ impl Client {
                 args.push("Transfer-Encoding: chunked".into());
             }
         }
-        let command = format!(
-            "curl {} {url}",
-            args.iter()
-                .filter(|a| !a.starts_with("--max-time") && *a != "60")
-                .map(|a| if a.contains(' ') {
-                    format!("'{a}'")
-                } else {
-                    a.clone()
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        // The command as a user would type it: small bodies inline, large ones as a file.
+        let shown: Vec<String> = args
+            .iter()
+            .filter(|a| !a.starts_with("--max-time") && *a != "60")
+            .map(|a| match (a.strip_prefix('@'), body) {
+                (Some(_), Some(b)) if b.len() <= 400 && std::str::from_utf8(b).is_ok() => {
+                    format!("'{}'", String::from_utf8_lossy(b))
+                }
+                (Some(_), Some(b)) => format!("@body.json ({} bytes)", b.len()),
+                _ if a.contains(' ') => format!("'{a}'"),
+                _ => a.clone(),
+            })
+            .collect();
+        let command = format!("curl {} {url}", shown.join(" "));
         let start = Instant::now();
         let out = Command::new("curl")
             .args(&args)
@@ -1057,16 +1009,6 @@ impl Client {
     pub fn post_raw(&self, content_type: &str, body: &[u8], framing: Framing) -> Reply {
         self.request("POST", "", Some(content_type), Some(body), framing)
     }
-}
-
-/// One lowstate chunk with the test master's credentials.
-pub fn chunk(client: &str, extra: Json) -> Json {
-    let mut c =
-        json!({"client": client, "eauth": EAUTH, "username": USERNAME, "password": PASSWORD});
-    if let (Some(c), Json::Object(extra)) = (c.as_object_mut(), extra) {
-        c.extend(extra);
-    }
-    c
 }
 
 /// SHA-256 of `data` as lower-case hex (coreutils' sha256sum).
@@ -1176,7 +1118,7 @@ pub fn run_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &
 
     // Synchronous local: every minion answers.
     let r = client.post_json(
-        &json!([chunk("local", json!({"tgt": "*", "fun": "test.ping"}))]),
+        &json!([env.chunk("local", json!({"tgt": "*", "fun": "test.ping"}))]),
         Framing::ContentLength,
     );
     checks.record(&r);
@@ -1189,7 +1131,7 @@ pub fn run_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &
 
     // Wheel.
     let r = client.post_json(
-        &json!([chunk("wheel", json!({"fun": "key.list_all"}))]),
+        &json!([env.chunk("wheel", json!({"fun": "key.list_all"}))]),
         Framing::ContentLength,
     );
     checks.record(&r);
@@ -1207,7 +1149,7 @@ pub fn run_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &
 
     // 401 with a wrong password (which must appear nowhere).
     let bad = wrong_password(&checks.path);
-    let mut c = chunk("local", json!({"tgt": "*", "fun": "test.ping"}));
+    let mut c = env.chunk("local", json!({"tgt": "*", "fun": "test.ping"}));
     c["password"] = json!(bad);
     let r = client.post_json(&json!([c]), Framing::ContentLength);
     checks.record(&r);
@@ -1229,7 +1171,7 @@ pub fn run_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &
 
     // Non-ASCII return, byte-accurate.
     let text = "héllo ☃ 日本語 😀 \u{0}";
-    let echo = json!([chunk(
+    let echo = json!([env.chunk(
         "local",
         json!({"tgt": env.minions[0], "fun": "test.echo", "arg": [text]})
     )]);
@@ -1254,7 +1196,7 @@ pub fn run_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &
     // A body just under max_body_bytes, with Content-Length and chunked: the minion hashes
     // the payload, so every byte must have arrived.
     let pad_for = |len: usize| -> (Json, Vec<u8>) {
-        let base = json!([chunk(
+        let base = json!([env.chunk(
             "local",
             json!({"tgt": env.minions[0], "fun": "hashutil.digest", "arg": ["", "sha256"]})
         )]);
@@ -1263,7 +1205,7 @@ pub fn run_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &
             .map(|i| b'a' + (i * 7 % 26) as u8)
             .collect();
         let pad_s = String::from_utf8(pad.clone()).expect("ascii");
-        let body = json!([chunk(
+        let body = json!([env.chunk(
             "local",
             json!({"tgt": env.minions[0], "fun": "hashutil.digest", "arg": [pad_s, "sha256"]})
         )]);
