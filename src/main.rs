@@ -46,7 +46,8 @@ struct Args {
 
 enum Parsed {
     Run(Args),
-    Exit(ExitCode),
+    Help,
+    Version,
 }
 
 fn parse_args() -> Result<Parsed, lexopt::Error> {
@@ -71,14 +72,8 @@ fn parse_args() -> Result<Parsed, lexopt::Error> {
             Long("idle-timeout") => {
                 args.serve.idle_timeout = Some(Duration::from_secs(parser.value()?.parse()?));
             }
-            Short('h') | Long("help") => {
-                print!("{USAGE}");
-                return Ok(Parsed::Exit(ExitCode::SUCCESS));
-            }
-            Short('V') | Long("version") => {
-                println!("salt-fcgi {}", env!("CARGO_PKG_VERSION"));
-                return Ok(Parsed::Exit(ExitCode::SUCCESS));
-            }
+            Short('h') | Long("help") => return Ok(Parsed::Help),
+            Short('V') | Long("version") => return Ok(Parsed::Version),
             _ => return Err(arg.unexpected()),
         }
     }
@@ -86,15 +81,40 @@ fn parse_args() -> Result<Parsed, lexopt::Error> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
+    let parsed = parse_args();
+    let listening = is_listening_socket(0);
+    if !listening && std::env::var_os("GATEWAY_INTERFACE").is_some() {
+        // A CGI request: argv may come from the URL, so never print, serve or fail on it.
+        let config = match &parsed {
+            Ok(Parsed::Run(args)) => cgi_config(args),
+            _ => None,
+        };
+        return cgi::run(config.as_deref());
+    }
+    let args = match parsed {
         Ok(Parsed::Run(args)) => args,
-        Ok(Parsed::Exit(code)) => return code,
+        Ok(Parsed::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("salt-fcgi {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("salt-fcgi: {e}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
-    if args.listen.is_none() && args.http.is_none() && !is_listening_socket(0) {
+    if listening {
+        // mod_fcgid, spawn-fcgi, systemd: FastCGI on the inherited socket.
+        return serve(Args {
+            listen: None,
+            http: None,
+            ..args
+        });
+    }
+    if args.listen.is_none() && args.http.is_none() {
         if std::env::var_os("REQUEST_METHOD").is_none() {
             eprintln!(
                 "salt-fcgi: no CGI request (REQUEST_METHOD is not set) and no --listen/--http\n\n{USAGE}"
@@ -104,6 +124,20 @@ fn main() -> ExitCode {
         return cgi::run(args.config.as_deref());
     }
     serve(args)
+}
+
+/// The config path for a CGI request. Under CGI only `--config` means anything, and not
+/// even that when the arguments came from the URL: a query string without `=` is handed
+/// to CGI programs as argv (RFC 3875 4.4), so `?--config+/x` must not pick the config.
+fn cgi_config(args: &Args) -> Option<PathBuf> {
+    let query = std::env::var("QUERY_STRING").unwrap_or_default();
+    if !query.is_empty() && !query.contains('=') {
+        if std::env::args_os().len() > 1 {
+            log::warn("ignored command-line arguments that came from the query string");
+        }
+        return None;
+    }
+    args.config.clone()
 }
 
 /// Runs a FastCGI or HTTP server until it is told to stop.

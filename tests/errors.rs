@@ -245,3 +245,36 @@ fn a_failing_chunk_aborts_the_request_with_its_error() {
         (401, "No authentication credentials given")
     );
 }
+
+#[test]
+fn unknown_runner_function_is_an_error_without_a_traceback() {
+    let e = env();
+    let resp = cgi_post(
+        &e.config,
+        &json!([e.auth(json!({"client": "runner", "fun": "no_such.runner"}))]),
+    );
+    let (s, m) = status_and_message(&resp);
+    assert_eq!(s, 500, "{m}");
+    assert!(
+        m.contains("no_such.runner") && m.contains("is not available"),
+        "{m}"
+    );
+    assert!(!m.contains("Traceback") && !m.contains(".py"), "{m}");
+}
+
+#[test]
+fn query_string_words_never_become_options() {
+    // RFC 3875 4.4: `GET /?--http+127.0.0.1:1` reaches a CGI program as argv.
+    let out = std::process::Command::new(common::binary())
+        .args(["--http", "127.0.0.1:1"])
+        .env_clear()
+        .env("SALT_MASTER_CONFIG", &env().config)
+        .env("GATEWAY_INTERFACE", "CGI/1.1")
+        .env("REQUEST_METHOD", "GET")
+        .env("QUERY_STRING", "--http+127.0.0.1:1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("Status: 200 OK\r\n"), "{text}");
+}

@@ -220,6 +220,11 @@ fn secrets_paths_and_tracebacks_never_leak() {
     for secret in [BAD_PASSWORD, fake_token.as_str()] {
         assert!(!logged.contains(secret), "secret in the log: {logged}");
     }
+    // Refusals are logged with who and why (for the operator and fail2ban).
+    assert!(
+        logged.contains(&format!("401 for user '{}' eauth 'file'", e.user)),
+        "{logged}"
+    );
     let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_dir_all(&socket_dir);
 }

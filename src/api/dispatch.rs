@@ -59,13 +59,22 @@ impl Api {
         let run_all = async {
             let mut results = Vec::with_capacity(chunks.len());
             for chunk in &chunks {
-                results.push(netapi::run(&self.master, chunk).await?);
+                match netapi::run(&self.master, chunk).await {
+                    Ok(r) => results.push(r),
+                    Err(e) => return Err((e, chunk)),
+                }
             }
-            Ok::<Vec<Json>, SaltError>(results)
+            Ok(results)
         };
         match tokio::time::timeout(limits.request_deadline, run_all).await {
             Ok(Ok(results)) => ApiResponse::ok(results),
-            Ok(Err(e)) => salt_error(&e),
+            Ok(Err((e, chunk))) => {
+                let status = status_of(&e);
+                if status == 401 || status == 403 {
+                    log_refusal(status, &e, chunk, req.remote_addr.as_deref());
+                }
+                salt_error(&e)
+            }
             Err(_) => salt_error(&SaltError::Timeout(format!(
                 "request_deadline of {:.0} s exceeded",
                 limits.request_deadline.as_secs_f64()
@@ -81,11 +90,37 @@ fn is_json(content_type: Option<&str>) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// One log line per refused request, for the operator and for fail2ban: who (user name,
+/// eauth backend, or that a token was used), from where, and why. Never the secret itself.
+fn log_refusal(status: u16, e: &SaltError, chunk: &crate::salt::Chunk, remote: Option<&str>) {
+    let text = |k: &str| chunk.get(k).and_then(Json::as_str).unwrap_or("-");
+    let user: String = text("username").chars().take(64).collect();
+    let who = if chunk.contains_key("token") {
+        "token".to_string()
+    } else {
+        format!(
+            "user '{}' eauth '{}'",
+            user.escape_debug(),
+            text("eauth").escape_debug()
+        )
+    };
+    crate::log::warn(&format!(
+        "{status} for {who} client '{}' from {}: {}",
+        text("client").escape_debug(),
+        remote.unwrap_or("-"),
+        e.message()
+    ));
+}
+
 fn body_error(e: &BodyError, max: usize) -> ApiResponse {
     match e {
-        BodyError::TooLarge(n) => ApiResponse::error(
+        BodyError::TooLarge(n) if *n > max + 1 => ApiResponse::error(
             413,
             &format!("413: request body of {n} bytes is over max_body_bytes ({max})"),
+        ),
+        BodyError::TooLarge(_) => ApiResponse::error(
+            413,
+            &format!("413: request body is over max_body_bytes ({max})"),
         ),
         BodyError::Truncated { expected, got } => ApiResponse::error(
             400,

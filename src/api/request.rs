@@ -29,6 +29,8 @@ pub struct ApiRequest {
     pub content_type: Option<String>,
     /// The body, or why it could not be read.
     pub body: Result<Vec<u8>, BodyError>,
+    /// The client's address as the web server saw it (`REMOTE_ADDR`), for the log.
+    pub remote_addr: Option<String>,
 }
 
 impl ApiRequest {
@@ -39,6 +41,7 @@ impl ApiRequest {
             path: path.to_string(),
             content_type: content_type.map(str::to_string),
             body: Ok(body),
+            remote_addr: None,
         }
     }
 }

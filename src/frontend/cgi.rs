@@ -32,6 +32,7 @@ pub fn request_from_vars(
         path: get("PATH_INFO").unwrap_or_default(),
         content_type: get("CONTENT_TYPE").filter(|c| !c.is_empty()),
         body,
+        remote_addr: get("REMOTE_ADDR"),
     }
 }
 
@@ -106,7 +107,40 @@ fn serve(settings: Settings) -> ApiResponse {
         }
     };
     let api = Arc::new(Api::new(settings));
-    runtime.block_on(super::handle_guarded(&api, request))
+    let response = runtime.block_on(super::handle_guarded(&api, request));
+    if !stdin_is_tty {
+        drain_stdin();
+    }
+    response
+}
+
+/// Most bytes of an unread body consumed before answering.
+const DRAIN_CAP: usize = 64 << 20;
+/// Longest wait for more body bytes while draining.
+const DRAIN_IDLE_MS: i32 = 1000;
+
+/// Reads and discards what is left on stdin. mod_cgid writes the whole request body
+/// before it reads the response: answering a body we refused (413) without consuming it
+/// would leave Apache with a broken pipe and the client with no response at all.
+fn drain_stdin() {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0usize;
+    let mut stdin = std::io::stdin().lock();
+    while total < DRAIN_CAP {
+        let mut pfd = libc::pollfd {
+            fd: 0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for fd 0.
+        if unsafe { libc::poll(&mut pfd, 1, DRAIN_IDLE_MS) } <= 0 {
+            return;
+        }
+        match stdin.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => total += n,
+        }
+    }
 }
 
 #[cfg(test)]

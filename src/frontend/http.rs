@@ -49,15 +49,16 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, options: ServeOptions) 
             }
         };
         let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().ok().map(|a| a.ip().to_string());
         let (api, life) = (Arc::clone(&api), Arc::clone(&life));
         tokio::spawn(async move {
             let service = service_fn(|req| {
-                let (api, life) = (Arc::clone(&api), Arc::clone(&life));
+                let (api, life, peer) = (Arc::clone(&api), Arc::clone(&life), peer.clone());
                 async move {
                     let _in_flight = life.begin();
-                    Ok::<_, Infallible>(to_hyper(
-                        handle_guarded(&api, from_hyper(req, &api).await).await,
-                    ))
+                    let mut request = from_hyper(req, &api).await;
+                    request.remote_addr = peer;
+                    Ok::<_, Infallible>(to_hyper(handle_guarded(&api, request).await))
                 }
             });
             let conn = http1::Builder::new()
@@ -113,6 +114,7 @@ async fn from_hyper(req: Request<Incoming>, api: &Api) -> ApiRequest {
         path,
         content_type,
         body,
+        remote_addr: None,
     }
 }
 

@@ -117,12 +117,37 @@ pub async fn runner(master: &Master, chunk: &Chunk, creds: &Credentials) -> Salt
         if !event.tag.starts_with(&ret_tag) {
             continue;
         }
+        let ret = event.data.get("return").cloned().unwrap_or(Json::Null);
+        let text = match &ret {
+            Json::String(s) => Some(s.as_str()),
+            Json::Array(items) if items.len() == 1 => items[0].as_str(),
+            _ => None,
+        };
+        if let Some(message) = text.and_then(without_traceback) {
+            // The runner raised: an error for the caller, not a traceback with the
+            // master's file paths in a 200 body.
+            return Err(SaltError::Master(message));
+        }
         return Ok(if chunk.get("full_return").is_some_and(truthy) {
             json!({"tag": event.tag, "data": event.data})
         } else {
-            event.data.get("return").cloned().unwrap_or(Json::Null)
+            ret
         });
     }
+}
+
+/// `Exception occurred in runner f: Traceback … KeyError: 'f'` → the first and last line
+/// (`Exception occurred in runner f: KeyError: 'f'`); `None` if there is no traceback.
+pub fn without_traceback(text: &str) -> Option<String> {
+    let at = text.find("Traceback (most recent call last)")?;
+    let head = text[..at].trim_end();
+    let last = text
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    Some(format!("{head} {last}").trim().to_string())
 }
 
 /// Salt's `parse_input(args, condition=False)`: `name=value` strings become kwargs,
@@ -238,6 +263,16 @@ mod tests {
         assert_eq!(yamlify_arg("x # y"), json!("x # y"));
         assert_eq!(yamlify_arg("héllo"), json!("héllo"));
         assert_eq!(yamlify_arg(""), json!(""));
+    }
+
+    #[test]
+    fn tracebacks_are_cut_to_their_message() {
+        let t = "Exception occurred in runner nope.fun: Traceback (most recent call last):\n  File \"/srv/venv/salt/client/mixins.py\", line 1, in low\n    x\nKeyError: 'nope.fun'\n";
+        assert_eq!(
+            without_traceback(t),
+            Some("Exception occurred in runner nope.fun: KeyError: 'nope.fun'".into())
+        );
+        assert_eq!(without_traceback("fine"), None);
     }
 
     #[test]
