@@ -92,3 +92,58 @@ fn fastcgi_on_an_inherited_listening_socket() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One FastCGI record: version 1, type, request id 1, content, no padding.
+fn record(kind: u8, content: &[u8]) -> Vec<u8> {
+    let mut r = vec![1, kind, 0, 1];
+    r.extend_from_slice(&(content.len() as u16).to_be_bytes());
+    r.extend_from_slice(&[0, 0]);
+    r.extend_from_slice(content);
+    r
+}
+
+#[test]
+fn clients_that_vanish_or_send_garbage_do_not_hurt_the_server() {
+    use std::io::Write;
+    let e = env();
+    let server = Server::fastcgi_unix(&e.config);
+    // A web server that disconnects mid-request (BEGIN_REQUEST, half the params).
+    let mut s = std::os::unix::net::UnixStream::connect(&server.address).expect("connect");
+    s.write_all(&record(1, &[0, 1, 1, 0, 0, 0, 0, 0]))
+        .expect("begin");
+    s.write_all(&record(4, b"\x0e\x04REQUEST_METHODPO"))
+        .expect("partial params");
+    drop(s);
+    // Garbage that is not FastCGI at all.
+    let mut s = std::os::unix::net::UnixStream::connect(&server.address).expect("connect");
+    let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\xff\xff\xff\xff\xff\xff\xff\xff");
+    drop(s);
+    // A client that disconnects while a synchronous request is still running.
+    let mut s = std::os::unix::net::UnixStream::connect(&server.address).expect("connect");
+    let body =
+        json!([e.auth(json!({"client": "local", "tgt": "ms-0", "fun": "test.sleep", "arg": [1]}))])
+            .to_string();
+    let params = format!(
+        "\x0e\x04REQUEST_METHODPOST\x0c\x10CONTENT_TYPEapplication/json\x0e{}CONTENT_LENGTH{}",
+        char::from(body.len().to_string().len() as u8),
+        body.len()
+    );
+    s.write_all(&record(1, &[0, 1, 0, 0, 0, 0, 0, 0]))
+        .expect("begin");
+    s.write_all(&record(4, params.as_bytes())).expect("params");
+    s.write_all(&record(4, b"")).expect("end params");
+    s.write_all(&record(5, body.as_bytes())).expect("stdin");
+    s.write_all(&record(5, b"")).expect("end stdin");
+    drop(s);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // The same process still serves.
+    let resp = fastcgi_post(&server.address, &ping());
+    assert_eq!((resp.status, resp.ret()), (200, json!([e.all_true()])));
+    // And the HTTP server survives a client that sends half a body and leaves.
+    let http_server = Server::http(&e.config);
+    let mut s = std::net::TcpStream::connect(&http_server.address).expect("connect");
+    s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[{").expect("half");
+    drop(s);
+    let resp = http_post(&http_server.address, &ping());
+    assert_eq!(resp.status, 200);
+}
