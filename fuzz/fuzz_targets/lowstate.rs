@@ -1,0 +1,54 @@
+//! `api::lowstate::parse`: any request body, with the default limits and with tiny ones.
+//!
+//! Checks beyond "no panic": an accepted body is a JSON list of at most `max_chunks`
+//! objects nested no deeper than `max_json_depth`; a refused one is 400 or 413 with the
+//! status in its message; and no body that meets every limit is refused (the byte scan
+//! for depth agrees with the real nesting of valid JSON).
+#![no_main]
+
+use fuzz_common::{default_limits, json_depth, small_limits};
+use libfuzzer_sys::fuzz_target;
+use salt_fcgi::api::lowstate::{nesting_exceeds, parse};
+use serde_json::Value as Json;
+
+fuzz_target!(|body: &[u8]| {
+    for limits in [default_limits(), small_limits()] {
+        let result = parse(body, limits);
+        let json: Option<Json> = serde_json::from_slice(body).ok();
+        match &result {
+            Ok(chunks) => {
+                assert!(chunks.len() <= limits.max_chunks);
+                let Some(Json::Array(items)) = &json else {
+                    panic!("accepted a body that is not a JSON list");
+                };
+                assert_eq!(items.len(), chunks.len());
+                for (item, chunk) in items.iter().zip(chunks) {
+                    assert_eq!(item.as_object(), Some(chunk));
+                }
+                let depth = json_depth(json.as_ref().unwrap());
+                assert!(depth <= limits.max_json_depth, "depth {depth} accepted");
+            }
+            Err(e) => {
+                assert!(e.status == 400 || e.status == 413, "status {}", e.status);
+                assert!(
+                    e.message.starts_with(&format!("{}: ", e.status)),
+                    "{}",
+                    e.message
+                );
+            }
+        }
+        // Valid JSON: the byte scan measures exactly the real nesting.
+        if let Some(v) = &json {
+            let depth = json_depth(v);
+            assert_eq!(
+                nesting_exceeds(body, limits.max_json_depth),
+                depth > limits.max_json_depth,
+                "byte scan disagrees with depth {depth}"
+            );
+            let meets_limits = matches!(v, Json::Array(items)
+                if items.len() <= limits.max_chunks && items.iter().all(Json::is_object))
+                && depth <= limits.max_json_depth;
+            assert_eq!(result.is_ok(), meets_limits, "{result:?}");
+        }
+    }
+});

@@ -1,0 +1,345 @@
+//! Helpers shared by the fuzz targets: settings without a master, one tokio runtime,
+//! a quiet stderr, the checks every HTTP response must pass, and FastCGI record framing.
+//!
+//! See `docs/fuzzing.md` for the targets and how to run them.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use salt_fcgi::api::{Api, ApiResponse, BodyError};
+use salt_fcgi::frontend::cgi_response_bytes;
+use salt_fcgi::settings::{Limits, Settings};
+use serde_json::Value as Json;
+
+/// A `sock_dir` that does not exist: every chunk stops at the "master running" check (503)
+/// and nothing ever connects to a master.
+pub const NO_MASTER_SOCK_DIR: &str = "/nonexistent/salt-fcgi-fuzz";
+
+/// Settings from a YAML master config (with `sock_dir` pointing nowhere unless given).
+pub fn settings(yaml: &str) -> Settings {
+    let mut m: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(yaml).expect("fuzz settings yaml");
+    let key = serde_yaml_ng::Value::from("sock_dir");
+    if !m.contains_key(&key) {
+        m.insert(key, NO_MASTER_SOCK_DIR.into());
+    }
+    Settings::from_mapping(PathBuf::from("/fuzz/master"), &m)
+}
+
+/// salt-fcgi's default limits (an empty master config).
+pub fn default_limits() -> &'static Limits {
+    static L: OnceLock<Limits> = OnceLock::new();
+    L.get_or_init(|| Settings::from_mapping("/x".into(), &serde_yaml_ng::Mapping::new()).limits)
+}
+
+/// Tiny limits, so the fuzzer reaches every limit check with short inputs.
+pub fn small_limits() -> &'static Limits {
+    static L: OnceLock<Limits> = OnceLock::new();
+    L.get_or_init(|| {
+        settings("salt_fcgi: {max_body_bytes: 64, max_chunks: 2, max_json_depth: 3}").limits
+    })
+}
+
+/// An Api with every client enabled and no master; `max_body_bytes` as given.
+pub fn api(max_body_bytes: usize) -> Arc<Api> {
+    Arc::new(Api::new(settings(&format!(
+        "netapi_enable_clients: [local, local_async, local_batch, local_subset, runner, \
+         runner_async, wheel, wheel_async, ssh]\n\
+         salt_fcgi: {{max_body_bytes: {max_body_bytes}, max_chunks: 4, max_json_depth: 6}}\n"
+    ))))
+}
+
+/// The default-config Api (limits as shipped) and a small-limits Api.
+pub fn apis() -> &'static [Arc<Api>; 2] {
+    static A: OnceLock<[Arc<Api>; 2]> = OnceLock::new();
+    A.get_or_init(|| {
+        [
+            Arc::new(Api::new(settings(
+                "netapi_enable_clients: [local, runner, wheel]\n",
+            ))),
+            api(64),
+        ]
+    })
+}
+
+/// One current-thread runtime for the whole fuzzing process (time enabled: `Api::handle`
+/// uses `tokio::time::timeout`).
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
+}
+
+/// Runs `f` with stderr sent to /dev/null: salt-fcgi logs every 503 to stderr, which
+/// would flood the fuzzer's output. A panic restores stderr before its message is
+/// printed. `FUZZ_SHOW_LOG=1` keeps stderr.
+pub fn quietly<R>(f: impl FnOnce() -> R) -> R {
+    static FDS: OnceLock<Option<(i32, i32)>> = OnceLock::new();
+    let fds = FDS.get_or_init(|| {
+        if std::env::var_os("FUZZ_SHOW_LOG").is_some_and(|v| !v.is_empty()) {
+            return None;
+        }
+        // SAFETY: plain fd calls on fds this process owns.
+        let saved = unsafe { libc::dup(2) };
+        let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        if saved < 0 || null < 0 {
+            return None;
+        }
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            // SAFETY: see above.
+            unsafe { libc::dup2(saved, 2) };
+            previous(info);
+        }));
+        Some((saved, null))
+    });
+    match *fds {
+        None => f(),
+        Some((saved, null)) => {
+            // SAFETY: see above.
+            unsafe { libc::dup2(null, 2) };
+            let r = f();
+            unsafe { libc::dup2(saved, 2) };
+            r
+        }
+    }
+}
+
+/// Nesting of arrays/objects in a JSON value (a scalar is 0), without recursion.
+pub fn json_depth(v: &Json) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        match v {
+            Json::Array(items) => {
+                max = max.max(d + 1);
+                stack.extend(items.iter().map(|i| (i, d + 1)));
+            }
+            Json::Object(map) => {
+                max = max.max(d + 1);
+                stack.extend(map.values().map(|i| (i, d + 1)));
+            }
+            _ => {}
+        }
+    }
+    max
+}
+
+/// JSON equality where floats may differ in their last bits (relative 1e-15).
+pub fn same_json(a: &Json, b: &Json) -> bool {
+    let mut stack = vec![(a, b)];
+    while let Some((a, b)) = stack.pop() {
+        match (a, b) {
+            (Json::Array(x), Json::Array(y)) if x.len() == y.len() => {
+                stack.extend(x.iter().zip(y));
+            }
+            (Json::Object(x), Json::Object(y)) if x.len() == y.len() => {
+                for (k, v) in x {
+                    let Some(w) = y.get(k) else { return false };
+                    stack.push((v, w));
+                }
+            }
+            (Json::Number(x), Json::Number(y)) if x.is_f64() || y.is_f64() => {
+                let (Some(x), Some(y)) = (x.as_f64(), y.as_f64()) else {
+                    return false;
+                };
+                if x != y && (x - y).abs() > 1e-15 * x.abs().max(y.abs()) {
+                    return false;
+                }
+            }
+            (a, b) if a == b => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// What every response of `Api::handle` must be: a known status, a JSON body with
+/// `return`, and a CGI header block whose Content-Length is the body's length.
+pub fn check_response(method: &str, resp: &ApiResponse) {
+    assert_ne!(
+        resp.reason(),
+        "Unknown",
+        "status {} has no reason phrase",
+        resp.status
+    );
+    let body: Json = serde_json::from_slice(&resp.body).expect("response body is JSON");
+    let ret = body.get("return").expect("response body has \"return\"");
+    if resp.status != 200 {
+        assert!(ret.is_string(), "error body {body}");
+    }
+    match (method, resp.status) {
+        ("GET", s) => assert_eq!(s, 200),
+        ("POST", _) => {}
+        (_, s) => assert_eq!(s, 405),
+    }
+    if resp.status == 200 && method == "POST" {
+        // No master: any chunk fails, so only an empty list can succeed.
+        assert_eq!(ret, &Json::Array(vec![]), "POST 200 without a master");
+    }
+
+    let bytes = cgi_response_bytes(resp);
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header block ends with a blank line");
+    assert_eq!(
+        &bytes[end + 4..],
+        &resp.body[..],
+        "body after the header block"
+    );
+    let head = std::str::from_utf8(&bytes[..end]).expect("header block is UTF-8");
+    let lines: Vec<&str> = head.split("\r\n").collect();
+    assert_eq!(
+        lines.len(),
+        3 + resp.headers.len(),
+        "header lines {lines:?}"
+    );
+    assert_eq!(
+        lines[0],
+        format!("Status: {} {}", resp.status, resp.reason())
+    );
+    assert_eq!(lines[1], "Content-Type: application/json");
+    let lengths: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("Content-Length: "))
+        .collect();
+    assert_eq!(lengths, vec![resp.body.len().to_string()], "Content-Length");
+    for line in &lines {
+        assert!(
+            !line.contains('\n') && !line.contains('\r'),
+            "bare CR/LF in {line:?}"
+        );
+    }
+}
+
+/// The body closure salt-fcgi's FastCGI front end passes to `cgi::request_from_vars`
+/// (copied from `frontend/fastcgi.rs`, whose `respond` is private).
+pub fn fastcgi_body(
+    mut stdin: impl std::io::Read,
+    declared: Option<usize>,
+    max_body: usize,
+) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    stdin
+        .read_to_end(&mut body)
+        .map_err(|e| BodyError::Io(e.kind().to_string()))?;
+    match declared {
+        Some(expected) if body.len() < expected => Err(BodyError::Truncated {
+            expected,
+            got: body.len(),
+        }),
+        Some(expected) => {
+            body.truncate(expected);
+            Ok(body)
+        }
+        None if body.len() > max_body => Err(BodyError::TooLarge(body.len())),
+        None => Ok(body),
+    }
+}
+
+/// One FastCGI record as framed on the wire.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    /// Record type (1 BEGIN_REQUEST, 4 PARAMS, 5 STDIN, ...).
+    pub kind: u8,
+    /// Request id.
+    pub id: u16,
+    /// Content (padding removed).
+    pub content: &'a [u8],
+}
+
+/// The complete version-1 records at the start of `data`, as tokio-fastcgi reads them
+/// (header, content, padding); stops at the first short or non-version-1 record.
+pub fn records(data: &[u8]) -> Vec<Record<'_>> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while rest.len() >= 8 && rest[0] == 1 {
+        let len = usize::from(u16::from_be_bytes([rest[4], rest[5]]));
+        let pad = usize::from(rest[6]);
+        let Some(content) = rest.get(8..8 + len) else {
+            break;
+        };
+        out.push(Record {
+            kind: rest[1],
+            id: u16::from_be_bytes([rest[2], rest[3]]),
+            content,
+        });
+        rest = rest.get(8 + len + pad..).unwrap_or(&[]);
+    }
+    out
+}
+
+/// Known tokio-fastcgi 1.3.0 panic: a BEGIN_REQUEST record whose content is shorter than
+/// 2 bytes makes `Request::new` unwrap a failed `read_u16` ("called `Result::unwrap()` on
+/// an `Err` value: ... UnexpectedEof"). Targets skip such inputs so that fuzzing goes on
+/// past it, unless `FUZZ_KNOWN_BUGS=1` is set (to reproduce it).
+pub fn hits_known_fastcgi_panic(data: &[u8]) -> bool {
+    !known_bugs_wanted()
+        && records(data)
+            .iter()
+            .any(|r| r.kind == 1 && r.content.len() < 2)
+}
+
+/// CGI variables parsed from `NAME=VALUE` lines; a non-UTF-8 value reads as absent,
+/// as `std::env::var` does.
+pub fn cgi_vars(block: &[u8]) -> HashMap<String, Option<String>> {
+    let mut vars = HashMap::new();
+    for line in block.split(|&b| b == b'\n') {
+        let Some(eq) = line.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(&line[..eq]).into_owned();
+        let value = String::from_utf8(line[eq + 1..].to_vec()).ok();
+        vars.insert(name, value);
+    }
+    vars
+}
+
+/// Known salt-fcgi issue (`salt::payload::key_string`): a map key that is itself a map
+/// (or holds one) is written as JSON text, and that text is escaped again at every outer
+/// level, so N nested map keys grow the output about 2^N times (a 52-byte document
+/// decodes to 100 MB of JSON). This counts the most map-key positions on one path of the
+/// document (ext 79 payloads included, as `decode` reads them); `payload_decode` skips
+/// inputs over [`KEY_NESTING_LIMIT`] unless `FUZZ_KNOWN_BUGS=1`.
+pub fn map_key_nesting(data: &[u8]) -> usize {
+    let mut rd = data;
+    let Ok(root) = rmpv::decode::read_value(&mut rd) else {
+        return 0;
+    };
+    let mut max = 0;
+    let mut stack = vec![(root, 0usize)];
+    while let Some((value, n)) = stack.pop() {
+        max = max.max(n);
+        match value {
+            rmpv::Value::Array(items) => stack.extend(items.into_iter().map(|i| (i, n))),
+            rmpv::Value::Map(pairs) => {
+                for (k, v) in pairs {
+                    stack.push((k, n + 1));
+                    stack.push((v, n));
+                }
+            }
+            rmpv::Value::Ext(79, inner) => {
+                let mut rd = &inner[..];
+                if let Ok(v) = rmpv::decode::read_value(&mut rd) {
+                    stack.push((v, n));
+                }
+            }
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Map-key nesting that `payload_decode` still runs (output at most ~2^6 times the input).
+pub const KEY_NESTING_LIMIT: usize = 6;
+
+/// True when `FUZZ_KNOWN_BUGS=1`: targets then stop skipping inputs of known issues.
+pub fn known_bugs_wanted() -> bool {
+    static SHOW: OnceLock<bool> = OnceLock::new();
+    *SHOW.get_or_init(|| std::env::var_os("FUZZ_KNOWN_BUGS").is_some_and(|v| !v.is_empty()))
+}
