@@ -655,3 +655,15 @@ fn stdin_shorter_than_content_length_is_400_not_a_hang() {
     assert!(out.starts_with("Status: 400"), "{out}");
     assert!(start.elapsed() < Duration::from_secs(2));
 }
+
+#[test]
+fn request_deadline_caps_the_whole_request() {
+    let fake = FakeMaster::start("deadline", false, Box::new(|_, _| Reply::Silence));
+    let mut text = std::fs::read_to_string(&fake.config).expect("read");
+    text.push_str("  request_deadline: 1\n");
+    std::fs::write(&fake.config, text).expect("write");
+    let out = cgi(&fake.config, &chunk("local_async", json!({"tgt": "*", "fun": "test.ping", "timeout": 30})), None);
+    assert_eq!(out.status, 504, "{:?}", out.body);
+    assert!(out.body["return"].as_str().is_some_and(|m| m.contains("request_deadline")));
+    assert!(out.elapsed < Duration::from_secs(3), "{:?}", out.elapsed);
+}

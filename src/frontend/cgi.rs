@@ -108,6 +108,8 @@ fn serve(settings: Settings) -> ApiResponse {
     };
     let api = Arc::new(Api::new(settings));
     let response = runtime.block_on(super::handle_guarded(&api, request));
+    // A blocking ZeroMQ wait that outlived its request (deadline hit) must not hold the exit.
+    runtime.shutdown_background();
     if !stdin_is_tty {
         drain_stdin();
     }
