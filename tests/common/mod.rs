@@ -414,7 +414,10 @@ pub fn fastcgi(socket: &str, method: &str, content_type: &str, body: &[u8]) -> R
         let stream = tokio::net::UnixStream::connect(socket)
             .await
             .expect("connect FastCGI socket");
-        let client = fastcgi_client::Client::new_tokio(stream);
+        // Keep-alive mode: this client crate sends a second empty STDIN record after an
+        // empty body; a server that closes after a non-keep-alive response (as it may)
+        // would turn that write into EPIPE.
+        let mut client = fastcgi_client::Client::new_keep_alive_tokio(stream);
         let params = fastcgi_client::Params::default()
             .request_method(method.to_string())
             .script_name("/salt")
@@ -423,7 +426,7 @@ pub fn fastcgi(socket: &str, method: &str, content_type: &str, body: &[u8]) -> R
             .content_length(body.len())
             .custom("PATH_INFO", "/");
         let output = client
-            .execute_once(fastcgi_client::Request::new(params, body))
+            .execute(fastcgi_client::Request::new(params, body))
             .await
             .expect("FastCGI request");
         parse_head(&output.stdout.unwrap_or_default(), false)
