@@ -662,8 +662,19 @@ fn request_deadline_caps_the_whole_request() {
     let mut text = std::fs::read_to_string(&fake.config).expect("read");
     text.push_str("  request_deadline: 1\n");
     std::fs::write(&fake.config, text).expect("write");
-    let out = cgi(&fake.config, &chunk("local_async", json!({"tgt": "*", "fun": "test.ping", "timeout": 30})), None);
+    let out = cgi(
+        &fake.config,
+        &chunk(
+            "local_async",
+            json!({"tgt": "*", "fun": "test.ping", "timeout": 30}),
+        ),
+        None,
+    );
     assert_eq!(out.status, 504, "{:?}", out.body);
-    assert!(out.body["return"].as_str().is_some_and(|m| m.contains("request_deadline")));
+    assert!(
+        out.body["return"]
+            .as_str()
+            .is_some_and(|m| m.contains("request_deadline"))
+    );
     assert!(out.elapsed < Duration::from_secs(3), "{:?}", out.elapsed);
 }
