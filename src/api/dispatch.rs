@@ -114,7 +114,7 @@ fn log_refusal(status: u16, e: &SaltError, chunk: &crate::salt::Chunk, remote: O
 
 fn body_error(e: &BodyError, max: usize) -> ApiResponse {
     match e {
-        BodyError::TooLarge(n) if *n > max + 1 => ApiResponse::error(
+        BodyError::TooLarge(n) if *n > max.saturating_add(1) => ApiResponse::error(
             413,
             &format!("413: request body of {n} bytes is over max_body_bytes ({max})"),
         ),

@@ -43,7 +43,7 @@ pub fn read_body(
     declared: Option<usize>,
     max: usize,
 ) -> Result<Vec<u8>, BodyError> {
-    let want = declared.unwrap_or(max + 1);
+    let want = declared.unwrap_or(max.saturating_add(1));
     let mut buf = Vec::with_capacity(want.min(64 * 1024));
     input
         .by_ref()

@@ -104,7 +104,7 @@ async fn from_hyper(req: Request<Incoming>, api: &Api) -> ApiRequest {
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
             {
-                Err(BodyError::TooLarge(max + 1))
+                Err(BodyError::TooLarge(max.saturating_add(1)))
             }
             Err(e) => Err(BodyError::Io(e.to_string())),
         },

@@ -41,6 +41,12 @@ pub fn decode(bytes: &[u8]) -> Result<Json, DecodeError> {
 
 /// Converts a decoded msgpack value to JSON.
 pub fn to_json(value: Msgpack) -> Json {
+    convert(value, true)
+}
+
+/// `allow_ext79`: a Salt constant may be decoded once, never inside another one (each
+/// level would start a fresh document: unbounded recursion on hostile input).
+fn convert(value: Msgpack, allow_ext79: bool) -> Json {
     match value {
         Msgpack::Nil => Json::Null,
         Msgpack::Boolean(b) => Json::Bool(b),
@@ -53,15 +59,17 @@ pub fn to_json(value: Msgpack) -> Json {
         Msgpack::F64(f) => float(f),
         Msgpack::String(s) => Json::String(bytes_to_string(s.into_bytes())),
         Msgpack::Binary(b) => Json::String(bytes_to_string(b)),
-        Msgpack::Array(items) => Json::Array(items.into_iter().map(to_json).collect()),
+        Msgpack::Array(items) => {
+            Json::Array(items.into_iter().map(|v| convert(v, allow_ext79)).collect())
+        }
         Msgpack::Map(pairs) => {
             let mut map = Map::with_capacity(pairs.len());
             for (k, v) in pairs {
-                map.insert(key_string(k), to_json(v));
+                map.insert(key_string(k), convert(v, allow_ext79));
             }
             Json::Object(map)
         }
-        Msgpack::Ext(tag, data) => ext_to_json(tag, data),
+        Msgpack::Ext(tag, data) => ext_to_json(tag, data, allow_ext79),
     }
 }
 
@@ -75,7 +83,11 @@ fn bytes_to_string(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// Map keys as Python's `json.dumps` turns them into strings.
+/// Longest text kept for a map key that is itself a container (Salt never sends one).
+const MAX_ODD_KEY: usize = 128;
+
+/// Map keys as Python's `json.dumps` turns them into strings. Container keys (which no
+/// Python peer can produce) are cut short, so nesting them cannot blow the output up.
 fn key_string(key: Msgpack) -> String {
     match key {
         Msgpack::String(s) => bytes_to_string(s.into_bytes()),
@@ -83,21 +95,26 @@ fn key_string(key: Msgpack) -> String {
         Msgpack::Nil => "null".into(),
         Msgpack::Boolean(b) => b.to_string(),
         Msgpack::Integer(i) => i.to_string(),
-        other => match to_json(other) {
+        other => match convert(other, false) {
             Json::String(s) => s,
-            v => v.to_string(),
+            v => v.to_string().chars().take(MAX_ODD_KEY).collect(),
         },
     }
 }
 
 /// Salt's ext types: 78 = datetime as `%Y%m%dT%H:%M:%S.%f`, 79 = `[name, value]` constant.
-fn ext_to_json(tag: i8, data: Vec<u8>) -> Json {
+fn ext_to_json(tag: i8, data: Vec<u8>, allow_ext79: bool) -> Json {
     match tag {
         78 => Json::String(bytes_to_string(data)),
-        79 => match decode(&data) {
-            Ok(Json::Array(mut parts)) if !parts.is_empty() => parts.swap_remove(0),
-            _ => Json::Null,
-        },
+        79 if allow_ext79 => {
+            let mut rd = data.as_slice();
+            match rmpv::decode::read_value_with_max_depth(&mut rd, MAX_DEPTH) {
+                Ok(Msgpack::Array(mut parts)) if !parts.is_empty() => {
+                    convert(parts.swap_remove(0), false)
+                }
+                _ => Json::Null,
+            }
+        }
         _ => Json::Null,
     }
 }
@@ -143,6 +160,23 @@ mod tests {
     fn garbage_and_trailing_bytes_are_errors() {
         assert!(decode(b"\x01\x02").is_err());
         assert!(decode(b"\xdb\xff\xff\xff\xff").is_err());
+        // Map keys that are maps, nested: bounded output, not exponential.
+        let mut nested = vec![0x81u8; 24];
+        nested.extend([0x81, 0xa1, 0x22, 0x00]);
+        nested.extend([0x00; 24]);
+        assert!(decode(&nested).map_or(0, |v| v.to_string().len()) < 100_000);
+        // A chain of ext 79 constants: decoded one level deep, no recursion.
+        let mut chain = vec![0xc0u8];
+        for _ in 0..5000 {
+            let mut inner = vec![0x91];
+            inner.extend(&chain);
+            let mut ext = vec![0xc9];
+            ext.extend((inner.len() as u32).to_be_bytes());
+            ext.push(79);
+            ext.extend(inner);
+            chain = ext;
+        }
+        assert!(decode(&chain).is_ok());
         // 300 nested arrays: refused without recursing that deep.
         assert!(decode(&[0x91; 300]).is_err());
     }
