@@ -1,0 +1,35 @@
+//! Inputs the fuzzers once broke salt-fcgi with (fuzz/regressions/), replayed on every
+//! test run: each must decode quickly, with bounded output, without a crash.
+
+use std::time::{Duration, Instant};
+
+#[test]
+fn payload_decode_regressions_stay_fixed() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/regressions/payload_decode"
+    );
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).expect("regressions dir") {
+        let path = entry.expect("entry").path();
+        let bytes = std::fs::read(&path).expect("read");
+        // Run on a small stack, as a tokio worker would: a recursion bug overflows it.
+        let started = Instant::now();
+        let size = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                salt_fcgi::salt::payload::decode(&bytes).map_or(0, |v| v.to_string().len())
+            })
+            .expect("spawn")
+            .join()
+            .expect("decode must not crash");
+        assert!(size < 1 << 20, "{}: {size} bytes of JSON", path.display());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{}",
+            path.display()
+        );
+        seen += 1;
+    }
+    assert!(seen >= 2, "the regression inputs are present");
+}
