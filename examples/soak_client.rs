@@ -122,7 +122,12 @@ fn worker(
             head.push_str("\r\n");
             c.get_mut().write_all(head.as_bytes())?;
             c.get_mut().write_all(body.as_bytes())?;
-            read_response(c)
+            let (status, close) = read_response(c)?;
+            if close {
+                // nginx ends a keep-alive connection after keepalive_requests (1000).
+                conn = None;
+            }
+            Ok(status)
         })();
         let key = match outcome {
             Ok(status) => status.to_string(),
@@ -135,8 +140,9 @@ fn worker(
     }
 }
 
-/// Reads one response with a Content-Length body; returns its status.
-fn read_response(c: &mut BufReader<TcpStream>) -> std::io::Result<u16> {
+/// Reads one response with a Content-Length body; returns its status and whether the
+/// server closes the connection after it.
+fn read_response(c: &mut BufReader<TcpStream>) -> std::io::Result<(u16, bool)> {
     let mut line = String::new();
     c.read_line(&mut line)?;
     let status: u16 = line
@@ -145,6 +151,7 @@ fn read_response(c: &mut BufReader<TcpStream>) -> std::io::Result<u16> {
         .and_then(|s| s.parse().ok())
         .ok_or(std::io::ErrorKind::InvalidData)?;
     let mut length = 0usize;
+    let mut close = false;
     loop {
         line.clear();
         if c.read_line(&mut line)? == 0 {
@@ -154,16 +161,18 @@ fn read_response(c: &mut BufReader<TcpStream>) -> std::io::Result<u16> {
         if l.is_empty() {
             break;
         }
-        if let Some((k, v)) = l.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            length = v
-                .trim()
-                .parse()
-                .map_err(|_| std::io::ErrorKind::InvalidData)?;
+        if let Some((k, v)) = l.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| std::io::ErrorKind::InvalidData)?;
+            } else if k.eq_ignore_ascii_case("connection") {
+                close = v.trim().eq_ignore_ascii_case("close");
+            }
         }
     }
     let mut body = vec![0u8; length];
     c.read_exact(&mut body)?;
-    Ok(status)
+    Ok((status, close))
 }
