@@ -243,8 +243,16 @@ fn expand_include(base: &Path, pattern: &str) -> Vec<PathBuf> {
         return if full.is_file() { vec![full] } else { vec![] };
     }
     let dir = full.parent().unwrap_or(base);
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return vec![];
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return vec![],
+        Err(e) => {
+            crate::log::warn(&format!(
+                "cannot read {}: {e}; its files are ignored",
+                dir.display()
+            ));
+            return vec![];
+        }
     };
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
