@@ -161,12 +161,12 @@ fn serve(args: Args) -> ExitCode {
     };
     let api = Arc::new(Api::new(settings));
     let result: std::io::Result<()> = runtime.block_on(async move {
+        let mode = args.socket_mode.unwrap_or(0o660);
         if let Some(addr) = &args.http {
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            http::serve(listener, api, args.serve).await;
+            http::serve(Listener::bind(addr, mode).await?, api, args.serve).await;
         } else {
             let listener = match &args.listen {
-                Some(spec) => Listener::bind(spec, args.socket_mode.unwrap_or(0o660)).await?,
+                Some(spec) => Listener::bind(spec, mode).await?,
                 None => Listener::inherit(0)?,
             };
             fastcgi::serve(listener, api, args.serve).await;

@@ -12,49 +12,27 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Semaphore;
 use tokio_fastcgi::{Request, RequestResult, Requests};
 
 use super::listener::{Listener, Stream};
-use super::{Lifecycle, ServeOptions, cgi, cgi_response_bytes, handle_guarded};
+use super::{Lifecycle, ServeOptions, accept_loop, cgi, cgi_response_bytes, handle_guarded};
 use crate::api::{Api, BodyError};
 
 /// Serves FastCGI on `listener` until SIGTERM, max-requests or idle exit.
 pub async fn serve(listener: Listener, api: Arc<Api>, options: ServeOptions) {
     let life = Lifecycle::new(options);
     life.watch_signals_and_idle();
-    let limits = api.settings().limits.clone();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     crate::log::info(&format!("serving FastCGI on {}", listener.describe()));
-    let mut stop = life.subscribe();
-    loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = stop.changed() => break,
-        };
-        let stream = tokio::select! {
-            s = listener.accept() => s,
-            _ = stop.changed() => break,
-        };
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                crate::log::warn(&format!("accept failed: {e}"));
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    accept_loop(listener, &api, &life, |stream| {
         let (api, life) = (Arc::clone(&api), Arc::clone(&life));
-        tokio::spawn(async move {
+        async move {
             match stream {
                 Stream::Tcp(s) => connection(s, api, life).await,
                 Stream::Unix(s) => connection(s, api, life).await,
             }
-            drop(permit);
-        });
-    }
-    drop(listener);
-    life.drain(limits.shutdown_grace).await;
+        }
+    })
+    .await;
 }
 
 /// Serves the requests of one web-server connection, in order.

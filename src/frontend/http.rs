@@ -13,73 +13,61 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
-use super::{Lifecycle, ServeOptions, handle_guarded};
+use super::listener::{Listener, Stream};
+use super::{Lifecycle, ServeOptions, accept_loop, handle_guarded};
 use crate::api::request::parse_content_length;
 use crate::api::{Api, ApiRequest, ApiResponse, BodyError};
 
 /// Serves HTTP on `listener` until SIGTERM, max-requests or idle exit.
-pub async fn serve(listener: TcpListener, api: Arc<Api>, options: ServeOptions) {
+pub async fn serve(listener: Listener, api: Arc<Api>, options: ServeOptions) {
     let life = Lifecycle::new(options);
     life.watch_signals_and_idle();
-    let limits = api.settings().limits.clone();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let max_header = limits.max_header_bytes;
-    if let Ok(addr) = listener.local_addr() {
-        crate::log::info(&format!("serving HTTP on http://{addr}/"));
-    }
-    let mut stop = life.subscribe();
-    loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = stop.changed() => break,
-        };
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.changed() => break,
-        };
-        let stream = match accepted {
-            Ok((s, _)) => s,
-            Err(e) => {
-                crate::log::warn(&format!("accept failed: {e}"));
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let peer = stream.peer_addr().ok().map(|a| a.ip().to_string());
+    crate::log::info(&format!("serving HTTP on {}", listener.describe()));
+    accept_loop(listener, &api, &life, |stream| {
         let (api, life) = (Arc::clone(&api), Arc::clone(&life));
-        tokio::spawn(async move {
-            let service = service_fn(|req| {
-                let (api, life, peer) = (Arc::clone(&api), Arc::clone(&life), peer.clone());
-                async move {
-                    let _in_flight = life.begin();
-                    let mut request = from_hyper(req, &api).await;
-                    request.remote_addr = peer;
-                    Ok::<_, Infallible>(to_hyper(handle_guarded(&api, request).await))
+        async move {
+            match stream {
+                Stream::Tcp(s) => {
+                    let peer = s.peer_addr().ok().map(|a| a.ip().to_string());
+                    connection(s, peer, api, life).await;
                 }
-            });
-            let conn = http1::Builder::new()
-                .max_buf_size(max_header)
-                .header_read_timeout(std::time::Duration::from_secs(30))
-                .timer(hyper_util::rt::TokioTimer::new())
-                .serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            let mut stop = life.subscribe();
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
+                Stream::Unix(s) => connection(s, None, api, life).await,
             }
-            drop(permit);
-        });
+        }
+    })
+    .await;
+}
+
+/// Serves one HTTP/1.1 connection (keep-alive) until it closes or the server stops.
+async fn connection<S>(stream: S, peer: Option<String>, api: Arc<Api>, life: Arc<Lifecycle>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let max_header = api.settings().limits.max_header_bytes;
+    let service = service_fn(|req| {
+        let (api, life, peer) = (Arc::clone(&api), Arc::clone(&life), peer.clone());
+        async move {
+            let _in_flight = life.begin();
+            let mut request = from_hyper(req, &api).await;
+            request.remote_addr = peer;
+            Ok::<_, Infallible>(to_hyper(handle_guarded(&api, request).await))
+        }
+    });
+    let conn = http1::Builder::new()
+        .max_buf_size(max_header)
+        .header_read_timeout(std::time::Duration::from_secs(30))
+        .timer(hyper_util::rt::TokioTimer::new())
+        .serve_connection(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    let mut stop = life.subscribe();
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
-    drop(listener);
-    life.drain(limits.shutdown_grace).await;
 }
 
 /// Reads the request (body bounded by `max_body_bytes`) into an ApiRequest.

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::api::{Api, ApiRequest, ApiResponse};
+use listener::{Listener, Stream};
 
 /// Runs the API on one request in its own task, so a panic answers 500 instead of
 /// taking the connection or the process down.
@@ -38,6 +39,44 @@ where
             )
         }
     }
+}
+
+/// Accepts connections until shutdown, at most `max_connections` at once, running
+/// `serve_one` on each in its own task; then waits (up to `shutdown_grace`) for the
+/// requests in flight. Shared by the FastCGI and HTTP servers.
+pub async fn accept_loop<F, Fut>(listener: Listener, api: &Api, life: &Lifecycle, serve_one: F)
+where
+    F: Fn(Stream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let limits = api.settings().limits.clone();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut stop = life.subscribe();
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.changed() => break,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => break,
+        };
+        match accepted {
+            Ok(stream) => {
+                let work = serve_one(stream);
+                tokio::spawn(async move {
+                    work.await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                crate::log::warn(&format!("accept failed: {e}"));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    life.drain(limits.shutdown_grace).await;
 }
 
 /// The CGI response: `Status:` line, headers, blank line, body.
