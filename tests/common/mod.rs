@@ -119,10 +119,14 @@ impl TestEnv {
     }
 
     /// A copy of the master config with `extra` YAML in `master.d/override.conf` (Salt's
-    /// include rules: included keys win), in a new directory. salt-fcgi reads the config
-    /// itself, so this changes only what salt-fcgi sees.
+    /// include rules: included keys win), in a new directory inside the environment (so
+    /// `scripts/test` removes it with the rest). salt-fcgi reads the config itself, so this
+    /// changes only what salt-fcgi sees.
     pub fn config_variant(&self, name: &str, extra: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("salt-fcgi-cfg-{name}-{}", std::process::id()));
+        let dir = self
+            .dir
+            .join("test-configs")
+            .join(format!("{name}-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("master.d")).expect("mkdir config variant");
         let path = dir.join("master");
         std::fs::copy(&self.config, &path).expect("copy master config");
@@ -502,4 +506,103 @@ pub fn mk_token(user: &str, password: &str) -> String {
         "bad token {token:?}"
     );
     token
+}
+
+/// What Salt itself does with one lowstate chunk: `salt.netapi.NetapiClient(opts).run(chunk)`
+/// in the venv's Python (the code path of rest_wsgi and rest_cherrypy) against the same
+/// master. `Ok(return)` (a generator, as `local_batch` returns, becomes a list), or
+/// `Err((exception class name, message))`.
+pub fn salt_netapi(chunk: &Json) -> Result<Json, (String, String)> {
+    salt_netapi_all(std::slice::from_ref(chunk))
+        .pop()
+        .expect("one result")
+}
+
+/// [`salt_netapi`] for several chunks, one after the other in one Python process.
+pub fn salt_netapi_all(chunks: &[Json]) -> Vec<Result<Json, (String, String)>> {
+    let e = env();
+    let code = "import json, os, sys, types\n\
+                import salt.config, salt.netapi\n\
+                opts = salt.config.client_config(os.environ['SALT_MASTER_CONFIG'])\n\
+                client = salt.netapi.NetapiClient(opts)\n\
+                results = []\n\
+                for low in json.loads(os.environ['SALT_FCGI_CHUNKS']):\n\
+                \x20   try:\n\
+                \x20       ret = client.run(low)\n\
+                \x20       if isinstance(ret, types.GeneratorType):\n\
+                \x20           ret = list(ret)\n\
+                \x20       results.append({'return': ret})\n\
+                \x20   except Exception as exc:\n\
+                \x20       results.append({'exception': type(exc).__name__, 'message': str(exc)})\n\
+                sys.stdout.write('\\n' + json.dumps(results, default=str))\n";
+    let out = Command::new(e.venv.join("bin").join("python"))
+        .arg("-c")
+        .arg(code)
+        .env("SALT_MASTER_CONFIG", &e.config)
+        .env("SALT_FCGI_CHUNKS", Json::from(chunks.to_vec()).to_string())
+        .output()
+        .expect("run python");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or_default();
+    let results: Vec<Json> = serde_json::from_str(last).unwrap_or_else(|err| {
+        panic!(
+            "Salt's NetapiClient printed no result ({err}): {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(results.len(), chunks.len(), "one result per chunk: {text}");
+    results
+        .into_iter()
+        .map(|v| match v.get("exception") {
+            Some(name) => Err((
+                name.as_str().unwrap_or_default().to_string(),
+                v["message"].as_str().unwrap_or_default().to_string(),
+            )),
+            None => Ok(v["return"].clone()),
+        })
+        .collect()
+}
+
+/// A copy of `v` without what differs between two runs of the same job: job ids (any run of
+/// 20 digits, also inside tags and `__pub_jid`) become `<jid>`, `_stamp` and `StartTime`
+/// are dropped, and a `Minions` list is sorted.
+pub fn normalize_job(v: &Json) -> Json {
+    match v {
+        Json::String(s) => Json::String(mask_jids(s)),
+        Json::Array(items) => Json::Array(items.iter().map(normalize_job).collect()),
+        Json::Object(map) => Json::Object(
+            map.iter()
+                .filter(|(k, _)| k.as_str() != "_stamp" && k.as_str() != "StartTime")
+                .map(|(k, v)| {
+                    let mut v = normalize_job(v);
+                    if k == "Minions" {
+                        if let Json::Array(items) = &mut v {
+                            items.sort_by_key(|i| i.to_string());
+                        }
+                    }
+                    (mask_jids(k), v)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn mask_jids(s: &str) -> String {
+    fn flush(out: &mut String, digits: &mut String) {
+        out.push_str(if digits.len() == 20 { "<jid>" } else { digits });
+        digits.clear();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut digits = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut out, &mut digits);
+            out.push(c);
+        }
+    }
+    flush(&mut out, &mut digits);
+    out
 }
