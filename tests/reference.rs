@@ -32,10 +32,10 @@ fn salt(chunk: &Json) -> Json {
 /// list (docs/api.md takes that rule; rest_wsgi passed the string on and Salt iterated it).
 fn as_rest_cherrypy(chunk: &Json) -> Json {
     let mut chunk = chunk.clone();
-    if let Some(arg) = chunk.get_mut("arg") {
-        if !arg.is_array() {
-            *arg = json!([arg.take()]);
-        }
+    if let Some(arg) = chunk.get_mut("arg")
+        && !arg.is_array()
+    {
+        *arg = json!([arg.take()]);
     }
     chunk
 }

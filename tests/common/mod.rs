@@ -575,10 +575,8 @@ pub fn normalize_job(v: &Json) -> Json {
                 .filter(|(k, _)| k.as_str() != "_stamp" && k.as_str() != "StartTime")
                 .map(|(k, v)| {
                     let mut v = normalize_job(v);
-                    if k == "Minions" {
-                        if let Json::Array(items) = &mut v {
-                            items.sort_by_key(|i| i.to_string());
-                        }
+                    if let (true, Json::Array(items)) = (k == "Minions", &mut v) {
+                        items.sort_by_key(|i| i.to_string());
                     }
                     (mask_jids(k), v)
                 })
