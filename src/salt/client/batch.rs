@@ -82,7 +82,7 @@ pub async fn local_batch(
         };
         match report {
             Some(Report::Returned(id, entry)) => {
-                active -= 1;
+                active = active.saturating_sub(1);
                 if batch_wait > Duration::ZERO {
                     cooling.push(Instant::now() + batch_wait);
                 }
@@ -94,7 +94,7 @@ pub async fn local_batch(
                 }
             }
             Some(Report::Done(silent)) => {
-                active -= silent.len();
+                active = active.saturating_sub(silent.len());
                 out.extend(silent.into_iter().map(|id| json!({ id: {} })));
             }
             Some(Report::Failed(e)) => return Err(e),
