@@ -257,11 +257,17 @@ fn unknown_runner_function_is_an_error_without_a_traceback() {
         &json!([e.auth(json!({"client": "runner", "fun": "no_such.runner", "timeout": 20}))]),
     );
     let (s, m) = status_and_message(&resp);
-    assert_eq!(s, 500, "{m}");
-    assert!(
-        m.contains("no_such.runner") && m.contains("is not available"),
-        "{m}"
-    );
+    if e.is_3008() {
+        // The 3008.5 master's runner process dies on an unknown function and never fires
+        // its ret event: salt-fcgi can only time out (a clear 504, no traceback).
+        assert_eq!(s, 504, "{m}");
+    } else {
+        assert_eq!(s, 500, "{m}");
+        assert!(
+            m.contains("no_such.runner") && m.contains("is not available"),
+            "{m}"
+        );
+    }
     assert!(!m.contains("Traceback") && !m.contains(".py"), "{m}");
 }
 
