@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use salt_fcgi::api::{Api, ApiResponse, BodyError};
+use salt_fcgi::api::{Api, ApiResponse};
 use salt_fcgi::frontend::cgi_response_bytes;
 use salt_fcgi::settings::{Limits, Settings};
 use serde_json::Value as Json;
@@ -217,30 +217,8 @@ pub fn check_response(method: &str, resp: &ApiResponse) {
     }
 }
 
-/// The body closure salt-fcgi's FastCGI front end passes to `cgi::request_from_vars`
-/// (copied from `frontend/fastcgi.rs`, whose `respond` is private).
-pub fn fastcgi_body(
-    mut stdin: impl std::io::Read,
-    declared: Option<usize>,
-    max_body: usize,
-) -> Result<Vec<u8>, BodyError> {
-    let mut body = Vec::new();
-    stdin
-        .read_to_end(&mut body)
-        .map_err(|e| BodyError::Io(e.kind().to_string()))?;
-    match declared {
-        Some(expected) if body.len() < expected => Err(BodyError::Truncated {
-            expected,
-            got: body.len(),
-        }),
-        Some(expected) => {
-            body.truncate(expected);
-            Ok(body)
-        }
-        None if body.len() > max_body => Err(BodyError::TooLarge(body.len())),
-        None => Ok(body),
-    }
-}
+/// The body reader salt-fcgi's FastCGI front end passes to `cgi::request_from_vars`.
+pub use salt_fcgi::frontend::fastcgi::stdin_body as fastcgi_body;
 
 /// One FastCGI record as framed on the wire.
 #[derive(Debug, Clone, Copy)]

@@ -93,29 +93,38 @@ async fn respond<W: AsyncWrite + Unpin>(req: &Request<W>, api: &Arc<Api>, max_bo
     let param = |name: &str| req.get_str_param(name).map(str::to_string);
     let request = cgi::request_from_vars(
         param,
-        |declared| {
-            let mut body = Vec::new();
-            std::io::Read::read_to_end(&mut *req.get_stdin(), &mut body)
-                .map_err(|e| BodyError::Io(e.kind().to_string()))?;
-            match declared {
-                Some(expected) if body.len() < expected => Err(BodyError::Truncated {
-                    expected,
-                    got: body.len(),
-                }),
-                Some(expected) => {
-                    body.truncate(expected);
-                    Ok(body)
-                }
-                None if body.len() > max_body => Err(BodyError::TooLarge(body.len())),
-                None => Ok(body),
-            }
-        },
+        |declared| stdin_body(&mut *req.get_stdin(), declared, max_body),
         max_body,
     );
     let response = handle_guarded(api, request).await;
     let bytes = cgi_response_bytes(&response);
     if let Err(e) = req.get_stdout().write(&bytes).await {
         crate::log::warn(&format!("FastCGI write failed (client gone?): {e:?}"));
+    }
+}
+
+/// The request body from FCGI_STDIN (already complete in memory): exactly
+/// `CONTENT_LENGTH` bytes when given, else all of it up to `max_body`.
+pub fn stdin_body(
+    mut stdin: impl std::io::Read,
+    declared: Option<usize>,
+    max_body: usize,
+) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    stdin
+        .read_to_end(&mut body)
+        .map_err(|e| BodyError::Io(e.kind().to_string()))?;
+    match declared {
+        Some(expected) if body.len() < expected => Err(BodyError::Truncated {
+            expected,
+            got: body.len(),
+        }),
+        Some(expected) => {
+            body.truncate(expected);
+            Ok(body)
+        }
+        None if body.len() > max_body => Err(BodyError::TooLarge(body.len())),
+        None => Ok(body),
     }
 }
 
