@@ -103,29 +103,14 @@ async fn respond<W: AsyncWrite + Unpin>(req: &Request<W>, api: &Arc<Api>, max_bo
     }
 }
 
-/// The request body from FCGI_STDIN (already complete in memory): exactly
-/// `CONTENT_LENGTH` bytes when given, else all of it up to `max_body`.
+/// The request body from FCGI_STDIN (already complete in memory), read the way a CGI
+/// body is: exactly `CONTENT_LENGTH` bytes when given, else up to `max_body`.
 pub fn stdin_body(
-    mut stdin: impl std::io::Read,
+    stdin: impl std::io::Read,
     declared: Option<usize>,
     max_body: usize,
 ) -> Result<Vec<u8>, BodyError> {
-    let mut body = Vec::new();
-    stdin
-        .read_to_end(&mut body)
-        .map_err(|e| BodyError::Io(e.kind().to_string()))?;
-    match declared {
-        Some(expected) if body.len() < expected => Err(BodyError::Truncated {
-            expected,
-            got: body.len(),
-        }),
-        Some(expected) => {
-            body.truncate(expected);
-            Ok(body)
-        }
-        None if body.len() > max_body => Err(BodyError::TooLarge(body.len())),
-        None => Ok(body),
-    }
+    super::cgi::read_body(stdin, declared, max_body)
 }
 
 /// Fails reads once more than `cap` bytes arrived since the last request began.
