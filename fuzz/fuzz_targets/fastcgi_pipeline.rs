@@ -7,7 +7,7 @@
 //! tiny limits (64-byte bodies, 4 chunks, depth 6).
 #![no_main]
 
-use fuzz_common::{apis, check_response, fastcgi_body, hits_known_fastcgi_panic, quietly, runtime};
+use fuzz_common::{apis, check_response, hits_known_fastcgi_panic, quietly, runtime};
 use libfuzzer_sys::fuzz_target;
 use salt_fcgi::frontend::{cgi, cgi_response_bytes};
 use tokio_fastcgi::{RequestResult, Requests};
@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
                         let param = |name: &str| req.get_str_param(name).map(str::to_string);
                         let request = cgi::request_from_vars(
                             param,
-                            |declared| fastcgi_body(&mut *req.get_stdin(), declared, max_body),
+                            |declared| cgi::read_body(&mut *req.get_stdin(), declared, max_body),
                             max_body,
                         );
                         if let Ok(body) = &request.body {

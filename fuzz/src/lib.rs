@@ -217,9 +217,6 @@ pub fn check_response(method: &str, resp: &ApiResponse) {
     }
 }
 
-/// The body reader salt-fcgi's FastCGI front end passes to `cgi::request_from_vars`.
-pub use salt_fcgi::frontend::fastcgi::stdin_body as fastcgi_body;
-
 /// One FastCGI record as framed on the wire.
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {

@@ -16,7 +16,7 @@ use tokio_fastcgi::{Request, RequestResult, Requests};
 
 use super::listener::{Listener, Stream};
 use super::{Lifecycle, ServeOptions, accept_loop, cgi, cgi_response_bytes, handle_guarded};
-use crate::api::{Api, BodyError};
+use crate::api::Api;
 
 /// Serves FastCGI on `listener` until SIGTERM, max-requests or idle exit.
 pub async fn serve(listener: Listener, api: Arc<Api>, options: ServeOptions) {
@@ -93,7 +93,8 @@ async fn respond<W: AsyncWrite + Unpin>(req: &Request<W>, api: &Arc<Api>, max_bo
     let param = |name: &str| req.get_str_param(name).map(str::to_string);
     let request = cgi::request_from_vars(
         param,
-        |declared| stdin_body(&mut *req.get_stdin(), declared, max_body),
+        // FCGI_STDIN is complete in memory; it is read the way a CGI body is.
+        |declared| cgi::read_body(&mut *req.get_stdin(), declared, max_body),
         max_body,
     );
     let response = handle_guarded(api, request).await;
@@ -101,16 +102,6 @@ async fn respond<W: AsyncWrite + Unpin>(req: &Request<W>, api: &Arc<Api>, max_bo
     if let Err(e) = req.get_stdout().write(&bytes).await {
         crate::log::warn(&format!("FastCGI write failed (client gone?): {e:?}"));
     }
-}
-
-/// The request body from FCGI_STDIN (already complete in memory), read the way a CGI
-/// body is: exactly `CONTENT_LENGTH` bytes when given, else up to `max_body`.
-pub fn stdin_body(
-    stdin: impl std::io::Read,
-    declared: Option<usize>,
-    max_body: usize,
-) -> Result<Vec<u8>, BodyError> {
-    super::cgi::read_body(stdin, declared, max_body)
 }
 
 /// Fails reads once more than `cap` bytes arrived since the last request began.
