@@ -47,6 +47,28 @@ fn local_kwarg_and_list_target() {
 }
 
 #[test]
+fn float_args_come_back_bit_exact() {
+    // 17-digit floats that a fast, inexact JSON parser reads one ULP off.
+    let texts = [
+        "-113.22589111328125",
+        "124.23332112876233",
+        "1.30918652314081e-309",
+    ];
+    let body = format!(
+        r#"[{{"client": "local", "tgt": "ms-0", "fun": "test.arg", "arg": [{}]}}]"#,
+        texts.join(",")
+    );
+    let e = env();
+    let chunk: Json = serde_json::from_str(&body).expect("test body");
+    let resp = cgi_post(&e.config, &json!([e.auth(chunk[0].clone())]));
+    let text = String::from_utf8_lossy(&resp.body);
+    assert_eq!(resp.status, 200, "{text}");
+    for t in texts {
+        assert!(text.contains(t), "{t} changed on the way: {text}");
+    }
+}
+
+#[test]
 fn nodegroups_are_expanded() {
     let r = run(
         json!({"client": "local", "tgt": "group0", "tgt_type": "nodegroup", "fun": "test.ping"}),

@@ -1,5 +1,6 @@
 //! Inputs the fuzzers once broke salt-fcgi with (fuzz/regressions/), replayed on every
-//! test run: each must decode quickly, with bounded output, without a crash.
+//! test run: each must decode quickly, with bounded output, without a crash, and its JSON
+//! must parse back to the same value (floats included).
 
 use std::time::{Duration, Instant};
 
@@ -17,9 +18,7 @@ fn payload_decode_regressions_stay_fixed() {
         let started = Instant::now();
         let size = std::thread::Builder::new()
             .stack_size(2 << 20)
-            .spawn(move || {
-                salt_fcgi::salt::payload::decode(&bytes).map_or(0, |v| v.to_string().len())
-            })
+            .spawn(move || json_size_after_round_trip(&bytes))
             .expect("spawn")
             .join()
             .expect("decode must not crash");
@@ -31,5 +30,17 @@ fn payload_decode_regressions_stay_fixed() {
         );
         seen += 1;
     }
-    assert!(seen >= 2, "the regression inputs are present");
+    assert!(seen >= 3, "the regression inputs are present");
+}
+
+/// Decodes `bytes`; when that succeeds, checks its JSON text parses back to the same value
+/// and returns the text's length (0 for a refused input).
+fn json_size_after_round_trip(bytes: &[u8]) -> usize {
+    let Ok(value) = salt_fcgi::salt::payload::decode(bytes) else {
+        return 0;
+    };
+    let text = value.to_string();
+    let back: serde_json::Value = serde_json::from_str(&text).expect("JSON parses back");
+    assert_eq!(back, value, "JSON text round trip");
+    text.len()
 }

@@ -129,35 +129,6 @@ pub fn json_depth(v: &Json) -> usize {
     max
 }
 
-/// JSON equality where floats may differ in their last bits (relative 1e-15).
-pub fn same_json(a: &Json, b: &Json) -> bool {
-    let mut stack = vec![(a, b)];
-    while let Some((a, b)) = stack.pop() {
-        match (a, b) {
-            (Json::Array(x), Json::Array(y)) if x.len() == y.len() => {
-                stack.extend(x.iter().zip(y));
-            }
-            (Json::Object(x), Json::Object(y)) if x.len() == y.len() => {
-                for (k, v) in x {
-                    let Some(w) = y.get(k) else { return false };
-                    stack.push((v, w));
-                }
-            }
-            (Json::Number(x), Json::Number(y)) if x.is_f64() || y.is_f64() => {
-                let (Some(x), Some(y)) = (x.as_f64(), y.as_f64()) else {
-                    return false;
-                };
-                if x != y && (x - y).abs() > 1e-15 * x.abs().max(y.abs()) {
-                    return false;
-                }
-            }
-            (a, b) if a == b => {}
-            _ => return false,
-        }
-    }
-    true
-}
-
 /// What every response of `Api::handle` must be: a known status, a JSON body with
 /// `return`, and a CGI header block whose Content-Length is the body's length.
 pub fn check_response(method: &str, resp: &ApiResponse) {
@@ -274,44 +245,6 @@ pub fn cgi_vars(block: &[u8]) -> HashMap<String, Option<String>> {
     }
     vars
 }
-
-/// Known salt-fcgi issue (`salt::payload::key_string`): a map key that is itself a map
-/// (or holds one) is written as JSON text, and that text is escaped again at every outer
-/// level, so N nested map keys grow the output about 2^N times (a 52-byte document
-/// decodes to 100 MB of JSON). This counts the most map-key positions on one path of the
-/// document (ext 79 payloads included, as `decode` reads them); `payload_decode` skips
-/// inputs over [`KEY_NESTING_LIMIT`] unless `FUZZ_KNOWN_BUGS=1`.
-pub fn map_key_nesting(data: &[u8]) -> usize {
-    let mut rd = data;
-    let Ok(root) = rmpv::decode::read_value(&mut rd) else {
-        return 0;
-    };
-    let mut max = 0;
-    let mut stack = vec![(root, 0usize)];
-    while let Some((value, n)) = stack.pop() {
-        max = max.max(n);
-        match value {
-            rmpv::Value::Array(items) => stack.extend(items.into_iter().map(|i| (i, n))),
-            rmpv::Value::Map(pairs) => {
-                for (k, v) in pairs {
-                    stack.push((k, n + 1));
-                    stack.push((v, n));
-                }
-            }
-            rmpv::Value::Ext(79, inner) => {
-                let mut rd = &inner[..];
-                if let Ok(v) = rmpv::decode::read_value(&mut rd) {
-                    stack.push((v, n));
-                }
-            }
-            _ => {}
-        }
-    }
-    max
-}
-
-/// Map-key nesting that `payload_decode` still runs (output at most ~2^6 times the input).
-pub const KEY_NESTING_LIMIT: usize = 6;
 
 /// True when `FUZZ_KNOWN_BUGS=1`: targets then stop skipping inputs of known issues.
 pub fn known_bugs_wanted() -> bool {

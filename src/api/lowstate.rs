@@ -124,6 +124,26 @@ mod tests {
         }
     }
 
+    /// Floats the default serde_json parser read one ULP off; Python reads them exactly.
+    const EXACT_FLOATS: [&str; 4] = [
+        "-113.22589111328125",
+        "124.23332112876233",
+        "-506.75413023681443",
+        "1.30918652314081e-309",
+    ];
+
+    #[test]
+    fn floats_reach_the_payload_exactly() {
+        let body = format!(r#"[{{"arg": [{}]}}]"#, EXACT_FLOATS.join(","));
+        let chunks = parse(body.as_bytes(), &limits()).expect("parse");
+        let packed = crate::salt::payload::encode(&chunks[0]["arg"]);
+        let args: Vec<f64> = rmp_serde::from_slice(&packed).expect("msgpack floats");
+        for (text, got) in EXACT_FLOATS.iter().zip(args) {
+            let want: f64 = text.parse().expect("std parses");
+            assert_eq!(got.to_bits(), want.to_bits(), "{text} became {got}");
+        }
+    }
+
     #[test]
     fn depth_and_count_limits() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
