@@ -36,6 +36,34 @@ fn fastcgi_local_test_ping_and_errors_on_one_process() {
 }
 
 #[test]
+fn fastcgi_big_return_arrives_whole() {
+    // Over 64 KiB: the head and the body go out as separate writes, the body in several
+    // FCGI_STDOUT records.
+    let e = env();
+    let server = Server::fastcgi_unix(&e.config);
+    let big: String = (0..300_000u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let echo = json!([e.auth(
+        json!({"client": "local", "tgt": "ms-0", "fun": "test.echo", "arg": [big.clone()]})
+    )]);
+    for _ in 0..2 {
+        let resp = fastcgi_post(&server.address, &echo);
+        assert_eq!(resp.status, 200);
+        assert!(
+            resp.ret()[0]["ms-0"] == big.as_str(),
+            "the echo came back changed"
+        );
+    }
+    let resp = fastcgi_post(&server.address, &ping());
+    assert_eq!(
+        resp.ret(),
+        json!([e.all_true()]),
+        "a small reply after big ones"
+    );
+}
+
+#[test]
 fn fastcgi_concurrent_requests() {
     let e = env();
     let server = Server::fastcgi_unix(&e.config);

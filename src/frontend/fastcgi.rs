@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_fastcgi::{Request, RequestResult, Requests};
+use tokio_fastcgi::{OutStream, Request, RequestResult, Requests};
 
 use super::listener::{Listener, Stream};
-use super::{Lifecycle, ServeOptions, accept_loop, cgi, cgi_response_bytes, handle_guarded};
-use crate::api::Api;
+use super::{Lifecycle, ServeOptions, accept_loop, cgi, cgi_response_head, handle_guarded};
+use crate::api::{Api, ApiResponse};
 
 /// Serves FastCGI on `listener` until SIGTERM, max-requests or idle exit.
 pub async fn serve(listener: Listener, api: Arc<Api>, options: ServeOptions) {
@@ -98,10 +98,29 @@ async fn respond<W: AsyncWrite + Unpin>(req: &Request<W>, api: &Arc<Api>, max_bo
         max_body,
     );
     let response = handle_guarded(api, request).await;
-    let bytes = cgi_response_bytes(&response);
-    if let Err(e) = req.get_stdout().write(&bytes).await {
+    if let Err(e) = write_response(&mut req.get_stdout(), &response).await {
         crate::log::warn(&format!("FastCGI write failed (client gone?): {e:?}"));
     }
+}
+
+/// Bodies up to this size go out in one write with their head; a bigger body is written
+/// after the head instead of being copied behind it (a 1 MB return is held once, not twice).
+const COPY_BODY_MAX: usize = 64 * 1024;
+
+/// Writes the CGI response to FCGI_STDOUT.
+async fn write_response<W: AsyncWrite + Unpin>(
+    out: &mut OutStream<W>,
+    response: &ApiResponse,
+) -> Result<(), tokio_fastcgi::Error> {
+    let mut head = cgi_response_head(response);
+    if response.body.len() <= COPY_BODY_MAX {
+        head.extend_from_slice(&response.body);
+        out.write(&head).await?;
+    } else {
+        out.write(&head).await?;
+        out.write(&response.body).await?;
+    }
+    Ok(())
 }
 
 /// Fails reads once more than `cap` bytes arrived since the last request began.

@@ -81,6 +81,13 @@ where
 
 /// The CGI response: `Status:` line, headers, blank line, body.
 pub fn cgi_response_bytes(resp: &ApiResponse) -> Vec<u8> {
+    let mut out = cgi_response_head(resp);
+    out.extend_from_slice(&resp.body);
+    out
+}
+
+/// The CGI response without its body: `Status:` line, headers, blank line.
+pub fn cgi_response_head(resp: &ApiResponse) -> Vec<u8> {
     let mut head = format!(
         "Status: {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
         resp.status,
@@ -92,9 +99,7 @@ pub fn cgi_response_bytes(resp: &ApiResponse) -> Vec<u8> {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    let mut out = head.into_bytes();
-    out.extend_from_slice(&resp.body);
-    out
+    head.into_bytes()
 }
 
 /// How a long-running server ends.

@@ -174,15 +174,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Capacity the frame buffer keeps; the memory of a bigger frame is given back after it.
+const FRAME_BUF_KEEP: usize = 64 * 1024;
+
 /// Reads frames until the connection ends, dispatching each event to its subscribers.
 async fn read_loop(mut stream: Box<dyn AsyncRead + Send + Unpin>, reader: Arc<Reader>, max: usize) {
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut buf: Vec<u8> = Vec::with_capacity(FRAME_BUF_KEEP);
     let outcome = loop {
         match next_frame(&buf, max) {
             Ok(Some((frame, used))) => {
-                let frame = frame.to_vec();
+                dispatch(&reader, frame);
                 buf.drain(..used);
-                dispatch(&reader, &frame);
+                if buf.capacity() > 4 * FRAME_BUF_KEEP && buf.len() <= FRAME_BUF_KEEP {
+                    buf.shrink_to(FRAME_BUF_KEEP);
+                }
                 continue;
             }
             Ok(None) => {}

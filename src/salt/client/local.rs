@@ -7,6 +7,7 @@
 //! that do, up to `gather_job_timeout` between checks.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value as Json, json};
@@ -448,7 +449,7 @@ pub async fn collect(
             seen.pre_3008 = true;
         }
         if event.tag == job.jid || event.tag.starts_with(&job_prefix) {
-            if let Some((id, entry)) = job_event(&event, &ret_prefix, &mut seen) {
+            if let Some((id, entry)) = job_event(event, &ret_prefix, &mut seen) {
                 on_return(&id, entry);
             }
         } else if find_job_prefix
@@ -465,7 +466,7 @@ pub async fn collect(
 }
 
 /// Handles one event of the job: `minions` announcements and returns.
-fn job_event(event: &Event, ret_prefix: &str, seen: &mut Collected) -> Option<(String, Json)> {
+fn job_event(event: Arc<Event>, ret_prefix: &str, seen: &mut Collected) -> Option<(String, Json)> {
     let data = event.data.as_object()?;
     if let Some(Json::Array(more)) = data.get("minions") {
         seen.minions
@@ -489,16 +490,22 @@ fn job_event(event: &Event, ret_prefix: &str, seen: &mut Collected) -> Option<(S
         return None;
     }
     let mut entry = Map::new();
-    entry.insert(
-        "ret".into(),
-        data.get("return").cloned().unwrap_or(Json::Null),
-    );
     for key in ["out", "retcode", "jid"] {
         if let Some(v) = data.get(key) {
             entry.insert(key.into(), v.clone());
         }
     }
+    entry.insert("ret".into(), take_return(event));
     Some((id, Json::Object(entry)))
+}
+
+/// The event's `return`, moved out when this is the event's only holder (a big return is
+/// not copied), cloned otherwise.
+fn take_return(event: Arc<Event>) -> Json {
+    match Arc::try_unwrap(event) {
+        Ok(mut own) => own.data.get_mut("return").map_or(Json::Null, Json::take),
+        Err(shared) => shared.data.get("return").cloned().unwrap_or(Json::Null),
+    }
 }
 
 /// A `saltutil.find_job` return that says the minion is still running the job.
@@ -775,14 +782,28 @@ mod tests {
     }
 
     #[test]
+    fn a_return_is_moved_out_only_from_an_unshared_event() {
+        let event = Arc::new(Event {
+            tag: "salt/job/1/ret/a".into(),
+            data: json!({"id": "a", "return": "big"}),
+        });
+        let other = Arc::clone(&event);
+        assert_eq!(take_return(event), json!("big"));
+        assert_eq!(other.data["return"], "big", "another holder still sees it");
+        assert_eq!(take_return(other), json!("big"));
+    }
+
+    #[test]
     fn job_events_and_find_job_answers() {
         let mut seen = Collected::default();
-        let ev = |tag: &str, data: Json| Event {
-            tag: tag.into(),
-            data,
+        let ev = |tag: &str, data: Json| {
+            Arc::new(Event {
+                tag: tag.into(),
+                data,
+            })
         };
         let r = job_event(
-            &ev(
+            ev(
                 "salt/job/1/ret/a",
                 json!({"id": "a", "return": true, "retcode": 0, "jid": "1"}),
             ),
@@ -796,14 +817,14 @@ mod tests {
         // Duplicates are ignored.
         assert_eq!(
             job_event(
-                &ev("salt/job/1/ret/a", json!({"id": "a", "return": 1})),
+                ev("salt/job/1/ret/a", json!({"id": "a", "return": 1})),
                 "salt/job/1/ret/",
                 &mut seen
             ),
             None
         );
         job_event(
-            &ev(
+            ev(
                 "salt/job/1/new",
                 json!({"minions": ["b"], "missing": ["c"]}),
             ),
