@@ -130,6 +130,68 @@ fn record(kind: u8, content: &[u8]) -> Vec<u8> {
     r
 }
 
+/// Peak virtual memory of a process, from /proc (kB).
+fn vm_peak_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmPeak:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmPeak")
+}
+
+#[test]
+fn malformed_fastcgi_records_end_the_connection_without_a_panic() {
+    use std::io::{Read, Write};
+    let e = env();
+    let log = std::env::temp_dir().join(format!("salt-fcgi-records-{}.log", std::process::id()));
+    let file = std::fs::File::create(&log).expect("log file");
+    let server = Server::fastcgi_unix_logging(&e.config, file.into());
+    let begin = record(1, &[0, 1, 1, 0, 0, 0, 0, 0]);
+    let cases = [
+        // tokio-fastcgi 1.3 panics on a BEGIN_REQUEST shorter than 2 bytes.
+        record(1, b""),
+        // ... and allocates 2 x 2 GiB for these declared parameter lengths.
+        [
+            begin.clone(),
+            record(4, b"\xff\xff\xff\xf0\xff\xff\xff\xf0ab"),
+        ]
+        .concat(),
+    ];
+    for bytes in cases {
+        let mut s = std::os::unix::net::UnixStream::connect(&server.address).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("timeout");
+        s.write_all(&bytes).expect("write");
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest)
+            .expect("the server closes the connection");
+        assert!(
+            rest.is_empty(),
+            "no response to a malformed record: {rest:?}"
+        );
+    }
+    let resp = fastcgi_post(&server.address, &ping());
+    assert_eq!((resp.status, resp.ret()), (200, json!([e.all_true()])));
+    let peak = vm_peak_kb(server.pid());
+    assert!(
+        peak < 2 << 20,
+        "VmPeak {peak} kB: parameter buffers were allocated"
+    );
+    drop(server);
+    let text = std::fs::read_to_string(&log).expect("read log");
+    let _ = std::fs::remove_file(&log);
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(
+        text.contains("BEGIN_REQUEST record shorter than 8 bytes"),
+        "{text}"
+    );
+    assert!(
+        text.contains("name-value pair is longer than its record"),
+        "{text}"
+    );
+}
+
 #[test]
 fn clients_that_vanish_or_send_garbage_do_not_hurt_the_server() {
     use std::io::Write;

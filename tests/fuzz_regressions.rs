@@ -1,6 +1,7 @@
 //! Inputs the fuzzers once broke salt-fcgi with (fuzz/regressions/), replayed on every
 //! test run: each must decode quickly, with bounded output, without a crash, and its JSON
-//! must parse back to the same value (floats included).
+//! must parse back to the same value (floats included); a malformed FastCGI record must
+//! end the connection without a panic.
 
 use std::time::{Duration, Instant};
 
@@ -43,4 +44,30 @@ fn json_size_after_round_trip(bytes: &[u8]) -> usize {
     let back: serde_json::Value = serde_json::from_str(&text).expect("JSON parses back");
     assert_eq!(back, value, "JSON text round trip");
     text.len()
+}
+
+#[test]
+fn fastcgi_regressions_end_the_connection_without_a_panic() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/regressions/fastcgi_records"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).expect("regressions dir") {
+        let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
+        // As the FastCGI front end reads a connection: through the record check.
+        let outcome = runtime.block_on(async {
+            let reader = salt_fcgi::frontend::record_check::RecordCheck::new(&bytes[..]);
+            tokio_fastcgi::Requests::new(reader, tokio::io::sink(), 1, 1)
+                .next()
+                .await
+                .map(|r| r.is_some())
+        });
+        assert!(outcome.is_err(), "the malformed record is refused");
+        seen += 1;
+    }
+    assert!(seen >= 3, "the regression inputs are present");
 }

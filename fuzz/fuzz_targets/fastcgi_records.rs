@@ -1,17 +1,20 @@
-//! tokio-fastcgi's record parsing, fed arbitrary bytes as the web server's side of a
-//! connection, used the way salt-fcgi's FastCGI front end uses it: `Requests::new`, then
-//! `next()` in a loop and `process` on each request with a closure that reads the
-//! params, stdin and data and writes stdout.
+//! FastCGI record handling, fed arbitrary bytes as the web server's side of a connection,
+//! the way salt-fcgi's FastCGI front end reads one: through `RecordCheck`, then
+//! tokio-fastcgi's `Requests::new`, `next()` in a loop and `process` on each request with
+//! a closure that reads the params, stdin and data and writes stdout.
 //!
-//! A panic here would end one connection task of salt-fcgi (tokio catches it), not the
-//! process. The one known panic (BEGIN_REQUEST shorter than 2 bytes) is skipped unless
-//! `FUZZ_KNOWN_BUGS=1`; see `fuzz_common::hits_known_fastcgi_panic`.
+//! Checks beyond "no panic": `RecordCheck` hands on a prefix of the input made of whole
+//! records, all of it unless a record is refused, and then `check_record` refuses the
+//! record that follows the prefix. (It is what keeps tokio-fastcgi 1.3's panic on a short
+//! BEGIN_REQUEST and its allocations from declared parameter lengths out of reach.)
 #![no_main]
 
 use std::io::Read;
 
-use fuzz_common::{hits_known_fastcgi_panic, runtime};
+use fuzz_common::{quietly, runtime};
 use libfuzzer_sys::fuzz_target;
+use salt_fcgi::frontend::record_check::{RecordCheck, check_record};
+use tokio::io::AsyncReadExt;
 use tokio_fastcgi::{RequestResult, Requests};
 
 const NAMES: [&str; 6] = [
@@ -23,12 +26,41 @@ const NAMES: [&str; 6] = [
     "HTTP_HOST",
 ];
 
-fuzz_target!(|data: &[u8]| {
-    if hits_known_fastcgi_panic(data) {
-        return;
+/// What `RecordCheck` hands on from `data`, and whether it refused a record.
+async fn checked(data: &[u8]) -> (Vec<u8>, bool) {
+    let mut reader = RecordCheck::new(data);
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match reader.read(&mut chunk).await {
+            Ok(0) => return (out, false),
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(_) => return (out, true),
+        }
     }
-    runtime().block_on(async {
-        let mut requests = Requests::new(data, tokio::io::sink(), 255, 1);
+}
+
+fuzz_target!(|data: &[u8]| {
+    quietly(|| runtime().block_on(run(data)));
+});
+
+async fn run(data: &[u8]) {
+    let (passed, refused) = checked(data).await;
+    assert_eq!(
+        passed,
+        data[..passed.len()],
+        "RecordCheck hands on a prefix"
+    );
+    if refused {
+        assert!(
+            check_record(&data[passed.len()..]).is_err(),
+            "refused a good record"
+        );
+    } else {
+        assert_eq!(passed.len(), data.len(), "RecordCheck hands on everything");
+    }
+    {
+        let mut requests = Requests::new(RecordCheck::new(data), tokio::io::sink(), 255, 1);
         // Each request needs at least one 8-byte record: the loop is bounded by the input.
         for _ in 0..=data.len() / 8 {
             let request = match requests.next().await {
@@ -67,5 +99,5 @@ fuzz_target!(|data: &[u8]| {
                 break;
             }
         }
-    });
-});
+    }
+}

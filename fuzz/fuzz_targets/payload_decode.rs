@@ -11,7 +11,7 @@
 //!   `decode` accepts in one document; then the round trip must fail with a depth error.
 //!
 //! Map keys that nest maps (once exponential output) and ext 79 chains (once unbounded
-//! recursion) are fixed in salt-fcgi and no longer skipped; see fuzz/regressions/.
+//! recursion) are fixed in salt-fcgi; see fuzz/regressions/.
 #![no_main]
 
 use fuzz_common::json_depth;

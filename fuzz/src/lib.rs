@@ -1,5 +1,5 @@
 //! Helpers shared by the fuzz targets: settings without a master, one tokio runtime,
-//! a quiet stderr, the checks every HTTP response must pass, and FastCGI record framing.
+//! a quiet stderr, and the checks every HTTP response must pass.
 //!
 //! See `docs/fuzzing.md` for the targets and how to run them.
 
@@ -188,49 +188,6 @@ pub fn check_response(method: &str, resp: &ApiResponse) {
     }
 }
 
-/// One FastCGI record as framed on the wire.
-#[derive(Debug, Clone, Copy)]
-pub struct Record<'a> {
-    /// Record type (1 BEGIN_REQUEST, 4 PARAMS, 5 STDIN, ...).
-    pub kind: u8,
-    /// Request id.
-    pub id: u16,
-    /// Content (padding removed).
-    pub content: &'a [u8],
-}
-
-/// The complete version-1 records at the start of `data`, as tokio-fastcgi reads them
-/// (header, content, padding); stops at the first short or non-version-1 record.
-pub fn records(data: &[u8]) -> Vec<Record<'_>> {
-    let mut out = Vec::new();
-    let mut rest = data;
-    while rest.len() >= 8 && rest[0] == 1 {
-        let len = usize::from(u16::from_be_bytes([rest[4], rest[5]]));
-        let pad = usize::from(rest[6]);
-        let Some(content) = rest.get(8..8 + len) else {
-            break;
-        };
-        out.push(Record {
-            kind: rest[1],
-            id: u16::from_be_bytes([rest[2], rest[3]]),
-            content,
-        });
-        rest = rest.get(8 + len + pad..).unwrap_or(&[]);
-    }
-    out
-}
-
-/// Known tokio-fastcgi 1.3.0 panic: a BEGIN_REQUEST record whose content is shorter than
-/// 2 bytes makes `Request::new` unwrap a failed `read_u16` ("called `Result::unwrap()` on
-/// an `Err` value: ... UnexpectedEof"). Targets skip such inputs so that fuzzing goes on
-/// past it, unless `FUZZ_KNOWN_BUGS=1` is set (to reproduce it).
-pub fn hits_known_fastcgi_panic(data: &[u8]) -> bool {
-    !known_bugs_wanted()
-        && records(data)
-            .iter()
-            .any(|r| r.kind == 1 && r.content.len() < 2)
-}
-
 /// CGI variables parsed from `NAME=VALUE` lines; a non-UTF-8 value reads as absent,
 /// as `std::env::var` does.
 pub fn cgi_vars(block: &[u8]) -> HashMap<String, Option<String>> {
@@ -244,10 +201,4 @@ pub fn cgi_vars(block: &[u8]) -> HashMap<String, Option<String>> {
         vars.insert(name, value);
     }
     vars
-}
-
-/// True when `FUZZ_KNOWN_BUGS=1`: targets then stop skipping inputs of known issues.
-pub fn known_bugs_wanted() -> bool {
-    static SHOW: OnceLock<bool> = OnceLock::new();
-    *SHOW.get_or_init(|| std::env::var_os("FUZZ_KNOWN_BUGS").is_some_and(|v| !v.is_empty()))
 }

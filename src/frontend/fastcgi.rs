@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_fastcgi::{OutStream, Request, RequestResult, Requests};
 
 use super::listener::{Listener, Stream};
+use super::record_check::RecordCheck;
 use super::{Lifecycle, ServeOptions, accept_loop, cgi, cgi_response_head, handle_guarded};
 use crate::api::{Api, ApiResponse};
 
@@ -48,7 +49,7 @@ where
     let (rd, wr) = tokio::io::split(stream);
     let taken = Arc::new(AtomicUsize::new(0));
     let reader = CappedReader {
-        inner: rd,
+        inner: RecordCheck::new(rd),
         taken: Arc::clone(&taken),
         cap,
     };

@@ -7,6 +7,7 @@ pub mod cgi;
 pub mod fastcgi;
 pub mod http;
 pub mod listener;
+pub mod record_check;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

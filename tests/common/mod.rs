@@ -291,6 +291,11 @@ impl Server {
 
     /// `salt-fcgi --listen unix:<temp>/fcgi.sock`.
     pub fn fastcgi_unix(config: &Path) -> Server {
+        Server::fastcgi_unix_logging(config, Stdio::inherit())
+    }
+
+    /// `salt-fcgi --listen unix:<temp>/fcgi.sock` with its stderr (the log) sent to `log`.
+    pub fn fastcgi_unix_logging(config: &Path, log: Stdio) -> Server {
         let dir = std::env::temp_dir().join(format!(
             "salt-fcgi-sock-{}-{}",
             std::process::id(),
@@ -299,11 +304,12 @@ impl Server {
         std::fs::create_dir_all(&dir).expect("mkdir socket dir");
         let path = dir.join("fcgi.sock");
         let spec = format!("unix:{}", path.display());
-        Server::start(
+        Server::start_logging(
             config,
             &["--listen", &spec],
             path.display().to_string(),
             Some(dir),
+            log,
         )
     }
 
@@ -314,12 +320,22 @@ impl Server {
         address: String,
         socket_dir: Option<PathBuf>,
     ) -> Server {
+        Server::start_logging(config, args, address, socket_dir, Stdio::inherit())
+    }
+
+    fn start_logging(
+        config: &Path,
+        args: &[&str],
+        address: String,
+        socket_dir: Option<PathBuf>,
+        log: Stdio,
+    ) -> Server {
         let child = Command::new(binary())
             .args(args)
             .env("SALT_MASTER_CONFIG", config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("spawn salt-fcgi server");
         let server = Server {
