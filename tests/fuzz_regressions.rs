@@ -66,8 +66,12 @@ fn fastcgi_regressions_end_the_connection_without_a_panic() {
                 .await
                 .map(|r| r.is_some())
         });
-        assert!(outcome.is_err(), "the malformed record is refused");
+        // Refused, or the connection ends there (a cut record); never a request.
+        assert!(
+            !matches!(outcome, Ok(true)),
+            "the malformed record is refused"
+        );
         seen += 1;
     }
-    assert!(seen >= 3, "the regression inputs are present");
+    assert!(seen >= 4, "the regression inputs are present");
 }

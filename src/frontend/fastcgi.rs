@@ -2,9 +2,11 @@
 //! served in order (tokio-fastcgi's writer must not be shared by concurrent requests;
 //! nginx and mod_fcgid never multiplex a connection anyway).
 //!
-//! tokio-fastcgi assembles a whole request in memory before handing it over, so each
-//! connection's input is capped (`CappedReader`): a body far over `max_body_bytes` ends
-//! the connection instead of filling memory; one a little over it gets a JSON 413.
+//! Each connection is read through `RecordCheck` (whole records, refused before
+//! tokio-fastcgi parses what it would mishandle) and `CappedReader`: tokio-fastcgi
+//! assembles a whole request in memory before handing it over, so a body far over
+//! `max_body_bytes` ends the connection instead of filling memory; one a little over it
+//! gets a JSON 413.
 
 use std::pin::Pin;
 use std::sync::Arc;
