@@ -5,8 +5,9 @@
 //!
 //! Checks beyond "no panic": `RecordCheck` hands on a prefix of the input made of whole
 //! records, all of it unless it fails, and then the record after the prefix is one that
-//! `check_record` refuses or one cut short by the end of the input. (It is what keeps tokio-fastcgi 1.3's panic on a short
-//! BEGIN_REQUEST and its allocations from declared parameter lengths out of reach.)
+//! `check_record` refuses or one cut short by the end of the input. (It is what keeps
+//! tokio-fastcgi 1.3's panic on a short BEGIN_REQUEST and its allocations from declared
+//! parameter lengths out of reach.)
 #![no_main]
 
 use std::io::Read;
