@@ -3,18 +3,29 @@
 //! must parse back to the same value (floats included); a malformed FastCGI record must
 //! end the connection without a panic.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// The inputs in `fuzz/regressions/<target>/`, at least `at_least` of them.
+fn inputs(target: &str, at_least: usize) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions")
+        .join(target);
+    let found: Vec<_> = std::fs::read_dir(&dir)
+        .expect("regressions dir")
+        .map(|entry| {
+            let path = entry.expect("entry").path();
+            let bytes = std::fs::read(&path).expect("read");
+            (path, bytes)
+        })
+        .collect();
+    assert!(found.len() >= at_least, "the regression inputs are present");
+    found
+}
 
 #[test]
 fn payload_decode_regressions_stay_fixed() {
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fuzz/regressions/payload_decode"
-    );
-    let mut seen = 0;
-    for entry in std::fs::read_dir(dir).expect("regressions dir") {
-        let path = entry.expect("entry").path();
-        let bytes = std::fs::read(&path).expect("read");
+    for (path, bytes) in inputs("payload_decode", 3) {
         // Run on a small stack, as a tokio worker would: a recursion bug overflows it.
         let started = Instant::now();
         let size = std::thread::Builder::new()
@@ -29,9 +40,7 @@ fn payload_decode_regressions_stay_fixed() {
             "{}",
             path.display()
         );
-        seen += 1;
     }
-    assert!(seen >= 3, "the regression inputs are present");
 }
 
 /// Decodes `bytes`; when that succeeds, checks its JSON text parses back to the same value
@@ -48,16 +57,10 @@ fn json_size_after_round_trip(bytes: &[u8]) -> usize {
 
 #[test]
 fn fastcgi_regressions_end_the_connection_without_a_panic() {
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fuzz/regressions/fastcgi_records"
-    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(dir).expect("regressions dir") {
-        let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
+    for (path, bytes) in inputs("fastcgi_records", 4) {
         // As the FastCGI front end reads a connection: through the record check.
         let outcome = runtime.block_on(async {
             let reader = salt_fcgi::frontend::record_check::RecordCheck::new(&bytes[..]);
@@ -69,9 +72,8 @@ fn fastcgi_regressions_end_the_connection_without_a_panic() {
         // Refused, or the connection ends there (a cut record); never a request.
         assert!(
             !matches!(outcome, Ok(true)),
-            "the malformed record is refused"
+            "{}: the malformed record is refused",
+            path.display()
         );
-        seen += 1;
     }
-    assert!(seen >= 4, "the regression inputs are present");
 }
