@@ -66,6 +66,8 @@ pub struct Settings {
     pub ipc_mode: IpcMode,
     /// Event bus TCP port when `ipc_mode: tcp` (`tcp_master_pub_port`, 4512).
     pub tcp_master_pub_port: u16,
+    /// Event puller TCP port when `ipc_mode: tcp` (`tcp_master_pull_port`, 4513).
+    pub tcp_master_pull_port: u16,
     /// `ipv6` (selects ::1 for the TCP event bus).
     pub ipv6: bool,
     /// Master transport (`zeromq`, `tcp`, `ws`); only zeromq is spoken.
@@ -90,6 +92,29 @@ pub struct Settings {
     pub order_masters: bool,
     /// salt-fcgi's own limits.
     pub limits: Limits,
+    /// `external_auth` as JSON (login `perms`).
+    pub external_auth: serde_json::Value,
+    /// Where the master's `localfs` token backend keeps tokens (`<cachedir>/tokens`).
+    pub token_dir: PathBuf,
+    /// The master's token backend (`eauth_tokens`, default `localfs`).
+    pub eauth_tokens: String,
+    /// Options of the rest_cherrypy dialect.
+    pub api: ApiOptions,
+}
+
+/// Options of the rest_cherrypy dialect: Salt's own `rest_cherrypy:` keys that still mean
+/// something here, and salt-fcgi's `cors_origins`.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    /// Path of the webhook endpoint (`rest_cherrypy: webhook_url`, default `/hook`).
+    pub webhook_url: String,
+    /// `POST /hook/...` without a session (`rest_cherrypy: webhook_disable_auth`).
+    pub webhook_disable_auth: bool,
+    /// `GET /stats` without a session (`rest_cherrypy: stats_disable_auth`).
+    pub stats_disable_auth: bool,
+    /// Origins allowed to call the API from a browser with credentials
+    /// (`salt_fcgi: cors_origins`, default none: no CORS headers at all).
+    pub cors_origins: Vec<String>,
 }
 
 /// A nodegroup definition: a compound string or a list of minion ids.
@@ -142,6 +167,11 @@ impl Settings {
                 .map_or(d, |v| v as usize)
         };
         let secs = |v: f64| Duration::from_secs_f64(v.clamp(0.0, 1.0e7));
+        let cachedir: PathBuf =
+            under_root(get_str(get("cachedir")).unwrap_or_else(|| "/var/cache/salt/master".into()))
+                .into();
+        let cherrypy = get("rest_cherrypy").and_then(Yaml::as_mapping);
+        let cherrypy_bool = |k: &str| get_bool(cherrypy.and_then(|m| m.get(k))).unwrap_or(false);
         Settings {
             interface: client_interface(&get_str(get("interface")).unwrap_or_default()),
             ret_port: get_port(get("ret_port")).unwrap_or(4506),
@@ -149,15 +179,14 @@ impl Settings {
                 get_str(get("sock_dir")).unwrap_or_else(|| "/var/run/salt/master".into()),
             )
             .into(),
-            cachedir: under_root(
-                get_str(get("cachedir")).unwrap_or_else(|| "/var/cache/salt/master".into()),
-            )
-            .into(),
+            token_dir: cachedir.join("tokens"),
+            cachedir,
             ipc_mode: match get_str(get("ipc_mode")).as_deref() {
                 Some("tcp") => IpcMode::Tcp,
                 _ => IpcMode::Ipc,
             },
             tcp_master_pub_port: get_port(get("tcp_master_pub_port")).unwrap_or(4512),
+            tcp_master_pull_port: get_port(get("tcp_master_pull_port")).unwrap_or(4513),
             ipv6: get_bool(get("ipv6")).unwrap_or(false),
             transport: get_str(get("transport")).unwrap_or_else(|| "zeromq".into()),
             netapi_enable_clients: get_str_list(get("netapi_enable_clients")),
@@ -179,6 +208,18 @@ impl Settings {
                 request_deadline: secs(own_f64("request_deadline").unwrap_or(rest_timeout + 30.0)),
                 max_connections: own_usize("max_connections", 256).max(1),
                 shutdown_grace: secs(own_f64("shutdown_grace").unwrap_or(30.0)),
+            },
+            external_auth: get("external_auth")
+                .and_then(|v| serde_json::to_value(v).ok())
+                .unwrap_or_default(),
+            eauth_tokens: get_str(get("eauth_tokens")).unwrap_or_else(|| "localfs".into()),
+            api: ApiOptions {
+                webhook_url: get_str(cherrypy.and_then(|m| m.get("webhook_url")))
+                    .map(|u| format!("/{}", u.trim_matches('/')))
+                    .unwrap_or_else(|| "/hook".into()),
+                webhook_disable_auth: cherrypy_bool("webhook_disable_auth"),
+                stats_disable_auth: cherrypy_bool("stats_disable_auth"),
+                cors_origins: get_str_list(own.and_then(|m| m.get("cors_origins"))),
             },
             config_path,
         }

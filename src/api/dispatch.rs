@@ -1,26 +1,92 @@
-//! Routes a request, runs its chunks, and maps every error to one status, in one place.
+//! Routes a request to its endpoint and turns every failure into one JSON error, in one
+//! place; adds the CORS headers of allowed origins and counts requests for `/stats`.
+//!
+//! Paths are relative to where the API is mounted. The rest_wsgi dialect is `POST /` with
+//! credentials in each chunk; the rest_cherrypy dialect adds the endpoints below, with the
+//! master's eauth token as the session (`X-Auth-Token`, else the `session_id` cookie).
 
 use std::sync::Arc;
 
-use serde_json::{Value as Json, json};
+use serde_json::json;
 
-use super::lowstate;
+use super::body;
+use super::endpoints::{self, Call};
+use super::error::{ApiError, body_error};
 use super::request::{ApiRequest, BodyError};
 use super::response::ApiResponse;
-use crate::salt::netapi::{self, CLIENTS};
-use crate::salt::{Master, SaltError};
+use super::stats::Stats;
+use crate::salt::Master;
 use crate::settings::Settings;
 
 /// The API: shared by every request of a process.
 pub struct Api {
     master: Arc<Master>,
+    stats: Stats,
 }
+
+/// What a path names.
+#[derive(Debug, Clone, PartialEq)]
+enum Route {
+    Root,
+    Login,
+    Logout,
+    Token,
+    Run,
+    Stats,
+    Minions(Option<String>),
+    Jobs(Option<String>),
+    Keys(Option<String>),
+    Hook(String),
+    NotFound,
+}
+
+impl Route {
+    /// The route of `path` (below the mount point; trailing `/` ignored).
+    fn of(path: &str, webhook_url: &str) -> Route {
+        let path = path.trim_end_matches('/');
+        if let Some(rest) = path.strip_prefix(webhook_url)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return Route::Hook(rest.trim_start_matches('/').to_string());
+        }
+        let mut parts = path.trim_start_matches('/').splitn(2, '/');
+        let first = parts.next().unwrap_or_default();
+        let id = parts.next().filter(|s| !s.is_empty()).map(str::to_string);
+        match (first, id) {
+            ("", None) => Route::Root,
+            ("login", None) => Route::Login,
+            ("logout", None) => Route::Logout,
+            ("token", None) => Route::Token,
+            ("run", None) => Route::Run,
+            ("stats", None) => Route::Stats,
+            ("minions", id) => Route::Minions(id),
+            ("jobs", id) => Route::Jobs(id),
+            ("keys", id) => Route::Keys(id),
+            _ => Route::NotFound,
+        }
+    }
+
+    /// The methods this route answers.
+    fn allowed(&self) -> &'static str {
+        match self {
+            Route::Root | Route::Login => "GET, POST",
+            Route::Minions(None) | Route::Keys(None) => "GET, POST",
+            Route::Logout | Route::Token | Route::Run | Route::Hook(_) => "POST",
+            Route::Stats | Route::Minions(_) | Route::Jobs(_) | Route::Keys(_) => "GET",
+            Route::NotFound => "",
+        }
+    }
+}
+
+/// Request headers a browser may send cross-origin (SaltGUI sends `Cache-Control`).
+const CORS_ALLOW_HEADERS: &str = "Content-Type, X-Auth-Token, X-Requested-With, Cache-Control";
 
 impl Api {
     /// An API serving the master described by `settings`.
     pub fn new(settings: Settings) -> Api {
         Api {
             master: Arc::new(Master::new(Arc::new(settings))),
+            stats: Stats::new(),
         }
     }
 
@@ -31,129 +97,118 @@ impl Api {
 
     /// Handles one request. Never panics on input; every failure is a JSON error.
     pub async fn handle(&self, req: ApiRequest) -> ApiResponse {
-        match req.method.as_str() {
-            "GET" => ApiResponse::json(200, &json!({"return": "Welcome", "clients": CLIENTS})),
-            "POST" => self.post(req).await,
-            _ => {
-                ApiResponse::error(405, "405: Method Not Allowed").with_header("Allow", "GET, POST")
+        let _counted = self.stats.begin();
+        let cors = self.cors_headers(&req);
+        let mut resp = if req.method == "OPTIONS" {
+            self.preflight(&req, cors.is_some())
+        } else {
+            match self.route(req).await {
+                Ok(resp) => resp,
+                Err(e) => e.into_response(),
             }
+        };
+        if let Some(headers) = cors {
+            resp.headers.extend(headers);
+        } else if !self.settings().api.cors_origins.is_empty() {
+            resp.headers.push(("Vary", "Origin".into()));
         }
+        self.stats.end(resp.status);
+        resp
     }
 
-    async fn post(&self, req: ApiRequest) -> ApiResponse {
-        if !is_json(req.content_type.as_deref()) {
-            return ApiResponse::error(406, "406: JSON required");
+    async fn route(&self, req: ApiRequest) -> Result<ApiResponse, ApiError> {
+        let route = Route::of(&req.path, &self.settings().api.webhook_url);
+        let method = req.method.clone();
+        if route == Route::NotFound {
+            return Err(ApiError::new(404, "404: Not Found"));
         }
-        let limits = &self.master.settings.limits;
-        let body = match req.body {
-            Ok(body) => body,
-            Err(e) => return body_error(&e, limits.max_body_bytes),
-        };
-        if body.len() > limits.max_body_bytes {
-            return body_error(&BodyError::TooLarge(body.len()), limits.max_body_bytes);
+        if !route.allowed().split(", ").any(|m| m == method) {
+            return Ok(ApiResponse::error(405, "405: Method Not Allowed")
+                .with_header("Allow", route.allowed()));
         }
-        let chunks = match lowstate::parse(&body, limits) {
-            Ok(chunks) => chunks,
-            Err(e) => return ApiResponse::error(e.status, &e.message),
-        };
-        let run_all = async {
-            let mut results = Vec::with_capacity(chunks.len());
-            for chunk in &chunks {
-                match netapi::run(&self.master, chunk).await {
-                    Ok(r) => results.push(r),
-                    Err(e) => return Err((e, chunk)),
-                }
+        if method == "GET" && route == Route::Root {
+            return Ok(welcome());
+        }
+        if method == "GET" && route == Route::Login {
+            return Ok(ApiResponse::json(200, &json!({"return": "Please log in"}))
+                .with_header("WWW-Authenticate", "Session"));
+        }
+        let call = self.call(req)?;
+        let master = &self.master;
+        match route {
+            Route::Root | Route::Run => endpoints::lowstate(master, &call).await,
+            Route::Login => endpoints::login(master, &call).await,
+            Route::Logout => endpoints::logout(master, &call),
+            Route::Token => endpoints::token(master, &call).await,
+            Route::Stats => endpoints::stats(master, &call, &self.stats).await,
+            Route::Minions(id) if method == "GET" => {
+                endpoints::minion_grains(master, &call, id).await
             }
-            Ok(results)
-        };
-        match tokio::time::timeout(limits.request_deadline, run_all).await {
-            Ok(Ok(results)) => ApiResponse::ok(results),
-            Ok(Err((e, chunk))) => {
-                let status = status_of(&e);
-                if status == 401 || status == 403 {
-                    log_refusal(status, &e, chunk, req.remote_addr.as_deref());
-                }
-                salt_error(&e)
-            }
-            Err(_) => salt_error(&SaltError::Timeout(format!(
-                "request_deadline of {:.0} s exceeded",
-                limits.request_deadline.as_secs_f64()
-            ))),
+            Route::Minions(_) => endpoints::start_job(master, &call).await,
+            Route::Jobs(id) => endpoints::jobs(master, &call, id).await,
+            Route::Keys(id) if method == "GET" => endpoints::keys(master, &call, id).await,
+            Route::Keys(_) => endpoints::gen_key(master, &call).await,
+            Route::Hook(path) => endpoints::hook(master, &call, &path).await,
+            Route::NotFound => Err(ApiError::new(404, "404: Not Found")),
         }
     }
-}
 
-/// `application/json`, with or without parameters such as `; charset=utf-8`.
-fn is_json(content_type: Option<&str>) -> bool {
-    content_type
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
-}
+    /// Reads the body (within `max_body_bytes`) and the session token into a [`Call`].
+    fn call(&self, req: ApiRequest) -> Result<Call, ApiError> {
+        let limits = &self.settings().limits;
+        let raw = match req.body {
+            Ok(ref body) if body.len() > limits.max_body_bytes => {
+                return Err(body_error(
+                    &BodyError::TooLarge(body.len()),
+                    limits.max_body_bytes,
+                ));
+            }
+            Ok(ref body) => body.clone(),
+            Err(ref e) => return Err(body_error(e, limits.max_body_bytes)),
+        };
+        let data = body::parse(req.content_type.as_deref(), &raw, limits)?;
+        Call::new(req, raw, data)
+    }
 
-/// One log line per refused request, for the operator and for fail2ban: who (user name,
-/// eauth backend, or that a token was used), from where, and why. Never the secret itself.
-fn log_refusal(status: u16, e: &SaltError, chunk: &crate::salt::Chunk, remote: Option<&str>) {
-    let text = |k: &str| chunk.get(k).and_then(Json::as_str).unwrap_or("-");
-    let user: String = text("username").chars().take(64).collect();
-    let who = if chunk.contains_key("token") {
-        "token".to_string()
-    } else {
-        format!(
-            "user '{}' eauth '{}'",
-            user.escape_debug(),
-            text("eauth").escape_debug()
-        )
-    };
-    crate::log::warn(&format!(
-        "{status} for {who} client '{}' from {}: {}",
-        text("client").escape_debug(),
-        remote.unwrap_or("-"),
-        e.message()
-    ));
-}
+    /// `Access-Control-*` headers for a request from an allowed origin.
+    fn cors_headers(&self, req: &ApiRequest) -> Option<Vec<(&'static str, String)>> {
+        let origin = req.header("origin")?;
+        let allowed = &self.settings().api.cors_origins;
+        if !allowed.iter().any(|o| o == origin) {
+            return None;
+        }
+        Some(vec![
+            ("Access-Control-Allow-Origin", origin.to_string()),
+            ("Access-Control-Allow-Credentials", "true".into()),
+            ("Access-Control-Expose-Headers", "X-Auth-Token".into()),
+            ("Vary", "Origin".into()),
+        ])
+    }
 
-fn body_error(e: &BodyError, max: usize) -> ApiResponse {
-    match e {
-        BodyError::TooLarge(n) if *n > max.saturating_add(1) => ApiResponse::error(
-            413,
-            &format!("413: request body of {n} bytes is over max_body_bytes ({max})"),
-        ),
-        BodyError::TooLarge(_) => ApiResponse::error(
-            413,
-            &format!("413: request body is over max_body_bytes ({max})"),
-        ),
-        BodyError::Truncated { expected, got } => ApiResponse::error(
-            400,
-            &format!("400: request body ended after {got} of {expected} bytes (Content-Length)"),
-        ),
-        BodyError::BadLength => ApiResponse::error(400, "400: Content-Length is not a number"),
-        BodyError::Io(m) => ApiResponse::error(400, &format!("400: cannot read request body: {m}")),
+    /// `OPTIONS`: a CORS preflight answer for an allowed origin, the methods otherwise.
+    fn preflight(&self, req: &ApiRequest, allowed_origin: bool) -> ApiResponse {
+        let resp = ApiResponse::empty(204).with_header("Allow", "GET, POST, OPTIONS");
+        if !allowed_origin || req.header("access-control-request-method").is_none() {
+            return resp;
+        }
+        resp.with_header("Access-Control-Allow-Methods", "GET, POST")
+            .with_header("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS)
+            .with_header("Access-Control-Max-Age", "1400")
     }
 }
 
-/// The HTTP status for a Salt error.
-pub fn status_of(e: &SaltError) -> u16 {
-    match e {
-        SaltError::Invocation(_) => 400,
-        SaltError::Authentication(_) => 401,
-        SaltError::Authorization(_) => 403,
-        SaltError::NotRunning(_) | SaltError::EventBus(_) => 503,
-        SaltError::Timeout(_) => 504,
-        SaltError::Master(_) => 500,
-    }
-}
-
-fn salt_error(e: &SaltError) -> ApiResponse {
-    let status = status_of(e);
-    if status >= 500 {
-        crate::log::error(&format!("{status}: {e}"));
-    }
-    ApiResponse::error(status, e.message())
+/// `GET /`: rest_cherrypy's welcome, a health check for API clients.
+fn welcome() -> ApiResponse {
+    ApiResponse::json(
+        200,
+        &json!({"return": "Welcome", "clients": crate::salt::netapi::CLIENTS}),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value as Json;
 
     fn api(extra: &str) -> Api {
         let yaml = format!(
@@ -163,12 +218,27 @@ mod tests {
         Api::new(Settings::from_mapping("/x".into(), &m))
     }
 
-    fn post(body: &str, ct: Option<&str>) -> ApiRequest {
-        ApiRequest::new("POST", "/", ct, body.as_bytes().to_vec())
+    fn post(path: &str, body: &str, ct: Option<&str>) -> ApiRequest {
+        ApiRequest::new("POST", path, ct, body.as_bytes().to_vec())
     }
 
     fn body(r: &ApiResponse) -> Json {
         serde_json::from_slice(&r.body).expect("json body")
+    }
+
+    #[test]
+    fn routes() {
+        let r = |p| Route::of(p, "/hook");
+        assert_eq!(r(""), Route::Root);
+        assert_eq!(r("/"), Route::Root);
+        assert_eq!(r("/login/"), Route::Login);
+        assert_eq!(r("/jobs/123"), Route::Jobs(Some("123".into())));
+        assert_eq!(r("/keys"), Route::Keys(None));
+        assert_eq!(r("/hook/a/b"), Route::Hook("a/b".into()));
+        assert_eq!(r("/hook"), Route::Hook(String::new()));
+        assert_eq!(r("/hookx"), Route::NotFound);
+        assert_eq!(r("/static/salt-motd.txt"), Route::NotFound);
+        assert_eq!(r("/login/x"), Route::NotFound);
     }
 
     #[tokio::test]
@@ -184,13 +254,29 @@ mod tests {
             .handle(ApiRequest::new("DELETE", "/", None, vec![]))
             .await;
         assert_eq!(r.status, 405);
-        assert_eq!(api.handle(post("[]", Some("text/plain"))).await.status, 406);
-        assert_eq!(api.handle(post("[]", None)).await.status, 406);
-        let r = api.handle(post("[]", json)).await;
+        let r = api
+            .handle(ApiRequest::new(
+                "GET",
+                "/static/salt-motd.txt",
+                None,
+                vec![],
+            ))
+            .await;
+        assert_eq!(
+            (r.status, body(&r)),
+            (404, json!({"return": "404: Not Found"}))
+        );
+        assert_eq!(
+            api.handle(post("/", "[]", Some("image/png"))).await.status,
+            406
+        );
+        assert_eq!(api.handle(post("/", "[]", None)).await.status, 406);
+        let r = api.handle(post("/", "[]", json)).await;
         assert_eq!((r.status, body(&r)), (200, json!({"return": []})));
-        assert_eq!(api.handle(post("[1]", json)).await.status, 400);
+        assert_eq!(api.handle(post("/", "[1]", json)).await.status, 400);
         let r = api
             .handle(post(
+                "/",
                 r#"[{"client":"local","tgt":"*","fun":"test.ping","eauth":"x"}]"#,
                 json,
             ))
@@ -199,14 +285,43 @@ mod tests {
             (r.status, body(&r)),
             (503, json!({"return": "Salt Master is not available."}))
         );
+        // A chunk without credentials and no session: 401.
+        let r = api
+            .handle(post(
+                "/",
+                r#"{"client":"local","tgt":"*","fun":"test.ping"}"#,
+                json,
+            ))
+            .await;
+        assert_eq!(r.status, 401);
+        let r = api
+            .handle(ApiRequest::new("GET", "/stats", None, vec![]))
+            .await;
+        assert_eq!(r.status, 401);
+        let r = api
+            .handle(
+                ApiRequest::new("GET", "/stats", None, vec![])
+                    .with_header("X-Auth-Token", "../etc"),
+            )
+            .await;
+        assert_eq!(
+            (r.status, body(&r)),
+            (401, json!({"return": "Invalid token"}))
+        );
+        let r = api
+            .handle(post("/login", r#"{"username":"u"}"#, json))
+            .await;
+        assert_eq!(r.status, 503);
     }
 
     #[tokio::test]
     async fn body_limits() {
         let api = api("salt_fcgi: {max_body_bytes: 4}");
-        let r = api.handle(post("[  ]  ", Some("application/json"))).await;
+        let r = api
+            .handle(post("/", "[  ]  ", Some("application/json")))
+            .await;
         assert_eq!(r.status, 413);
-        let mut req = post("", Some("application/json"));
+        let mut req = post("/", "", Some("application/json"));
         req.body = Err(BodyError::Truncated {
             expected: 10,
             got: 2,
@@ -214,11 +329,34 @@ mod tests {
         assert_eq!(api.handle(req).await.status, 400);
     }
 
-    #[test]
-    fn every_error_has_one_status() {
-        assert_eq!(status_of(&SaltError::Authentication(String::new())), 401);
-        assert_eq!(status_of(&SaltError::Authorization(String::new())), 403);
-        assert_eq!(status_of(&SaltError::Timeout(String::new())), 504);
-        assert_eq!(status_of(&SaltError::EventBus(String::new())), 503);
+    #[tokio::test]
+    async fn cors_only_for_listed_origins() {
+        let api = api("salt_fcgi: {cors_origins: ['https://gui.example']}");
+        let pre = |origin: &str| {
+            ApiRequest::new("OPTIONS", "/login", None, vec![])
+                .with_header("Origin", origin)
+                .with_header("Access-Control-Request-Method", "POST")
+        };
+        let r = api.handle(pre("https://gui.example")).await;
+        let h = |r: &ApiResponse, n: &str| {
+            r.headers
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(r.status, 204);
+        assert_eq!(
+            h(&r, "Access-Control-Allow-Origin").as_deref(),
+            Some("https://gui.example")
+        );
+        assert_eq!(
+            h(&r, "Access-Control-Allow-Credentials").as_deref(),
+            Some("true")
+        );
+        assert!(h(&r, "Access-Control-Allow-Headers").is_some_and(|v| v.contains("Cache-Control")));
+        let r = api.handle(pre("https://evil.example")).await;
+        assert_eq!(h(&r, "Access-Control-Allow-Origin"), None);
+        assert_eq!(h(&r, "Access-Control-Allow-Credentials"), None);
+        assert_eq!(h(&r, "Vary").as_deref(), Some("Origin"));
     }
 }

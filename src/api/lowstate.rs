@@ -1,4 +1,7 @@
-//! The request body → a list of lowstate chunks, with every limit checked first.
+//! A request body → a list of lowstate chunks, with every limit checked first.
+//!
+//! As rest_cherrypy reads them: one object is a list of one chunk, and `batch: null`
+//! (pepper sends it on every call) is the same as no `batch`.
 
 use serde_json::Value as Json;
 
@@ -21,7 +24,7 @@ fn bad(message: String) -> LowstateError {
     }
 }
 
-/// Parses a JSON list of chunk objects.
+/// Parses a JSON body: a list of chunk objects, or one chunk object.
 pub fn parse(body: &[u8], limits: &Limits) -> Result<Vec<Chunk>, LowstateError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(bad(
@@ -29,17 +32,31 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<Vec<Chunk>, LowstateError> 
         ));
     }
     if nesting_exceeds(body, limits.max_json_depth) {
-        return Err(bad(format!(
-            "JSON nested deeper than max_json_depth ({})",
-            limits.max_json_depth
-        )));
+        return Err(too_deep(limits));
     }
     let value: Json =
         serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-    let Json::Array(items) = value else {
-        return Err(bad(
-            "request body must be a JSON list of lowstate chunks".into()
-        ));
+    from_value(value, limits)
+}
+
+/// The 400 for JSON nested deeper than `max_json_depth`.
+pub fn too_deep(limits: &Limits) -> LowstateError {
+    bad(format!(
+        "JSON nested deeper than max_json_depth ({})",
+        limits.max_json_depth
+    ))
+}
+
+/// A parsed body (JSON, YAML or form) → chunks: a list of objects, or one object.
+pub fn from_value(value: Json, limits: &Limits) -> Result<Vec<Chunk>, LowstateError> {
+    let items = match value {
+        Json::Array(items) => items,
+        Json::Object(chunk) => vec![Json::Object(chunk)],
+        _ => {
+            return Err(bad(
+                "request body must be a JSON list of lowstate chunks".into()
+            ));
+        }
     };
     if items.len() > limits.max_chunks {
         return Err(LowstateError {
@@ -55,7 +72,12 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<Vec<Chunk>, LowstateError> 
         .into_iter()
         .enumerate()
         .map(|(i, item)| match item {
-            Json::Object(chunk) => Ok(chunk),
+            Json::Object(mut chunk) => {
+                if chunk.get("batch") == Some(&Json::Null) {
+                    chunk.remove("batch");
+                }
+                Ok(chunk)
+            }
             _ => Err(bad(format!("lowstate chunk {i} is not a JSON object"))),
         })
         .collect()
@@ -102,6 +124,9 @@ mod tests {
     fn accepts_lists_of_objects() {
         let chunks = parse(br#"[{"client":"local"},{}]"#, &limits()).expect("parse");
         assert_eq!(chunks.len(), 2);
+        let one = parse(br#"{"client":"local","batch":null}"#, &limits()).expect("one");
+        assert_eq!(one.len(), 1);
+        assert!(!one[0].contains_key("batch"));
         assert_eq!(parse(b"[]", &limits()).expect("empty list").len(), 0);
     }
 
@@ -111,7 +136,6 @@ mod tests {
             &b""[..],
             b"  ",
             b"{",
-            b"{}",
             b"1",
             b"null",
             b"[1]",

@@ -1,12 +1,15 @@
-//! The response every front end writes out: status, headers, JSON body bytes.
+//! The response every front end writes out: status, headers, body bytes and their type.
 
 use serde_json::{Value as Json, json};
 
-/// A complete response; the body is always JSON in UTF-8.
+/// A complete response; the body is JSON unless a handler chose another type (YAML on
+/// request, a key tarball).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiResponse {
     /// HTTP status code.
     pub status: u16,
+    /// `Content-Type` of the body.
+    pub content_type: &'static str,
     /// Extra headers beyond Content-Type and Content-Length.
     pub headers: Vec<(&'static str, String)>,
     /// The body bytes (Content-Length is their count).
@@ -18,6 +21,7 @@ impl ApiResponse {
     pub fn json(status: u16, value: &Json) -> ApiResponse {
         ApiResponse {
             status,
+            content_type: ApiResponse::JSON,
             headers: Vec::new(),
             // Serialising a serde_json::Value cannot fail.
             body: serde_json::to_vec(value).unwrap_or_default(),
@@ -34,14 +38,26 @@ impl ApiResponse {
         ApiResponse::json(status, &json!({ "return": message }))
     }
 
+    /// A response without a body (CORS preflight).
+    pub fn empty(status: u16) -> ApiResponse {
+        ApiResponse {
+            status,
+            content_type: ApiResponse::JSON,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
     /// Adds a header.
     pub fn with_header(mut self, name: &'static str, value: &str) -> ApiResponse {
         self.headers.push((name, value.to_string()));
         self
     }
 
-    /// The `Content-Type` of every response.
-    pub const CONTENT_TYPE: &'static str = "application/json";
+    /// The `Content-Type` of JSON bodies (every error, and success unless YAML is asked for).
+    pub const JSON: &'static str = "application/json";
+    /// The `Content-Type` of YAML bodies.
+    pub const YAML: &'static str = "application/x-yaml";
 
     /// The reason phrase for the statuses salt-fcgi uses.
     pub fn reason(&self) -> &'static str {
@@ -53,6 +69,8 @@ impl ApiResponse {
 pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        202 => "Accepted",
+        204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",

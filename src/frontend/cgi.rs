@@ -12,28 +12,75 @@ use crate::api::request::parse_content_length;
 use crate::api::{Api, ApiRequest, ApiResponse, BodyError};
 use crate::settings::Settings;
 
-/// Builds a request from CGI variables (`get`) and a body source.
+/// CGI variables by name (`REQUEST_METHOD`, `HTTP_X_AUTH_TOKEN`, …), as the environment
+/// or FastCGI params hold them. Names compare without regard to case (tokio-fastcgi
+/// lower-cases them); a value that is not UTF-8 is left out.
+pub type CgiVars = Vec<(String, String)>;
+
+/// The value of CGI variable `name`.
+fn var<'a>(vars: &'a CgiVars, name: &str) -> Option<&'a str> {
+    vars.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Builds a request from CGI variables and a body source.
 pub fn request_from_vars(
-    get: impl Fn(&str) -> Option<String>,
+    vars: &CgiVars,
     body: impl FnOnce(Option<usize>) -> Result<Vec<u8>, BodyError>,
     max_body: usize,
 ) -> ApiRequest {
+    let get = |name: &str| var(vars, name).map(str::to_string);
     let method = get("REQUEST_METHOD")
         .unwrap_or_default()
         .to_ascii_uppercase();
-    let body = match parse_content_length(get("CONTENT_LENGTH").as_deref()) {
+    let body = match parse_content_length(var(vars, "CONTENT_LENGTH")) {
         Ok(Some(n)) if n > max_body => Err(BodyError::TooLarge(n)),
         Ok(declared) if method == "POST" => body(declared),
         Ok(_) => Ok(Vec::new()),
         Err(e) => Err(e),
     };
+    let (mount, path) = mount_and_path(vars);
+    let https = var(vars, "HTTPS").is_some_and(|v| v.eq_ignore_ascii_case("on"))
+        || var(vars, "REQUEST_SCHEME").is_some_and(|v| v.eq_ignore_ascii_case("https"));
     ApiRequest {
         method,
-        path: get("PATH_INFO").unwrap_or_default(),
+        path,
+        mount,
+        query: get("QUERY_STRING").unwrap_or_default(),
+        headers: headers(vars),
         content_type: get("CONTENT_TYPE").filter(|c| !c.is_empty()),
         body,
         remote_addr: get("REMOTE_ADDR"),
+        https,
     }
+}
+
+/// `SCRIPT_NAME` (the mount point, no trailing `/`) and `PATH_INFO` (the path below it).
+/// nginx's stock `fastcgi_params` set `SCRIPT_NAME` to the whole path; when it equals
+/// `PATH_INFO` the API is mounted at the root.
+fn mount_and_path(vars: &CgiVars) -> (String, String) {
+    let path = var(vars, "PATH_INFO").unwrap_or_default();
+    let script = var(vars, "SCRIPT_NAME").unwrap_or_default();
+    let mount = if script == path { "" } else { script };
+    (mount.trim_end_matches('/').to_string(), path.to_string())
+}
+
+/// `HTTP_X_AUTH_TOKEN` → `x-auth-token`, for every `HTTP_*` variable.
+fn headers(vars: &CgiVars) -> Vec<(String, String)> {
+    vars.iter()
+        .filter_map(|(k, v)| {
+            let name = k.get(..5)?.eq_ignore_ascii_case("HTTP_").then(|| &k[5..])?;
+            Some((name.to_ascii_lowercase().replace('_', "-"), v.clone()))
+        })
+        .collect()
+}
+
+/// The process environment as CGI variables (values that are not UTF-8 left out).
+fn environment() -> CgiVars {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
 }
 
 /// Reads a CGI body: exactly `declared` bytes, or to EOF when no length was given
@@ -86,7 +133,7 @@ fn serve(settings: Settings) -> ApiResponse {
     let max = settings.limits.max_body_bytes;
     let stdin_is_tty = unsafe { libc::isatty(0) } == 1;
     let request = request_from_vars(
-        |name| std::env::var(name).ok(),
+        &environment(),
         |declared| {
             if declared.is_none() && stdin_is_tty {
                 // Run by hand without CONTENT_LENGTH: do not wait for a terminal.
@@ -148,14 +195,12 @@ fn drain_stdin() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
+    fn vars(pairs: &[(&str, &str)]) -> CgiVars {
+        pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
+            .collect()
     }
 
     #[test]
@@ -178,7 +223,7 @@ mod tests {
     #[test]
     fn request_from_cgi_variables() {
         let r = request_from_vars(
-            vars(&[
+            &vars(&[
                 ("REQUEST_METHOD", "post"),
                 ("CONTENT_LENGTH", "2"),
                 ("CONTENT_TYPE", "application/json"),
@@ -192,22 +237,53 @@ mod tests {
             ("POST", "/run", Ok(b"[]".to_vec()))
         );
         let r = request_from_vars(
-            vars(&[("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "abc")]),
+            &vars(&[("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "abc")]),
             |_| Ok(vec![]),
             10,
         );
         assert_eq!(r.body, Err(BodyError::BadLength));
         let r = request_from_vars(
-            vars(&[("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "11")]),
+            &vars(&[("REQUEST_METHOD", "POST"), ("CONTENT_LENGTH", "11")]),
             |_| panic!("not read"),
             10,
         );
         assert_eq!(r.body, Err(BodyError::TooLarge(11)));
         let r = request_from_vars(
-            vars(&[("REQUEST_METHOD", "GET")]),
+            &vars(&[("REQUEST_METHOD", "GET")]),
             |_| panic!("not read"),
             10,
         );
         assert_eq!(r.body, Ok(vec![]));
+    }
+
+    #[test]
+    fn mount_point_headers_and_tls() {
+        let r = request_from_vars(
+            &vars(&[
+                ("request_method", "GET"),
+                ("script_name", "/api/"),
+                ("path_info", "/login"),
+                ("http_x_auth_token", "ab"),
+                ("HTTP_COOKIE", "session_id=cd"),
+                ("HTTPS", "on"),
+                ("QUERY_STRING", "a=1"),
+            ]),
+            |_| panic!("not read"),
+            10,
+        );
+        assert_eq!((r.mount.as_str(), r.path.as_str()), ("/api", "/login"));
+        assert_eq!(r.header("x-auth-token"), Some("ab"));
+        assert_eq!(r.cookie("session_id"), Some("cd"));
+        assert_eq!((r.https, r.query.as_str()), (true, "a=1"));
+        // nginx's stock params: SCRIPT_NAME is the whole path, like PATH_INFO.
+        let r = request_from_vars(
+            &vars(&[("SCRIPT_NAME", "/jobs"), ("PATH_INFO", "/jobs")]),
+            |_| panic!("not read"),
+            10,
+        );
+        assert_eq!(
+            (r.mount.as_str(), r.path.as_str(), r.https),
+            ("", "/jobs", false)
+        );
     }
 }

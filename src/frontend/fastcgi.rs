@@ -93,9 +93,14 @@ where
 
 /// Builds the ApiRequest from params and stdin, runs it, writes the CGI response.
 async fn respond<W: AsyncWrite + Unpin>(req: &Request<W>, api: &Arc<Api>, max_body: usize) {
-    let param = |name: &str| req.get_str_param(name).map(str::to_string);
+    let vars: cgi::CgiVars = req
+        .str_params_iter()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.to_string(), v?.to_string())))
+        .collect();
     let request = cgi::request_from_vars(
-        param,
+        &vars,
         // FCGI_STDIN is complete in memory; it is read the way a CGI body is.
         |declared| cgi::read_body(&mut *req.get_stdin(), declared, max_body),
         max_body,

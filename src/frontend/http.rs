@@ -83,6 +83,14 @@ async fn from_hyper(req: Request<Incoming>, api: &Api) -> ApiRequest {
     let declared = parse_content_length(header("content-length").as_deref());
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let https = header("x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let headers = req
+        .headers()
+        .iter()
+        .filter(|(k, _)| *k != "content-type" && *k != "content-length")
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
     let body = match declared {
         Err(e) => Err(e),
         Ok(Some(n)) if n > max => Err(BodyError::TooLarge(n)),
@@ -100,16 +108,20 @@ async fn from_hyper(req: Request<Incoming>, api: &Api) -> ApiRequest {
     ApiRequest {
         method,
         path,
+        mount: String::new(),
+        query,
+        headers,
         content_type,
         body,
         remote_addr: None,
+        https,
     }
 }
 
 fn to_hyper(resp: ApiResponse) -> Response<Full<Bytes>> {
     let mut builder = Response::builder()
         .status(StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .header("content-type", ApiResponse::CONTENT_TYPE);
+        .header("content-type", resp.content_type);
     for (name, value) in &resp.headers {
         builder = builder.header(*name, value.as_str());
     }

@@ -93,7 +93,7 @@ pub fn cgi_response_head(resp: &ApiResponse) -> Vec<u8> {
         "Status: {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
         resp.status,
         resp.reason(),
-        ApiResponse::CONTENT_TYPE,
+        resp.content_type,
         resp.body.len()
     );
     for (name, value) in &resp.headers {

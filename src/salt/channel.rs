@@ -5,6 +5,7 @@
 //! dropped). `ZMQ_IMMEDIATE` plus a send timeout turns "no master listening" into a quick
 //! error instead of a long wait. Blocking ZeroMQ calls run on tokio's blocking pool.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ pub struct RequestChannel {
     connect_timeout: Duration,
     max_reply_bytes: usize,
     pool: Mutex<Vec<zmq::Socket>>,
+    round_trips: AtomicU64,
 }
 
 impl RequestChannel {
@@ -39,6 +41,7 @@ impl RequestChannel {
             connect_timeout: settings.limits.master_connect_timeout,
             max_reply_bytes: settings.limits.max_reply_bytes,
             pool: Mutex::new(Vec::new()),
+            round_trips: AtomicU64::new(0),
         })
     }
 
@@ -85,7 +88,13 @@ impl RequestChannel {
             Err(e) => return Err(zmq_failure("receive from", e)),
         };
         self.give_back(socket);
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
         payload::decode(&reply).map_err(|e| SaltError::Master(e.to_string()))
+    }
+
+    /// Requests the master answered so far (`/stats`).
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
     }
 
     fn take(&self) -> Option<zmq::Socket> {

@@ -7,9 +7,11 @@
 pub mod channel;
 pub mod client;
 pub mod error;
+pub mod event_fire;
 pub mod events;
 pub mod netapi;
 pub mod payload;
+pub mod tokens;
 
 pub use client::{Chunk, Master};
 pub use error::{SaltError, SaltResult};

@@ -62,7 +62,7 @@ pub async fn run(master: &Arc<Master>, chunk: &Chunk) -> SaltResult<Json> {
 }
 
 /// Salt's `_is_master_running`: the request-server socket file exists in `sock_dir`.
-fn check_master_running(master: &Master) -> SaltResult<()> {
+pub fn check_master_running(master: &Master) -> SaltResult<()> {
     let settings = &master.settings;
     if settings.ipc_mode == IpcMode::Tcp {
         // No socket file to look at; the request channel's connect timeout tells instead.

@@ -1,0 +1,173 @@
+//! The endpoints: each parses what it needs from a [`Call`], asks the master, and shapes
+//! the answer. `lowstate` serves `POST /` and `/run` (both dialects), `session` the
+//! login/logout/token trio, `resources` the convenience URLs, the webhook and `/stats`.
+
+mod resources;
+mod session;
+
+pub(crate) use resources::{gen_key, hook, jobs, keys, minion_grains, start_job, stats};
+pub(crate) use session::{login, logout, token};
+
+use std::sync::Arc;
+
+use serde_json::{Value as Json, json};
+
+use super::body;
+use super::error::ApiError;
+use super::lowstate;
+use super::request::ApiRequest;
+use super::response::ApiResponse;
+use crate::salt::client::Chunk;
+use crate::salt::tokens::is_token_shaped;
+use crate::salt::{Master, SaltError, netapi};
+
+/// One request as the endpoints see it: its head, raw and parsed body, and the session
+/// token (from `X-Auth-Token`, else the `session_id` cookie; an empty header is absent).
+pub(crate) struct Call {
+    /// The request (its body taken out).
+    pub req: ApiRequest,
+    /// The body as it arrived.
+    pub raw: Vec<u8>,
+    /// The body parsed by its Content-Type (`None`: empty).
+    pub data: Option<Json>,
+    /// The session token, hex-checked.
+    pub session: Option<String>,
+}
+
+impl Call {
+    /// A call; a session token that cannot be a Salt token is a 401 before anything else.
+    pub fn new(req: ApiRequest, raw: Vec<u8>, data: Option<Json>) -> Result<Call, ApiError> {
+        let token = req
+            .header("x-auth-token")
+            .filter(|t| !t.trim().is_empty())
+            .or_else(|| req.cookie("session_id").filter(|t| !t.is_empty()))
+            .map(|t| t.trim().to_string());
+        if token.as_deref().is_some_and(|t| !is_token_shaped(t)) {
+            return Err(ApiError::unauthorized("Invalid token"));
+        }
+        Ok(Call {
+            req,
+            raw,
+            data,
+            session: token,
+        })
+    }
+
+    /// The session token, or 401.
+    pub fn session(&self) -> Result<&str, ApiError> {
+        self.session.as_deref().ok_or_else(|| {
+            ApiError::unauthorized(
+                "No session: log in at /login and send X-Auth-Token or the session_id cookie",
+            )
+        })
+    }
+
+    /// The body's chunks (one object or a list of them).
+    pub fn chunks(&self, master: &Arc<Master>) -> Result<Vec<Chunk>, ApiError> {
+        let Some(data) = &self.data else {
+            return Err(ApiError::new(
+                400,
+                "400: request body is empty; expected a JSON list of lowstate chunks",
+            ));
+        };
+        Ok(lowstate::from_value(data.clone(), &master.settings.limits)?)
+    }
+
+    /// A successful answer, JSON or YAML as `Accept` asks.
+    pub fn answer(&self, status: u16, value: &Json) -> ApiResponse {
+        body::answer(status, value, self.req.header("accept"))
+    }
+
+    /// The client's address for log lines.
+    pub fn remote(&self) -> &str {
+        self.req.remote_addr.as_deref().unwrap_or("-")
+    }
+}
+
+/// `POST /` and `POST /run`: run every chunk; a chunk without credentials of its own runs
+/// with the session token.
+pub(crate) async fn lowstate(master: &Arc<Master>, call: &Call) -> Result<ApiResponse, ApiError> {
+    let chunks = call.chunks(master)?;
+    let results = run_chunks(master, call, chunks).await?;
+    Ok(call.answer(200, &json!({ "return": results })))
+}
+
+/// Runs chunks in order within `request_deadline`; the first failure ends the request.
+pub(crate) async fn run_chunks(
+    master: &Arc<Master>,
+    call: &Call,
+    mut chunks: Vec<Chunk>,
+) -> Result<Vec<Json>, ApiError> {
+    for chunk in &mut chunks {
+        if let Some(token) = &call.session
+            && !chunk.contains_key("token")
+            && !chunk.contains_key("eauth")
+        {
+            chunk.insert("token".into(), Json::from(token.as_str()));
+        }
+    }
+    let deadline = master.settings.limits.request_deadline;
+    let run_all = async {
+        let mut results = Vec::with_capacity(chunks.len());
+        for chunk in &chunks {
+            match netapi::run(master, chunk).await {
+                Ok(r) => results.push(r),
+                Err(e) => return Err((e, chunk)),
+            }
+        }
+        Ok(results)
+    };
+    match tokio::time::timeout(deadline, run_all).await {
+        Ok(Ok(results)) => Ok(results),
+        Ok(Err((e, chunk))) => {
+            let err = ApiError::from(e.clone());
+            if err.status == 401 || err.status == 403 {
+                log_refusal(err.status, &e, chunk, call.remote());
+            }
+            Err(err)
+        }
+        Err(_) => Err(ApiError::from(SaltError::Timeout(format!(
+            "request_deadline of {:.0} s exceeded",
+            deadline.as_secs_f64()
+        )))),
+    }
+}
+
+/// Runs one chunk made by an endpoint (`/minions`, `/jobs`, `/keys`) with the session.
+async fn run_one(master: &Arc<Master>, call: &Call, chunk: Json) -> Result<Json, ApiError> {
+    let Json::Object(chunk) = chunk else {
+        return Err(ApiError::new(
+            500,
+            "internal error: a chunk must be an object",
+        ));
+    };
+    call.session()?;
+    let mut results = run_chunks(master, call, vec![chunk]).await?;
+    Ok(results.pop().unwrap_or(Json::Null))
+}
+
+/// One log line per refused request, for the operator and for fail2ban: who (user name,
+/// eauth backend, or that a token was used), from where, and why. Never the secret itself.
+fn log_refusal(status: u16, e: &SaltError, chunk: &Chunk, remote: &str) {
+    let text = |k: &str| -> String {
+        chunk
+            .get(k)
+            .and_then(Json::as_str)
+            .unwrap_or("-")
+            .chars()
+            .take(64)
+            .collect::<String>()
+            .escape_debug()
+            .to_string()
+    };
+    let who = if chunk.contains_key("token") {
+        "token".to_string()
+    } else {
+        format!("user '{}' eauth '{}'", text("username"), text("eauth"))
+    };
+    crate::log::warn(&format!(
+        "{status} for {who} client '{}' from {remote}: {}",
+        text("client"),
+        e.message()
+    ));
+}

@@ -1,0 +1,99 @@
+//! This process's own counters for `GET /stats`: requests by status, in flight, uptime.
+//! Per process, like rest_cherrypy's (each FastCGI or CGI process counts for itself).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde_json::{Value as Json, json};
+
+/// Request counters of one process.
+pub struct Stats {
+    started: Instant,
+    in_flight: AtomicU64,
+    by_status: Mutex<BTreeMap<u16, u64>>,
+}
+
+/// Counts one request as in flight until dropped.
+pub struct Counted<'a>(&'a Stats);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Stats {
+    /// Counters starting now, at zero.
+    pub fn new() -> Stats {
+        Stats {
+            started: Instant::now(),
+            in_flight: AtomicU64::new(0),
+            by_status: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A request began.
+    pub fn begin(&self) -> Counted<'_> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Counted(self)
+    }
+
+    /// A request ended with `status`.
+    pub fn end(&self, status: u16) {
+        if let Ok(mut map) = self.by_status.lock() {
+            *map.entry(status).or_default() += 1;
+        }
+    }
+
+    /// The counters as JSON, with the master round trips made so far.
+    pub fn report(&self, master_round_trips: u64) -> Json {
+        let by_status: BTreeMap<String, u64> = self
+            .by_status
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.to_string(), *v)).collect())
+            .unwrap_or_default();
+        json!({
+            "pid": std::process::id(),
+            "uptime": self.started.elapsed().as_secs_f64(),
+            "requests": by_status.values().sum::<u64>(),
+            "requests_by_status": by_status,
+            // This request is one of them.
+            "in_flight": self.in_flight.load(Ordering::Acquire),
+            "master_round_trips": master_round_trips,
+        })
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_status_and_in_flight() {
+        let s = Stats::new();
+        {
+            let _a = s.begin();
+            s.end(200);
+            let _b = s.begin();
+            s.end(401);
+            s.end(200);
+            let r = s.report(7);
+            assert_eq!(r["in_flight"], 2);
+        }
+        let r = s.report(7);
+        assert_eq!(r["requests"], 3);
+        assert_eq!(r["requests_by_status"], json!({"200": 2, "401": 1}));
+        assert_eq!(
+            (r["in_flight"].clone(), r["master_round_trips"].clone()),
+            (json!(0), json!(7))
+        );
+    }
+}
