@@ -285,15 +285,6 @@ mod tests {
             (r.status, body(&r)),
             (503, json!({"return": "Salt Master is not available."}))
         );
-        // A chunk without credentials and no session: 401.
-        let r = api
-            .handle(post(
-                "/",
-                r#"{"client":"local","tgt":"*","fun":"test.ping"}"#,
-                json,
-            ))
-            .await;
-        assert_eq!(r.status, 401);
         let r = api
             .handle(ApiRequest::new("GET", "/stats", None, vec![]))
             .await;
