@@ -910,6 +910,19 @@ impl Client {
         body: Option<&[u8]>,
         framing: Framing,
     ) -> Reply {
+        self.request_with(method, suffix, &[], content_type, body, framing)
+    }
+
+    /// [`Client::request`] with more curl arguments (`-H`, a cookie jar with `-b`/`-c`).
+    pub fn request_with(
+        &self,
+        method: &str,
+        suffix: &str,
+        extra: &[String],
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+        framing: Framing,
+    ) -> Reply {
         let n = self.counter.fetch_add(1, Ordering::AcqRel);
         let (head_f, body_f, req_f) = (
             self.scratch.join(format!("{n}.head")),
@@ -930,6 +943,7 @@ impl Client {
             args.push("-H".into());
             args.push(format!("Content-Type: {ct}"));
         }
+        args.extend(extra.iter().cloned());
         if let Some(b) = body {
             fs::write(&req_f, b).expect("write request body");
             args.push("--data-binary".into());
@@ -1161,11 +1175,15 @@ pub fn run_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &
     );
 
     // 406.
-    let r = client.post_raw("text/plain", b"[]", Framing::ContentLength);
+    let r = client.post_raw("image/png", b"[]", Framing::ContentLength);
     checks.record(&r);
     checks.check(
-        r.status == 406 && r.json() == Some(json!({"return": "406: JSON required"})),
-        "text/plain is a JSON 406",
+        r.status == 406
+            && r.json()
+                == Some(
+                    json!({"return": "406: Content type not supported; send application/json"}),
+                ),
+        "image/png is a JSON 406",
         &r,
     );
 
@@ -1248,6 +1266,8 @@ pub fn run_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &
         );
     }
 
+    session_suite(client, env, checks, scratch);
+
     // Apache hands a query string without '=' to CGI programs as argv: it must never
     // reach salt-fcgi's option parser (it would print its version, or start a server).
     let r = client.get("?--version");
@@ -1256,6 +1276,149 @@ pub fn run_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &
             || (r.status == 200 && r.json().is_some_and(|j| j["return"] == "Welcome")))
             && !String::from_utf8_lossy(&r.body).contains("salt-fcgi 0"),
         "a query string without '=' is refused or ignored, never argv",
+        &r,
+    );
+}
+
+/// The rest_cherrypy dialect as a browser or pepper uses it through this web server: login
+/// with a cookie jar (the cookie's Path is the mount point, Secure over TLS), lowstate with
+/// the cookie only (SaltGUI's text/plain single object), /stats, /jobs with X-Auth-Token,
+/// an unknown path, logout, and the token refused afterwards.
+fn session_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &Path) {
+    // Paths below the mount point: the base ends in `/`, or is the CGI script itself.
+    let at = |name: &str| {
+        if client.base.ends_with('/') || name.is_empty() {
+            name.to_string()
+        } else {
+            format!("/{name}")
+        }
+    };
+    let jar = scratch.join("cookies.txt");
+    let _ = fs::remove_file(&jar);
+    let jar_args = vec![
+        "-b".to_string(),
+        jar.display().to_string(),
+        "-c".to_string(),
+        jar.display().to_string(),
+    ];
+    let login = json!({"username": env.user, "password": env.password, "eauth": "file"});
+    let r = client.request_with(
+        "POST",
+        &at("login"),
+        &jar_args,
+        Some("application/json"),
+        Some(login.to_string().as_bytes()),
+        Framing::ContentLength,
+    );
+    checks.record(&r);
+    let token = r
+        .json()
+        .and_then(|j| j["return"][0]["token"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let cookie = r.header("Set-Cookie").unwrap_or_default().to_string();
+    checks.check(
+        r.status == 200
+            && token.len() >= 32
+            && r.header("X-Auth-Token") == Some(token.as_str())
+            && r.json().is_some_and(|j| {
+                j["return"][0]["perms"]
+                    .as_array()
+                    .is_some_and(|p| !p.is_empty())
+            }),
+        "POST /login answers a token, X-Auth-Token and non-empty perms",
+        &r,
+    );
+    let mount = client
+        .base
+        .splitn(4, '/')
+        .nth(3)
+        .map(|p| format!("/{}", p.trim_end_matches('/')))
+        .unwrap_or_default();
+    let path = if mount == "/" || mount.is_empty() {
+        "/".to_string()
+    } else {
+        mount
+    };
+    checks.check(
+        cookie.starts_with(&format!("session_id={token};"))
+            && cookie.contains(&format!("Path={path};"))
+            && cookie.contains("HttpOnly")
+            && cookie.contains("Secure"),
+        &format!("the session cookie is HttpOnly, Secure, for Path={path}"),
+        &r,
+    );
+    let ping = json!({"client": "local", "tgt": "*", "fun": "test.ping"});
+    let r = client.request_with(
+        "POST",
+        "",
+        &jar_args,
+        Some("text/plain;charset=UTF-8"),
+        Some(ping.to_string().as_bytes()),
+        Framing::ContentLength,
+    );
+    checks.record(&r);
+    let ok = r.status == 200
+        && r.json().is_some_and(|j| {
+            let ret = &j["return"][0];
+            env.minions.iter().all(|m| ret[m] == json!(true))
+        });
+    checks.check(
+        ok,
+        "POST / with the session cookie only (text/plain, one object)",
+        &r,
+    );
+    let r = client.request_with(
+        "GET",
+        &at("stats"),
+        &jar_args,
+        None,
+        None,
+        Framing::ContentLength,
+    );
+    checks.check(r.status == 200, "GET /stats with the session cookie", &r);
+    let header = vec!["-H".to_string(), format!("X-Auth-Token: {token}")];
+    let r = client.request_with(
+        "GET",
+        &at("jobs"),
+        &header,
+        None,
+        None,
+        Framing::ContentLength,
+    );
+    checks.check(
+        r.status == 200 && r.json().is_some_and(|j| j["return"][0].is_object()),
+        "GET /jobs with X-Auth-Token lists the job cache",
+        &r,
+    );
+    let r = client.get(&at("static/salt-motd.txt"));
+    checks.check(is_error_json(&r, 404), "an unknown path is a JSON 404", &r);
+    let r = client.request_with(
+        "POST",
+        &at("logout"),
+        &jar_args,
+        None,
+        None,
+        Framing::ContentLength,
+    );
+    checks.check(
+        r.status == 200
+            && r.json() == Some(json!({"return": "Your token has been cleared"}))
+            && r.header("Set-Cookie")
+                .is_some_and(|c| c.starts_with("session_id=;")),
+        "POST /logout (cookie only, empty body) clears the session",
+        &r,
+    );
+    let r = client.request_with(
+        "GET",
+        &at("stats"),
+        &header,
+        None,
+        None,
+        Framing::ContentLength,
+    );
+    checks.check(
+        is_error_json(&r, 401),
+        "the token is refused after logout",
         &r,
     );
 }
