@@ -86,14 +86,20 @@ fn apache_mod_fcgid() {
         run = wd.join("apache/run").display()
     );
     let common = subs(&env, &tls);
-    let mut apache = Apache::start(&wd, &["mod_fcgid"], &extra, master_gid, |port| {
-        let listen = format!("127.0.0.1:{port}");
-        let bin = binary.display().to_string();
-        let mut s = as_refs(&common);
-        s.push(("@LISTEN@", &listen));
-        s.push(("@BINARY@", &bin));
-        template("apache/salt-fcgi-fcgid.conf", &s)
-    });
+    let mut apache = Apache::start(
+        &wd,
+        &["mod_fcgid", "mod_alias"],
+        &extra,
+        master_gid,
+        |port| {
+            let listen = format!("127.0.0.1:{port}");
+            let bin = binary.display().to_string();
+            let mut s = as_refs(&common);
+            s.push(("@LISTEN@", &listen));
+            s.push(("@BINARY@", &bin));
+            template("apache/salt-fcgi-fcgid.conf", &s)
+        },
+    );
     let client = Client::new(&wd, &format!("https://127.0.0.1:{}/", apache.port), &tls);
     let mut checks = Checks::new("apache-mod_fcgid");
     run_suite(&client, &env, &mut checks, &wd.path);
@@ -161,11 +167,17 @@ fn apache_cgi() {
     let client = Client::new(&wd, &format!("https://127.0.0.1:{}/", apache.port), &tls);
     let mut checks = Checks::new("apache-cgi");
     run_suite(&client, &env, &mut checks, &wd.path);
-    // PATH_INFO below the script: still the API.
+    // PATH_INFO below the script routes: a known endpoint, and a JSON 404 for the rest.
+    let r = client.get("login");
+    checks.check(
+        r.status == 200 && r.json().is_some_and(|j| j["return"] == "Please log in"),
+        "GET /login",
+        &r,
+    );
     let r = client.get("some/path");
     checks.check(
-        r.status == 200 && r.json().is_some_and(|j| j["return"] == "Welcome"),
-        "GET /some/path",
+        r.status == 404 && r.json().is_some(),
+        "GET /some/path is a JSON 404",
         &r,
     );
     check_logs_clean(&wd, &wrong_password(&checks.path), &mut checks);
@@ -719,4 +731,114 @@ fn systemd_socket_activation() {
         checks.fail(format!("processes left: {left:?}"));
     }
     checks.finish(&wd);
+}
+
+/// `salt-fcgi --listen unix:<socket>` as the master's user with group www-data, as
+/// systemd/salt-fcgi-listen.service runs it.
+fn spawn_listener(wd: &Workdir, env: &TestEnv, binary: &Path, socket: &Path, log: &str) -> Daemon {
+    let web_gid = user_ids(WEB_USER).map(|(_, g)| g);
+    let mut cmd = clean_command(binary);
+    cmd.arg("--config")
+        .arg(&env.master_config)
+        .arg("--listen")
+        .arg(format!("unix:{}", socket.display()))
+        .stderr(log_file(&wd.join(format!("logs/{log}"))));
+    as_master_user(&mut cmd, env, web_gid);
+    let mut d = Daemon::spawn("salt-fcgi --listen", &mut cmd);
+    wait_for_socket(&mut d, socket, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}{}", wd.log_dump()));
+    d
+}
+
+/// Two salt-fcgi processes behind one nginx `upstream` (round-robin), with no session
+/// state of their own: a token from /login on one works on the other, and /logout on one
+/// ends it on both. Then the pepper CLI through the same nginx.
+#[test]
+fn nginx_upstream_of_two_processes_shares_sessions() {
+    let env = TestEnv::load();
+    let wd = Workdir::new("nginx-upstream");
+    let tls = Tls::generate(&wd);
+    let binary = wd.install_binary("bin/salt-fcgi");
+    let run = wd.mkdir("run", 0o755);
+    let sockets = [run.join("a.sock"), run.join("b.sock")];
+    let _a = spawn_listener(&wd, &env, &binary, &sockets[0], "a.err");
+    let _b = spawn_listener(&wd, &env, &binary, &sockets[1], "b.err");
+    let common_subs = subs(&env, &tls);
+    let nginx = Nginx::start(&wd, |port| {
+        let listen = format!("127.0.0.1:{port}");
+        let mut s = as_refs(&common_subs);
+        s.retain(|(k, _)| *k != "@MASTER_CONFIG@");
+        s.push(("@LISTEN@", &listen));
+        s.push(("@SOCKET@", "POOL"));
+        let site = template("nginx/salt-fcgi.conf", &s);
+        assert!(
+            site.contains("fastcgi_pass unix:POOL;"),
+            "shipped nginx config changed"
+        );
+        format!(
+            "upstream salt_fcgi_pool {{\n    server unix:{};\n    server unix:{};\n}}\n{}",
+            sockets[0].display(),
+            sockets[1].display(),
+            site.replace("fastcgi_pass unix:POOL;", "fastcgi_pass salt_fcgi_pool;")
+        )
+    });
+    let client = Client::new(&wd, &format!("https://127.0.0.1:{}/", nginx.port), &tls);
+    let mut checks = Checks::new("nginx-upstream");
+    let login = json!({"username": env.user, "password": env.password, "eauth": "file"});
+    let r = client.request_with(
+        "POST",
+        "login",
+        &[],
+        Some("application/json"),
+        Some(login.to_string().as_bytes()),
+        Framing::ContentLength,
+    );
+    checks.record(&r);
+    let token = r
+        .json()
+        .and_then(|j| j["return"][0]["token"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let header = vec!["-H".to_string(), format!("X-Auth-Token: {token}")];
+    let stats = |checks: &mut Checks, want: u16| {
+        let mut pids = std::collections::BTreeSet::new();
+        for _ in 0..4 {
+            let r =
+                client.request_with("GET", "stats", &header, None, None, Framing::ContentLength);
+            checks.check(
+                r.status == want,
+                &format!("GET /stats is {want} on every process"),
+                &r,
+            );
+            if let Some(pid) = r.json().and_then(|j| j["salt-fcgi"]["pid"].as_u64()) {
+                pids.insert(pid);
+            }
+        }
+        pids
+    };
+    let pids = stats(&mut checks, 200);
+    if pids.len() != 2 {
+        checks.fail(format!(
+            "round-robin reached {} process(es), not 2: {pids:?}",
+            pids.len()
+        ));
+    }
+    let r = client.request_with(
+        "POST",
+        "logout",
+        &header,
+        None,
+        None,
+        Framing::ContentLength,
+    );
+    checks.check(r.status == 200, "POST /logout on one process", &r);
+    stats(&mut checks, 401);
+    checks.finish(&wd);
+
+    // The pepper CLI, through the same nginx (a self-signed certificate: pepper's own flag).
+    let home = wd.join("pepper-home");
+    common::pepper_cli_everyday(
+        &format!("https://127.0.0.1:{}/", nginx.port),
+        &["--ignore-ssl-errors"],
+        &home,
+    );
 }

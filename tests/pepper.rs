@@ -1,7 +1,7 @@
-//! A real-world client: salt-pepper's library (`pepper.libpepper.Pepper`, PyPI) against
-//! salt-fcgi's HTTP server, sending lowstate with eauth credentials in each chunk (the
-//! rest_wsgi way; pepper's CLI logs in through rest_cherrypy's `/login` first, which
-//! rest_wsgi never had).
+//! A real-world client: salt-pepper from PyPI against salt-fcgi's HTTP server. Its library
+//! (`pepper.libpepper.Pepper`) sending lowstate with eauth credentials in each chunk (the
+//! rest_wsgi way), and its CLI, which logs in through `/login` (rest_cherrypy's way).
+//! `tests/deploy.rs` runs the same CLI checks through nginx → FastCGI.
 
 mod common;
 
@@ -72,4 +72,12 @@ fn pepper_library_runs_every_kind_of_client() {
         "{}",
         out[5]
     );
+}
+
+#[test]
+fn pepper_cli_through_the_http_server() {
+    let e = env();
+    let server = Server::http(&e.config);
+    let home = e.dir.join(format!("pepper-home-{}", std::process::id()));
+    common::pepper_cli_everyday(&format!("http://{}/", server.address), &[], &home);
 }

@@ -82,7 +82,11 @@ fuzz_target!(|data: &[u8]| {
         interrupt: shape & 0x80 != 0,
         interrupted: false,
     };
-    let request = request_from_vars(get, |declared| read_body(stdin, declared, max), max);
+    let list: Vec<(String, String)> = vars
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+        .collect();
+    let request = request_from_vars(&list, |declared| read_body(stdin, declared, max), max);
 
     // The model.
     let method = get("REQUEST_METHOD")

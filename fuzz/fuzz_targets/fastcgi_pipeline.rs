@@ -27,9 +27,14 @@ fuzz_target!(|data: &[u8]| {
                 let max_body = api.settings().limits.max_body_bytes;
                 let outcome = request
                     .process(|req| async move {
-                        let param = |name: &str| req.get_str_param(name).map(str::to_string);
+                        let vars: cgi::CgiVars = req
+                            .str_params_iter()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|(k, v)| Some((k.to_string(), v?.to_string())))
+                            .collect();
                         let request = cgi::request_from_vars(
-                            param,
+                            &vars,
                             |declared| cgi::read_body(&mut *req.get_stdin(), declared, max_body),
                             max_body,
                         );

@@ -138,7 +138,7 @@ impl Api {
         match route {
             Route::Root | Route::Run => endpoints::lowstate(master, &call).await,
             Route::Login => endpoints::login(master, &call).await,
-            Route::Logout => endpoints::logout(master, &call),
+            Route::Logout => endpoints::logout(master, &call).await,
             Route::Token => endpoints::token(master, &call).await,
             Route::Stats => endpoints::stats(master, &call, &self.stats).await,
             Route::Minions(id) if method == "GET" => {

@@ -71,6 +71,7 @@ pub async fn mk_token(
     password: &Secret,
     token_expire: Option<&Json>,
 ) -> SaltResult<Token> {
+    super::netapi::check_master_running(master)?;
     let mut load = json!({"cmd": "mk_token", "eauth": eauth, "username": username,
         "password": password.expose()});
     if let Some(expire) = token_expire.filter(|v| v.is_number()) {
@@ -93,6 +94,7 @@ pub async fn get_token(master: &Master, token: &str) -> SaltResult<Option<Token>
     if !is_token_shaped(token) {
         return Ok(None);
     }
+    super::netapi::check_master_running(master)?;
     let reply = master
         .channel
         .send(

@@ -162,11 +162,16 @@ impl Response {
         self.json()["return"].clone()
     }
 
-    /// Checks Content-Type and a byte-accurate Content-Length.
+    /// Checks Content-Type (JSON; YAML or a tarball where asked for) and a byte-accurate
+    /// Content-Length.
     pub fn check_headers(&self) {
-        assert_eq!(
-            self.headers.get("content-type").map(String::as_str),
-            Some("application/json")
+        let ct = self.headers.get("content-type").map(String::as_str);
+        assert!(
+            matches!(
+                ct,
+                Some("application/json" | "application/x-yaml" | "application/x-tar")
+            ),
+            "Content-Type {ct:?}"
         );
         let len: usize = self
             .headers
@@ -619,4 +624,276 @@ fn mask_jids(s: &str) -> String {
     }
     flush(&mut out, &mut digits);
     out
+}
+
+/// One request as a client sends it: method, path below the mount point, headers, body.
+#[derive(Debug, Clone, Default)]
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Req {
+    /// `method path` with no body.
+    pub fn new(method: &str, path: &str) -> Req {
+        Req {
+            method: method.into(),
+            path: path.into(),
+            ..Req::default()
+        }
+    }
+
+    /// A JSON body.
+    pub fn json(mut self, body: &Json) -> Req {
+        self.content_type = Some("application/json".into());
+        self.body = body.to_string().into_bytes();
+        self
+    }
+
+    /// A body of any type.
+    pub fn body(mut self, content_type: &str, body: &[u8]) -> Req {
+        self.content_type = Some(content_type.into());
+        self.body = body.to_vec();
+        self
+    }
+
+    /// A header.
+    pub fn header(mut self, name: &str, value: &str) -> Req {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// The three ways a request reaches salt-fcgi.
+pub enum Front<'a> {
+    /// One CGI process per request with this master config.
+    Cgi(&'a Path),
+    /// A FastCGI server on a unix socket.
+    FastCgi(&'a str),
+    /// The HTTP server at `host:port`.
+    Http(&'a str),
+}
+
+impl Front<'_> {
+    /// A name for assertion messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Front::Cgi(_) => "CGI",
+            Front::FastCgi(_) => "FastCGI",
+            Front::Http(_) => "HTTP",
+        }
+    }
+
+    /// Sends `req` and parses the response.
+    pub fn send(&self, req: &Req) -> Response {
+        let cgi_headers: Vec<(String, String)> = req
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    format!("HTTP_{}", k.to_ascii_uppercase().replace('-', "_")),
+                    v.clone(),
+                )
+            })
+            .collect();
+        match self {
+            Front::Cgi(config) => {
+                let mut extra: Vec<(&str, &str)> = cgi_headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                extra.push(("PATH_INFO", &req.path));
+                cgi(
+                    config,
+                    &req.method,
+                    req.content_type.as_deref(),
+                    &req.body,
+                    &extra,
+                )
+            }
+            Front::FastCgi(socket) => fastcgi_request(socket, req, &cgi_headers),
+            Front::Http(address) => http_request(address, req),
+        }
+    }
+}
+
+fn fastcgi_request(socket: &str, req: &Req, cgi_headers: &[(String, String)]) -> Response {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let stream = tokio::net::UnixStream::connect(socket)
+            .await
+            .expect("connect FastCGI socket");
+        let mut client = fastcgi_client::Client::new_keep_alive_tokio(stream);
+        let mut params = fastcgi_client::Params::default()
+            .request_method(req.method.clone())
+            .script_name("")
+            .request_uri(req.path.clone())
+            .content_length(req.body.len())
+            .custom("PATH_INFO", req.path.clone());
+        if let Some(ct) = &req.content_type {
+            params = params.content_type(ct.clone());
+        }
+        for (k, v) in cgi_headers {
+            params = params.custom(k.clone(), v.clone());
+        }
+        let output = client
+            .execute(fastcgi_client::Request::new(params, &req.body[..]))
+            .await
+            .expect("FastCGI request");
+        parse_head(&output.stdout.unwrap_or_default(), false)
+    })
+}
+
+fn http_request(address: &str, req: &Req) -> Response {
+    let mut stream = std::net::TcpStream::connect(address).expect("connect HTTP");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("timeout");
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        req.method,
+        if req.path.is_empty() { "/" } else { &req.path },
+        req.body.len()
+    );
+    if let Some(ct) = &req.content_type {
+        head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    for (k, v) in &req.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("write head");
+    stream.write_all(&req.body).expect("write body");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    parse_head(&raw, true)
+}
+
+/// What one run of the pepper CLI (salt-pepper from PyPI, in the Salt venv) did.
+#[derive(Debug)]
+pub struct PepperRun {
+    /// Exit code (-1 when killed).
+    pub code: i32,
+    /// Every JSON document pepper printed (`--out=json`), merged into one object.
+    pub out: Json,
+    /// stdout and stderr, for messages.
+    pub text: String,
+}
+
+/// Runs `pepper --out=json <args>` against `url` as `user`/`password` (eauth `file`), with
+/// `home` as its home directory (where `-T` keeps `.peppercache`).
+pub fn pepper_cli(url: &str, user: &str, password: &str, home: &Path, args: &[&str]) -> PepperRun {
+    let e = env();
+    std::fs::create_dir_all(home).expect("pepper home");
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg(e.venv.join("bin").join("pepper"))
+        .arg("--out=json")
+        .args(args)
+        .env("HOME", home)
+        .env("SALTAPI_URL", url)
+        .env("SALTAPI_USER", user)
+        .env("SALTAPI_PASS", password)
+        .env("SALTAPI_EAUTH", "file")
+        .current_dir(home)
+        .output()
+        .expect("run pepper");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut merged = serde_json::Map::new();
+    for doc in serde_json::Deserializer::from_str(&stdout)
+        .into_iter::<Json>()
+        .flatten()
+    {
+        if let Json::Object(m) = doc {
+            merged.extend(m);
+        }
+    }
+    PepperRun {
+        code: out.status.code().unwrap_or(-1),
+        out: Json::Object(merged),
+        text: format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+/// The pepper CLI's everyday uses against `url` (`extra` goes before every command, e.g.
+/// `--ignore-ssl-errors`): login and `local`, `local_async`, `runner`, `wheel`, `-r`
+/// (/token + /run), `--fail-if-incomplete`, the `-T` token cache, and "Authentication
+/// denied" for a wrong password and for a cached token the master no longer knows.
+pub fn pepper_cli_everyday(url: &str, extra: &[&str], home: &Path) {
+    let e = env();
+    let run = |args: &[&str]| {
+        let all: Vec<&str> = extra.iter().chain(args).copied().collect();
+        pepper_cli(url, &e.user, &e.password, home, &all)
+    };
+    let r = run(&["*", "test.ping"]);
+    assert_eq!((r.code, &r.out), (0, &e.all_true()), "{}", r.text);
+    let r = run(&["--client", "local_async", "*", "test.ping"]);
+    assert!(
+        r.out["jid"].as_str().is_some_and(|j| j.len() == 20),
+        "{}",
+        r.text
+    );
+    let r = run(&["--client", "runner", "test.arg", "a", "b=1"]);
+    assert_eq!(
+        r.out,
+        json!({"args": ["a"], "kwargs": {"b": 1}}),
+        "{}",
+        r.text
+    );
+    let r = run(&["--client", "wheel", "key.list_all"]);
+    assert!(r.text.contains("ms-0") && r.code == 0, "{}", r.text);
+    let r = run(&["-r", "*", "test.ping"]);
+    assert_eq!((r.code, &r.out), (0, &e.all_true()), "-r: {}", r.text);
+    let r = run(&["--fail-if-incomplete", "--timeout", "30", "*", "test.ping"]);
+    assert_eq!(
+        (r.code, &r.out),
+        (0, &e.all_true()),
+        "--fail-if-incomplete: {}",
+        r.text
+    );
+    // -T: the token is cached and reused.
+    let cache = home.join(".peppercache");
+    let _ = std::fs::remove_file(&cache);
+    let r = run(&["-T", "ms-0", "test.ping"]);
+    assert_eq!(r.out, json!({"ms-0": true}), "-T: {}", r.text);
+    let cached: Json =
+        serde_json::from_str(&std::fs::read_to_string(&cache).expect(".peppercache"))
+            .expect("json");
+    assert!(
+        cached["expire"].as_f64().is_some_and(|x| x > 0.0),
+        "{cached}"
+    );
+    let r = run(&["-T", "ms-1", "test.ping"]);
+    assert_eq!(r.out, json!({"ms-1": true}), "-T again: {}", r.text);
+    let again: Json = serde_json::from_str(&std::fs::read_to_string(&cache).expect(".peppercache"))
+        .expect("json");
+    assert_eq!(
+        again["token"], cached["token"],
+        "the cached token was reused"
+    );
+    // A cached token the master does not know (expired, revoked): Authentication denied.
+    let mut stale = cached.clone();
+    stale["token"] = json!("ab".repeat(32));
+    std::fs::write(&cache, stale.to_string()).expect("write cache");
+    let r = run(&["-T", "*", "test.ping"]);
+    assert!(
+        r.code != 0 && r.text.contains("Authentication denied"),
+        "stale token: {}",
+        r.text
+    );
+    let _ = std::fs::remove_file(&cache);
+    // A wrong password.
+    let all: Vec<&str> = extra.iter().chain(&["*", "test.ping"]).copied().collect();
+    let r = pepper_cli(url, &e.user, "wrong", home, &all);
+    assert!(
+        r.code != 0 && r.text.contains("Authentication denied"),
+        "wrong password: {}",
+        r.text
+    );
 }

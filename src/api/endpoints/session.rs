@@ -53,21 +53,36 @@ pub(crate) async fn login(master: &Arc<Master>, call: &Call) -> Result<ApiRespon
 }
 
 /// `POST /logout`: revoke the session's token and expire the cookie.
-pub(crate) fn logout(master: &Arc<Master>, call: &Call) -> Result<ApiResponse, ApiError> {
+///
+/// The token's file is removed from the master's token store when this process may write
+/// there (it runs as the master's user); otherwise the master's own `auth.del_token` runner
+/// removes it, with the token itself as the credentials (the user's ACL must allow it).
+pub(crate) async fn logout(master: &Arc<Master>, call: &Call) -> Result<ApiResponse, ApiError> {
     let token = call.session()?;
-    match tokens::revoke(&master.settings, token) {
-        Ok(Revocation::Removed | Revocation::Unknown) => {}
-        Ok(Revocation::Unsupported(backend)) => crate::log::warn(&format!(
-            "logout from {}: tokens of eauth_tokens backend '{backend}' cannot be revoked by \
-             salt-fcgi; the token stays valid until it expires",
-            call.remote()
+    let why = match tokens::revoke(&master.settings, token) {
+        Ok(Revocation::Removed | Revocation::Unknown) => None,
+        Ok(Revocation::Unsupported(backend)) => Some(format!(
+            "eauth_tokens backend '{backend}' is not a token directory"
         )),
-        Err(e) => crate::log::warn(&format!(
-            "logout from {}: cannot remove the token from {} ({e}); it stays valid until \
-             it expires",
-            call.remote(),
+        Err(e) => Some(format!(
+            "cannot remove it from {} ({e})",
             master.settings.token_dir.display()
         )),
+    };
+    if let Some(why) = why {
+        let chunk = json!({"client": "runner", "fun": "auth.del_token", "token": token,
+            "kwarg": {"token": token}, "timeout": 30});
+        let deleted = match chunk {
+            Json::Object(chunk) => netapi::run(master, &chunk).await,
+            _ => Ok(Json::Null),
+        };
+        if let Err(e) = deleted {
+            crate::log::warn(&format!(
+                "logout from {}: the token was not revoked ({why}; the master's \
+                 auth.del_token runner: {e}); it stays valid until it expires",
+                call.remote()
+            ));
+        }
     }
     Ok(call
         .answer(200, &json!({"return": "Your token has been cleared"}))
