@@ -842,3 +842,135 @@ fn nginx_upstream_of_two_processes_shares_sessions() {
         &home,
     );
 }
+
+/// What the page of `browser_session_through_the_webui_site` does, as SaltGUI does it:
+/// `fetch` with no Content-Type (a browser sends text/plain), `X-Auth-Token: ""` before
+/// login, then the session cookie only. It writes each step's status and body into the page.
+const BROWSER_PAGE: &str = r#"<!doctype html>
+<html><body><pre id="out">running</pre><script>
+(async () => {
+  const steps = [];
+  const call = async (name, path, opts) => {
+    const r = await fetch(path, Object.assign({credentials: "same-origin",
+      headers: {"Accept": "application/json", "Cache-Control": "no-cache"}}, opts || {}));
+    steps.push({name: name, status: r.status, body: (await r.text()).slice(0, 400)});
+  };
+  try {
+    await call("login", "/api/login", {method: "POST",
+      headers: {"Accept": "application/json", "X-Auth-Token": ""},
+      body: JSON.stringify({username: "@USER@", password: "@PASSWORD@", eauth: "file"})});
+    await call("ping", "/api/", {method: "POST",
+      body: JSON.stringify({client: "local", tgt: "*", fun: "test.ping"})});
+    await call("stats", "/api/stats");
+    await call("motd", "/api/static/salt-motd.txt");
+    await call("logout", "/api/logout", {method: "POST", body: "{}"});
+    await call("after", "/api/stats");
+    steps.push({name: "cookie", body: document.cookie});
+  } catch (e) {
+    steps.push({name: "error", body: String(e)});
+  }
+  document.getElementById("out").textContent = "RESULT" + JSON.stringify(steps) + "END";
+})();
+</script></body></html>
+"#;
+
+/// A real browser (Debian's chromium, headless) logs in through the shipped web-UI site
+/// (nginx: static files at /, salt-fcgi under /api/), runs a command and reads /stats with
+/// the session cookie only, sees a JSON 404 for SaltGUI's optional motd file, and logs out;
+/// the cookie is never visible to the page's JavaScript (HttpOnly).
+#[test]
+fn browser_session_through_the_webui_site() {
+    let env = TestEnv::load();
+    let chromium = require("chromium", "chromium");
+    let wd = Workdir::new("browser");
+    let tls = Tls::generate(&wd);
+    let binary = wd.install_binary("bin/salt-fcgi");
+    let run = wd.mkdir("run", 0o755);
+    let socket = run.join("salt-fcgi.sock");
+    let _sf = spawn_listener(&wd, &env, &binary, &socket, "salt-fcgi.err");
+    let ui = wd.mkdir("webui", 0o755);
+    let page = BROWSER_PAGE
+        .replace("@USER@", &env.user)
+        .replace("@PASSWORD@", &env.password);
+    write_file(&ui.join("index.html"), &page, 0o644);
+    let common_subs = subs(&env, &tls);
+    let (sock, root) = (socket.display().to_string(), ui.display().to_string());
+    let nginx = Nginx::start(&wd, |port| {
+        let listen = format!("127.0.0.1:{port}");
+        let mut s = as_refs(&common_subs);
+        s.retain(|(k, _)| *k != "@MASTER_CONFIG@");
+        s.push(("@LISTEN@", &listen));
+        s.push(("@SOCKET@", &sock));
+        s.push(("@WEBUI_ROOT@", &root));
+        template("nginx/salt-fcgi-webui.conf", &s)
+    });
+    let profile = wd.mkdir("chromium-profile", 0o700);
+    let out = std::process::Command::new("timeout")
+        .arg("90")
+        .arg(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--ignore-certificate-errors",
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("https://127.0.0.1:{}/", nginx.port))
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let result = dom
+        .split_once("RESULT")
+        .and_then(|(_, rest)| rest.split_once("END"))
+        .map(|(json, _)| json.replace("&quot;", "\"").replace("&amp;", "&"))
+        .unwrap_or_else(|| {
+            panic!(
+                "the page did not finish: {dom}\n{}{}",
+                String::from_utf8_lossy(&out.stderr),
+                wd.log_dump()
+            )
+        });
+    let steps: serde_json::Value = serde_json::from_str(&result).expect("steps JSON");
+    let step = |name: &str| {
+        steps
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no step {name} in {steps}"))
+    };
+    let body = |name: &str| -> serde_json::Value {
+        serde_json::from_str(step(name)["body"].as_str().unwrap_or_default()).unwrap_or_default()
+    };
+    assert_eq!(step("login")["status"], 200, "{steps}");
+    assert!(body("login")["return"][0]["perms"].as_array().is_some_and(|p| !p.is_empty()));
+    assert_eq!(step("ping")["status"], 200, "{steps}");
+    for m in &env.minions {
+        assert_eq!(body("ping")["return"][0][m], json!(true), "{steps}");
+    }
+    assert_eq!(step("stats")["status"], 200, "{steps}");
+    assert_eq!(step("motd")["status"], 404, "{steps}");
+    assert_eq!(body("logout")["return"], json!("Your token has been cleared"));
+    assert_eq!(step("after")["status"], 401, "{steps}");
+    assert_eq!(step("cookie")["body"], json!(""), "HttpOnly cookie seen by JavaScript");
+    // The cookie is for the mount point, /api, and only over TLS.
+    let client = Client::new(&wd, &format!("https://127.0.0.1:{}/api/", nginx.port), &tls);
+    let login = json!({"username": env.user, "password": env.password, "eauth": "file"});
+    let r = client.request(
+        "POST",
+        "login",
+        Some("application/json"),
+        Some(login.to_string().as_bytes()),
+        Framing::ContentLength,
+    );
+    let cookie = r.header("Set-Cookie").unwrap_or_default();
+    assert!(
+        cookie.contains("; Path=/api;") && cookie.ends_with("; Secure"),
+        "{cookie}"
+    );
+}
