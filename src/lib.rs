@@ -1,4 +1,4 @@
-//! salt-fcgi: Salt's REST API (the rest_wsgi dialect) as one native executable that runs
+//! salt-fcgi: Salt's REST API (rest_wsgi and rest_cherrypy dialects) as one native executable that runs
 //! as CGI, as a FastCGI responder, or as a development HTTP server, and talks to the
 //! salt-master directly (ZeroMQ request channel + event bus).
 //!

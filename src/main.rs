@@ -17,7 +17,7 @@ use salt_fcgi::log;
 use salt_fcgi::settings::Settings;
 
 const USAGE: &str = "\
-salt-fcgi: Salt's REST API (rest_wsgi dialect) as CGI, FastCGI or HTTP
+salt-fcgi: Salt's REST API (rest_wsgi and rest_cherrypy dialects) as CGI, FastCGI or HTTP
 
 USAGE:
     salt-fcgi [OPTIONS]                       CGI, or FastCGI when fd 0 is a listening socket
