@@ -47,6 +47,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// FastCGI/HTTP: how long SIGTERM waits for in-flight requests (`shutdown_grace`, 30 s).
     pub shutdown_grace: Duration,
+    /// Accept a caller-chosen `jid` on `local`/`local_async`/`local_subset`
+    /// (`allow_caller_jid`, default false: such a chunk is refused with 403).
+    pub allow_caller_jid: bool,
 }
 
 /// Everything salt-fcgi reads from the master config, with Salt's defaults.
@@ -179,6 +182,9 @@ impl Settings {
                 request_deadline: secs(own_f64("request_deadline").unwrap_or(rest_timeout + 30.0)),
                 max_connections: own_usize("max_connections", 256).max(1),
                 shutdown_grace: secs(own_f64("shutdown_grace").unwrap_or(30.0)),
+                allow_caller_jid: own
+                    .and_then(|m| get_bool(m.get("allow_caller_jid")))
+                    .unwrap_or(false),
             },
             config_path,
         }
@@ -398,6 +404,9 @@ mod tests {
         let s = settings("salt_fcgi:\n  max_body_bytes: 10\n  master_connect_timeout: 0.5\n");
         assert_eq!(s.limits.max_body_bytes, 10);
         assert_eq!(s.limits.master_connect_timeout, Duration::from_millis(500));
+        assert!(!s.limits.allow_caller_jid);
+        let s = settings("salt_fcgi: {allow_caller_jid: true}\n");
+        assert!(s.limits.allow_caller_jid);
     }
 
     #[test]

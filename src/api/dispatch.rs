@@ -98,15 +98,12 @@ fn log_refusal(status: u16, e: &SaltError, chunk: &crate::salt::Chunk, remote: O
     let who = if chunk.contains_key("token") {
         "token".to_string()
     } else {
-        format!(
-            "user '{}' eauth '{}'",
-            user.escape_debug(),
-            text("eauth").escape_debug()
-        )
+        format!("user '{user}' eauth '{}'", text("eauth"))
     };
+    // crate::log escapes every character that could end or disguise the line.
     crate::log::warn(&format!(
         "{status} for {who} client '{}' from {}: {}",
-        text("client").escape_debug(),
+        text("client"),
         remote.unwrap_or("-"),
         e.message()
     ));

@@ -118,12 +118,7 @@ pub async fn runner(master: &Master, chunk: &Chunk, creds: &Credentials) -> Salt
             continue;
         }
         let ret = event.data.get("return").cloned().unwrap_or(Json::Null);
-        let text = match &ret {
-            Json::String(s) => Some(s.as_str()),
-            Json::Array(items) if items.len() == 1 => items[0].as_str(),
-            _ => None,
-        };
-        if let Some(message) = text.and_then(without_traceback) {
+        if let Some(message) = runner_exception(&event.data) {
             // The runner raised: an error for the caller, not a traceback with the
             // master's file paths in a 200 body.
             return Err(SaltError::Master(message));
@@ -134,6 +129,24 @@ pub async fn runner(master: &Master, chunk: &Chunk, creds: &Credentials) -> Salt
             ret
         });
     }
+}
+
+/// The message of a runner that raised, from its `ret` event data: only the master's own
+/// shape counts (`success: false` and a return text starting `Exception occurred in
+/// runner`); a successful return that merely contains a traceback's text is a result.
+fn runner_exception(data: &Json) -> Option<String> {
+    if data.get("success") != Some(&Json::Bool(false)) {
+        return None;
+    }
+    let text = match data.get("return")? {
+        Json::String(s) => s.as_str(),
+        Json::Array(items) if items.len() == 1 => items[0].as_str()?,
+        _ => return None,
+    };
+    if !text.starts_with("Exception occurred in runner ") {
+        return None;
+    }
+    without_traceback(text)
 }
 
 /// `Exception occurred in runner f: Traceback … KeyError: 'f'` → the first and last line
@@ -273,6 +286,18 @@ mod tests {
             Some("Exception occurred in runner nope.fun: KeyError: 'nope.fun'".into())
         );
         assert_eq!(without_traceback("fine"), None);
+        let raised = json!({"success": false, "return": t});
+        assert!(runner_exception(&raised).is_some());
+        // Issue 13 item 6: a successful return that quotes a traceback is a result.
+        let quoted = "app log: Traceback (most recent call last):\n  File \"x.py\"\nValueError: x";
+        for data in [
+            json!({"success": true, "return": quoted}),
+            json!({"return": quoted}),
+            json!({"success": true, "return": t}),
+            json!({"success": false, "return": quoted}),
+        ] {
+            assert_eq!(runner_exception(&data), None, "{data}");
+        }
     }
 
     #[test]
