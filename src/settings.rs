@@ -50,6 +50,9 @@ pub struct Limits {
     /// Accept a caller-chosen `jid` on `local`/`local_async`/`local_subset`
     /// (`allow_caller_jid`, default false: such a chunk is refused with 403).
     pub allow_caller_jid: bool,
+    /// HTTP front end: longest wait for a request's head, and again for its body
+    /// (`body_read_timeout`, 30 s); a slower client gets 400 (slowloris).
+    pub body_read_timeout: Duration,
 }
 
 /// Everything salt-fcgi reads from the master config, with Salt's defaults.
@@ -91,6 +94,8 @@ pub struct Settings {
     pub ext_job_cache: String,
     /// `order_masters` (syndic top master).
     pub order_masters: bool,
+    /// `syndic_wait` (5 s): how much longer a master of masters waits for returns.
+    pub syndic_wait: f64,
     /// salt-fcgi's own limits.
     pub limits: Limits,
 }
@@ -172,6 +177,7 @@ impl Settings {
             nodegroups: get_nodegroups(get("nodegroups")),
             ext_job_cache: get_str(get("ext_job_cache")).unwrap_or_default(),
             order_masters: get_bool(get("order_masters")).unwrap_or(false),
+            syndic_wait: get_f64(get("syndic_wait")).unwrap_or(5.0),
             limits: Limits {
                 max_body_bytes: own_usize("max_body_bytes", 1 << 20),
                 max_chunks: own_usize("max_chunks", 100),
@@ -182,6 +188,8 @@ impl Settings {
                 request_deadline: secs(own_f64("request_deadline").unwrap_or(rest_timeout + 30.0)),
                 max_connections: own_usize("max_connections", 256).max(1),
                 shutdown_grace: secs(own_f64("shutdown_grace").unwrap_or(30.0)),
+                body_read_timeout: secs(own_f64("body_read_timeout").unwrap_or(30.0))
+                    .max(Duration::from_millis(100)),
                 allow_caller_jid: own
                     .and_then(|m| get_bool(m.get("allow_caller_jid")))
                     .unwrap_or(false),

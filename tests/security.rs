@@ -510,3 +510,131 @@ fn nodegroups_expand_like_salt() {
         assert_eq!(salt.as_ref().ok(), Some(want), "Salt itself, {tt} {tgt}");
     }
 }
+
+/// Issue 13 item 11: `timeout: 0` is refused before anything is published (Salt's client
+/// publishes the job and then reports it as timed out).
+#[test]
+fn a_zero_timeout_runs_nothing() {
+    let e = env();
+    let marker = unique("zero-timeout");
+    let _ = std::fs::remove_file(&marker);
+    let touch = format!("touch {}", marker.display());
+    for chunk in [
+        json!({"client": "local", "tgt": "ms-0", "fun": "cmd.run", "arg": [touch], "timeout": 0}),
+        json!({"client": "local_async", "tgt": "ms-0", "fun": "cmd.run", "arg": [touch], "timeout": "0"}),
+        json!({"client": "runner", "fun": "salt.cmd", "arg": ["cmd.run", touch], "timeout": 0}),
+    ] {
+        let resp = cgi_post(&e.config, &json!([e.auth(chunk.clone())]));
+        assert_eq!(
+            resp.status,
+            400,
+            "{chunk}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!marker.exists(), "a job with timeout 0 ran");
+}
+
+/// The job-cache loads whose publish `kwargs.metadata` carries `marker`, as
+/// `[{"jid", "fun", "ret"}]`.
+fn loads_marked(marker: &str) -> Vec<Json> {
+    let out = python(&format!(
+        "import os, json, salt.config, salt.minion\n\
+         opts = salt.config.master_config(os.environ['SALT_MASTER_CONFIG'])\n\
+         mm = salt.minion.MasterMinion(opts)\n\
+         cache = opts['master_job_cache']\n\
+         found = []\n\
+         for jid in mm.returners[cache + '.get_jids']():\n\
+         \x20   load = mm.returners[cache + '.get_load'](jid) or {{}}\n\
+         \x20   meta = (load.get('kwargs') or {{}}).get('metadata') or {{}}\n\
+         \x20   if isinstance(meta, dict) and meta.get('marker') == {marker:?}:\n\
+         \x20       found.append({{'jid': jid, 'fun': load.get('fun'), 'ret': load.get('ret', '')}})\n\
+         print(json.dumps(found))"
+    ));
+    serde_json::from_str(&out).expect("loads JSON")
+}
+
+/// Issue 13 items 4 and 11: the batch and subset probes (`test.ping`,
+/// `sys.list_functions`) and `find_job` go to no returner of the caller's (Salt sends them
+/// with `ret` empty), never reuse the caller's jid; the real job keeps both.
+#[test]
+fn probes_carry_neither_the_callers_returners_nor_its_jid() {
+    let e = env();
+    let marker = format!("probe-{}", std::process::id());
+    let meta = json!({"marker": marker});
+    let allowing = e.config_variant("probejid", "salt_fcgi: {allow_caller_jid: true}\n");
+    let batch = json!({"client": "local_batch", "tgt": "*", "fun": "test.echo", "arg": ["b"],
+        "batch": "1", "ret": "local", "metadata": meta});
+    let resp = cgi_post(&e.config, &json!([e.auth(batch.clone())]));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(resp.ret()[0].as_array().map(Vec::len), Some(2));
+    // A caller jid cannot be shared by several sub-batches.
+    let mut with_jid = batch.clone();
+    with_jid["jid"] = json!("20991231235959000001");
+    let resp = cgi_post(&allowing, &json!([e.auth(with_jid)]));
+    assert_eq!(resp.status, 400, "{}", String::from_utf8_lossy(&resp.body));
+    // local_subset with a caller jid: the probe runs under its own jid, the real job
+    // under the caller's, so it does run.
+    let jid = python("import salt.utils.jid; print(salt.utils.jid.gen_jid({}))");
+    let subset = json!({"client": "local_subset", "tgt": "*", "fun": "test.echo", "arg": ["s"],
+        "sub": 1, "ret": "local", "metadata": meta, "jid": jid});
+    let resp = cgi_post(&allowing, &json!([e.auth(subset)]));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let ret = resp.ret()[0].clone();
+    assert_eq!(ret.as_object().map(|m| m.len()), Some(1), "{ret}");
+    assert!(
+        ret.as_object().expect("object").values().all(|v| v == "s"),
+        "{ret}"
+    );
+    let loads = loads_marked(&marker);
+    let probes: Vec<&Json> = loads.iter().filter(|l| l["fun"] != "test.echo").collect();
+    let real: Vec<&Json> = loads.iter().filter(|l| l["fun"] == "test.echo").collect();
+    assert_eq!(
+        probes.len(),
+        2,
+        "one test.ping, one sys.list_functions: {loads:?}"
+    );
+    assert_eq!(
+        real.len(),
+        3,
+        "two sub-batches and the subset run: {loads:?}"
+    );
+    for p in &probes {
+        assert_eq!(p["ret"], "", "probe with the caller's returner: {p}");
+        assert_ne!(p["jid"], json!(jid), "probe under the caller's jid: {p}");
+    }
+    for r in &real {
+        assert_eq!(r["ret"], "local", "{r}");
+    }
+    assert!(real.iter().any(|r| r["jid"] == json!(jid)), "{real:?}");
+}
+
+/// Issue 13 item 11: the HTTP front end cuts off a client that trickles its body
+/// (slowloris) after `body_read_timeout`.
+#[test]
+fn slow_request_bodies_are_cut_off() {
+    let e = env();
+    let config = e.config_variant("slowbody", "salt_fcgi: {body_read_timeout: 1}\n");
+    let server = common::Server::http(&config);
+    let mut stream = std::net::TcpStream::connect(&server.address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let started = std::time::Instant::now();
+    std::io::Write::write_all(
+        &mut stream,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[{\"cl",
+    )
+    .expect("write");
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("body_read_timeout"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

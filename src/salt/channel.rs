@@ -27,6 +27,9 @@ fn context() -> &'static zmq::Context {
 pub struct RequestChannel {
     uri: String,
     connect_timeout: Duration,
+    /// No reply is waited for longer than the whole request may take (`request_deadline`):
+    /// a blocking thread must not outlive its request by a caller-chosen timeout.
+    max_wait: Duration,
     max_reply_bytes: usize,
     pool: Mutex<Vec<zmq::Socket>>,
 }
@@ -37,6 +40,7 @@ impl RequestChannel {
         Arc::new(RequestChannel {
             uri: settings.master_uri(),
             connect_timeout: settings.limits.master_connect_timeout,
+            max_wait: settings.limits.request_deadline,
             max_reply_bytes: settings.limits.max_reply_bytes,
             pool: Mutex::new(Vec::new()),
         })
@@ -46,6 +50,7 @@ impl RequestChannel {
     /// `timeout` bounds the wait for the reply after the master accepted the request.
     pub async fn send(self: &Arc<Self>, load: Json, timeout: Duration) -> SaltResult<Json> {
         let frame = payload::encode(&json!({"enc": "clear", "load": load, "version": 3}));
+        let timeout = timeout.min(self.max_wait);
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || this.round_trip(&frame, timeout))
             .await
@@ -127,6 +132,13 @@ fn zmq_failure(what: &str, e: zmq::Error) -> SaltError {
 /// Turns Salt's error replies into errors: `{"error": {"name", "message"}}`, `{"error": "…"}`,
 /// and the bare strings the request server answers to loads it refuses.
 pub fn check_reply(reply: Json) -> SaltResult<Json> {
+    if is_cluster_retry(&reply) {
+        // A 3008 cluster master whose Raft node is not ready defers every request.
+        return Err(SaltError::NotRunning(
+            "Salt Master is not available: its cluster is not ready yet (cluster_retry); retry later."
+                .into(),
+        ));
+    }
     match &reply {
         Json::String(s) if s.starts_with("bad load") || s.starts_with("payload and load") => Err(
             SaltError::Invocation(format!("The master refused the request: {s}")),
@@ -154,6 +166,12 @@ pub fn check_reply(reply: Json) -> SaltResult<Json> {
         },
         _ => Ok(reply),
     }
+}
+
+/// `{"ret": false, "cluster_retry": true}`, bare or under `load`.
+fn is_cluster_retry(reply: &Json) -> bool {
+    let flag = |v: &Json| v.get("cluster_retry") == Some(&Json::Bool(true));
+    flag(reply) || reply.get("load").is_some_and(flag)
 }
 
 /// Python exception `args` as text.
@@ -201,5 +219,14 @@ mod tests {
         ));
         assert_eq!(check_reply(json!({"jid": "1"})), Ok(json!({"jid": "1"})));
         assert_eq!(check_reply(json!("")), Ok(json!("")));
+        for retry in [
+            json!({"ret": false, "cluster_retry": true}),
+            json!({"enc": "clear", "load": {"ret": false, "cluster_retry": true}}),
+        ] {
+            assert!(
+                matches!(check_reply(retry), Err(SaltError::NotRunning(_))),
+                "cluster_retry is a 503, not an empty 200"
+            );
+        }
     }
 }

@@ -151,16 +151,31 @@ impl Job {
         Ok(job)
     }
 
-    /// A job with the same credentials' context: `fun` on the listed minions.
-    pub fn on_list(minions: &[String], fun: &str, arg: Vec<Json>) -> Job {
+    /// A job with the same credentials' context: `fun` on the listed minions, returning
+    /// only to the `ext_job_cache` (as every publish of Salt's client without `ret` does).
+    pub fn on_list(minions: &[String], fun: &str, arg: Vec<Json>, settings: &Settings) -> Job {
         Job {
             tgt: Json::from(minions.to_vec()),
             fun: Json::from(fun),
             arg,
             tgt_type: "list".into(),
-            ret: String::new(),
+            ret: settings.ext_job_cache.clone(),
             jid: String::new(),
             extra: Map::new(),
+        }
+    }
+
+    /// The probe Salt runs before a batch or subset (`test.ping`, `sys.list_functions`) on
+    /// this job's target: no arguments, none of the caller's returners (only the
+    /// `ext_job_cache`), and never the caller's jid (minions drop a jid they have seen, so
+    /// the real job would not run).
+    pub fn probe(&self, fun: &str, settings: &Settings) -> Job {
+        Job {
+            fun: Json::from(fun),
+            arg: Vec::new(),
+            ret: settings.ext_job_cache.clone(),
+            jid: String::new(),
+            ..self.clone()
         }
     }
 
@@ -340,12 +355,12 @@ pub async fn publish(
     client: &str,
     timeout: Duration,
 ) -> SaltResult<Option<Published>> {
-    let reply = check_reply(
-        master
-            .channel
-            .send(job.load(creds, client), timeout)
-            .await?,
-    )?;
+    let mut load = job.load(creds, client);
+    if master.settings.order_masters {
+        // A master of masters passes the timeout on to its syndics (Salt's `_prep_pub`).
+        load["to"] = whole_seconds(timeout);
+    }
+    let reply = check_reply(master.channel.send(load, timeout).await?)?;
     let load = match &reply {
         Json::Object(m) => m.get("load").cloned().unwrap_or(reply.clone()),
         Json::String(s) if s.is_empty() => {
@@ -384,6 +399,16 @@ pub async fn publish(
         minions,
         missing: ids("missing"),
     }))
+}
+
+/// Seconds as JSON: an integer when whole (as Salt sends them), else a float.
+fn whole_seconds(d: Duration) -> Json {
+    let secs = d.as_secs_f64();
+    if d.subsec_nanos() == 0 {
+        Json::from(d.as_secs())
+    } else {
+        Json::from(secs)
+    }
 }
 
 /// Tag prefixes a subscription needs before a publish whose jid is not known yet: every
@@ -446,90 +471,142 @@ pub async fn collect(
     opts: &CollectOptions,
     mut on_return: impl FnMut(&str, Json),
 ) -> SaltResult<Collected> {
-    let job_prefix = format!("salt/job/{}/", job.jid);
-    let ret_prefix = format!("{job_prefix}ret/");
-    sub.narrow(vec![job_prefix.clone(), job.jid.clone()]);
-    let mut seen = Collected {
-        minions: job.minions.iter().cloned().collect(),
-        ..Collected::default()
-    };
-    // Only the minions this publish targeted are reported: another job under the same
-    // jid (a caller-chosen one) must not leak its returns. A syndic's master of masters
-    // learns its minions from the lower masters' events instead.
-    let targeted: Option<BTreeSet<String>> = (!master.settings.order_masters)
-        .then(|| job.minions.iter().chain(&job.missing).cloned().collect());
-    let t = opts.timeout;
-    let mut timeout_at = Instant::now() + t;
-    let mut minions_running = true;
-    let mut minion_timeouts: HashMap<String, Instant> = HashMap::new();
-    let mut find_job_prefix: Option<String> = None;
+    let syndic = master.settings.order_masters;
+    let mut state = CollectState::new(job, syndic, opts.timeout);
+    sub.narrow(vec![state.job_prefix.clone(), job.jid.clone()]);
+    let started = Instant::now();
+    let syndic_wait = seconds(master.settings.syndic_wait);
+    let mut timeout_at = started + opts.timeout;
     loop {
-        if seen.minions.is_subset(&seen.found) && !master.settings.order_masters {
-            break;
+        // Events already queued count before any deadline is looked at.
+        while let Some(event) = sub.try_recv() {
+            state.handle(event, &mut on_return);
         }
         let now = Instant::now();
-        for id in seen.minions.difference(&seen.found) {
-            minion_timeouts.entry(id.clone()).or_insert(now + t);
+        if state.all_returned() {
+            // A master of masters waits `syndic_wait` for the lower masters' minion lists.
+            if !syndic || (!state.seen.minions.is_empty() && now > started + syndic_wait) {
+                break;
+            }
         }
-        if now > timeout_at && minions_running {
-            let pending: Vec<String> = seen.minions.difference(&seen.found).cloned().collect();
-            find_job_prefix = find_job(
-                master,
-                sub,
-                &job.jid,
-                &pending,
-                creds,
-                opts.gather_job_timeout,
-            )
-            .await
-            .map(|fj| format!("salt/job/{fj}/"));
-            let mut prefixes = vec![job_prefix.clone(), job.jid.clone()];
-            prefixes.extend(find_job_prefix.clone());
+        state.start_minion_timeouts(now);
+        if now > timeout_at && state.minions_running {
+            let pending: Vec<String> = state.pending().cloned().collect();
+            let gather = opts.gather_job_timeout;
+            state.find_job_prefix = find_job(master, sub, &job.jid, &pending, creds, gather)
+                .await
+                .map(|fj| format!("salt/job/{fj}/"));
+            let mut prefixes = vec![state.job_prefix.clone(), job.jid.clone()];
+            prefixes.extend(state.find_job_prefix.clone());
             sub.narrow(prefixes);
-            minions_running = false;
-            timeout_at = Instant::now() + opts.gather_job_timeout;
+            state.minions_running = false;
+            timeout_at = Instant::now() + gather;
+            if syndic {
+                timeout_at += syndic_wait;
+            }
+            continue;
         }
-        let now = Instant::now();
-        let pending_deadline = seen
-            .minions
-            .difference(&seen.found)
-            .filter_map(|id| minion_timeouts.get(id))
-            .max()
-            .copied()
-            .unwrap_or(now);
-        if now > timeout_at && !minions_running && now >= pending_deadline {
+        let pending_deadline = state.pending_deadline().unwrap_or(now);
+        if now > timeout_at && !state.minions_running && now >= pending_deadline {
             break;
         }
-        let wake = if minions_running {
+        let wake = if state.minions_running {
             timeout_at
         } else {
             timeout_at.max(pending_deadline)
         };
         let wake = wake.max(now + Duration::from_millis(10));
-        let event = match tokio::time::timeout_at(wake, sub.recv()).await {
-            Err(_) => continue,
+        match tokio::time::timeout_at(wake, sub.recv()).await {
+            Err(_) => {}
             Ok(None) => return Err(bus_lost()),
-            Ok(Some(ev)) => ev,
-        };
-        if event.tag == job.jid {
-            seen.pre_3008 = true;
+            Ok(Some(event)) => state.handle(event, &mut on_return),
         }
-        if event.tag == job.jid || event.tag.starts_with(&job_prefix) {
-            if let Some((id, entry)) = job_event(event, &ret_prefix, targeted.as_ref(), &mut seen) {
+    }
+    Ok(state.seen)
+}
+
+/// What return collection tracks between events.
+struct CollectState {
+    jid: String,
+    job_prefix: String,
+    ret_prefix: String,
+    /// The minions this publish targeted; `None` on a master of masters.
+    targeted: Option<BTreeSet<String>>,
+    seen: Collected,
+    minion_timeouts: HashMap<String, Instant>,
+    minions_running: bool,
+    find_job_prefix: Option<String>,
+    timeout: Duration,
+}
+
+impl CollectState {
+    fn new(job: &Published, syndic: bool, timeout: Duration) -> CollectState {
+        let job_prefix = format!("salt/job/{}/", job.jid);
+        CollectState {
+            jid: job.jid.clone(),
+            ret_prefix: format!("{job_prefix}ret/"),
+            job_prefix,
+            // Only the minions this publish targeted are reported: another job under the
+            // same jid (a caller-chosen one) must not leak its returns. A master of
+            // masters learns its minions from the lower masters' events instead.
+            targeted: (!syndic).then(|| job.minions.iter().chain(&job.missing).cloned().collect()),
+            seen: Collected {
+                minions: job.minions.iter().cloned().collect(),
+                ..Collected::default()
+            },
+            minion_timeouts: HashMap::new(),
+            minions_running: true,
+            find_job_prefix: None,
+            timeout,
+        }
+    }
+
+    fn all_returned(&self) -> bool {
+        self.seen.minions.is_subset(&self.seen.found)
+    }
+
+    fn pending(&self) -> impl Iterator<Item = &String> {
+        self.seen.minions.difference(&self.seen.found)
+    }
+
+    fn start_minion_timeouts(&mut self, now: Instant) {
+        let pending: Vec<String> = self.pending().cloned().collect();
+        for id in pending {
+            self.minion_timeouts.entry(id).or_insert(now + self.timeout);
+        }
+    }
+
+    fn pending_deadline(&self) -> Option<Instant> {
+        self.pending()
+            .filter_map(|id| self.minion_timeouts.get(id))
+            .max()
+            .copied()
+    }
+
+    /// One event of the job or of its `find_job` probe.
+    fn handle(&mut self, event: Arc<Event>, on_return: &mut impl FnMut(&str, Json)) {
+        if event.tag == self.jid {
+            self.seen.pre_3008 = true;
+        }
+        if event.tag == self.jid || event.tag.starts_with(&self.job_prefix) {
+            let targeted = self.targeted.as_ref();
+            if let Some((id, entry)) = job_event(event, &self.ret_prefix, targeted, &mut self.seen)
+            {
                 on_return(&id, entry);
             }
-        } else if find_job_prefix
+        } else if self
+            .find_job_prefix
             .as_ref()
             .is_some_and(|p| event.tag.starts_with(p.as_str()))
             && let Some(id) = still_running(&event)
-            && targeted.as_ref().is_none_or(|t| t.contains(&id))
+            && self.targeted.as_ref().is_none_or(|t| t.contains(&id))
         {
-            minion_timeouts.insert(id.clone(), Instant::now() + t);
-            seen.minions.insert(id);
-            minions_running = true;
+            self.minion_timeouts
+                .insert(id.clone(), Instant::now() + self.timeout);
+            self.seen.minions.insert(id);
+            self.minions_running = true;
         }
     }
-    Ok(seen)
 }
 
 /// Handles one event of the job: `minions` announcements and returns. With `targeted`,
@@ -615,7 +692,12 @@ async fn find_job(
     }
     // Widen first: the find_job returns may arrive before its publish reply does.
     sub.narrow(prefixes_before_publish());
-    let mut probe = Job::on_list(pending, "saltutil.find_job", vec![Json::from(jid)]);
+    let mut probe = Job::on_list(
+        pending,
+        "saltutil.find_job",
+        vec![Json::from(jid)],
+        &master.settings,
+    );
     probe
         .extra
         .insert("gather_job_timeout".into(), json!(gather.as_secs_f64()));
@@ -735,9 +817,7 @@ pub async fn local_subset(master: &Master, chunk: &Chunk, creds: &Credentials) -
         .ok_or_else(|| SaltError::Invocation("'subset' must be a number".into()))?;
     let opts = collect_options(chunk, &master.settings);
     let wait = publish_wait(chunk, &master.settings);
-    let mut probe = job.clone();
-    probe.fun = json!("sys.list_functions");
-    probe.arg = vec![];
+    let probe = job.probe("sys.list_functions", &master.settings);
     let listing_opts = CollectOptions {
         full_return: false,
         ..opts.clone()
@@ -759,8 +839,9 @@ pub async fn local_subset(master: &Master, chunk: &Chunk, creds: &Credentials) -
         .take(usize::try_from(size).unwrap_or(usize::MAX))
         .cloned()
         .collect();
-    let mut run = Job::on_list(&chosen, fun, job.arg.clone());
+    let mut run = Job::on_list(&chosen, fun, job.arg.clone(), &master.settings);
     run.ret = job.ret.clone();
+    run.jid = job.jid.clone();
     run.extra = job.extra.clone();
     run_and_collect(master, &run, creds, "local_subset", wait, &opts).await
 }
@@ -848,6 +929,26 @@ mod tests {
             expand_compound("N@plain and ms-0", &g),
             Ok("L@ms-0,ms-1 and ms-0".into())
         );
+    }
+
+    #[test]
+    fn probes_carry_neither_the_callers_returners_nor_its_jid() {
+        let m: serde_yaml_ng::Mapping =
+            serde_yaml_ng::from_str("ext_job_cache: redis\nsalt_fcgi: {allow_caller_jid: true}\n")
+                .expect("yaml");
+        let settings = Settings::from_mapping("/x".into(), &m);
+        let chunk = json!({"tgt": "*", "fun": "cmd.run", "arg": ["ls"], "ret": "mine", "jid": "20990101000000000000", "metadata": {"a": 1}});
+        let job = Job::from_chunk(chunk.as_object().expect("object"), &settings).expect("job");
+        assert_eq!(job.ret, "mine,redis");
+        let probe = job.probe("test.ping", &settings);
+        assert_eq!((probe.ret.as_str(), probe.jid.as_str()), ("redis", ""));
+        assert_eq!(
+            (probe.fun.clone(), probe.arg.clone()),
+            (json!("test.ping"), vec![])
+        );
+        assert_eq!(probe.extra, job.extra, "master-level keys stay");
+        let find = Job::on_list(&["a".into()], "saltutil.find_job", vec![], &settings);
+        assert_eq!((find.ret.as_str(), find.jid.as_str()), ("redis", ""));
     }
 
     #[test]
