@@ -9,6 +9,7 @@
 use serde_json::{Map, Value as Json, json};
 
 use super::local::truthy;
+use super::yaml11::{self, Node};
 use super::{Chunk, Credentials, Master, arg_list, required_str, seconds, timeout_of};
 use crate::salt::channel::check_reply;
 use crate::salt::error::{SaltError, SaltResult};
@@ -186,7 +187,10 @@ pub fn parse_input(args: Vec<Json>) -> (Vec<Json>, Map<String, Json>) {
     (positional, kwargs)
 }
 
-/// `^([^\d\W][\w.-]*)=(?!=)(.*)$`: a keyword name, `=`, and a value not starting with `=`.
+/// Salt's `parse_kwarg`: `^([^\d\W][\w.-]*)=(?!=)(.*)$`, a keyword name, `=`, and a
+/// value not starting with `=`. `.` does not match a newline, and `$` matches before a
+/// final one: a value with a newline is no keyword argument, except that one trailing
+/// newline is dropped.
 fn split_kwarg(s: &str) -> Option<(&str, &str)> {
     let (name, value) = s.split_once('=')?;
     let mut chars = name.chars();
@@ -195,42 +199,69 @@ fn split_kwarg(s: &str) -> Option<(&str, &str)> {
     if !word(first) || first.is_numeric() || !chars.all(|c| word(c) || c == '.' || c == '-') {
         return None;
     }
-    (!value.starts_with('=')).then_some((name, value))
+    let value = value.strip_suffix('\n').unwrap_or(value);
+    (!value.starts_with('=') && !value.contains('\n')).then_some((name, value))
 }
 
-/// Salt's `yamlify_arg`: type a CLI-style string argument the way PyYAML would.
+/// Salt's `yamlify_arg`: type a CLI-style string argument the way PyYAML (YAML 1.1, with
+/// Salt's loader) does. What JSON cannot carry (`.inf`, `.nan`, integers past 64 bits,
+/// mappings with non-string keys) stays the original string.
 pub fn yamlify_arg(s: &str) -> Json {
     let original = || Json::from(s);
-    let trimmed = s.trim();
-    if trimmed.is_empty() || s == "---" || s == "..." || s.contains(['\t', '\r', '\n']) {
+    let stripped = s.trim();
+    if matches!(stripped, "" | "---" | "...") || s.contains(['\t', '\r', '\n']) {
         return original();
     }
-    if s.contains('_') && s.chars().all(|c| c.is_ascii_digit() || c == '_') {
+    if s.contains('_') && stripped.chars().all(|c| c.is_ascii_digit() || c == '_') {
         return original();
     }
     if s == "None" {
         return Json::Null;
     }
-    // YAML 1.1 booleans PyYAML knows and YAML 1.2 parsers do not.
-    match s {
-        "yes" | "Yes" | "YES" | "on" | "On" | "ON" => return Json::Bool(true),
-        "no" | "No" | "NO" | "off" | "Off" | "OFF" => return Json::Bool(false),
-        "|" | "!" => return original(),
-        _ => {}
-    }
-    let Ok(parsed) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(s) else {
+    let Ok(node) = yaml11::load(s) else {
         return original();
     };
-    let Ok(value) = serde_json::to_value(&parsed) else {
-        return original();
-    };
-    let keep = match &value {
-        Json::Object(_) => s.starts_with('{'),
-        Json::Array(_) => s.starts_with('['),
-        Json::String(_) | Json::Null if s.contains('#') => false,
+    let keep = match &node {
+        // With a `#`, only a non-string result replaces the argument (no comment is lost).
+        Node::Str(_) | Node::Null if s.contains('#') => false,
+        _ if s.contains('#') => true,
+        Node::Map(_) => s.starts_with('{'),
+        Node::Seq(_) => s.starts_with('['),
+        Node::Str(t) if t.is_empty() => s != "|" && s != "!",
+        Node::Null => s != "!",
+        Node::Other => false,
         _ => true,
     };
-    if keep { value } else { original() }
+    if !keep {
+        return original();
+    }
+    to_json(node).unwrap_or_else(original)
+}
+
+/// A YAML value as JSON; `None` where JSON has no equivalent.
+fn to_json(node: Node) -> Option<Json> {
+    Some(match node {
+        Node::Null => Json::Null,
+        Node::Bool(b) => Json::Bool(b),
+        Node::Int(i) => match (i64::try_from(i), u64::try_from(i)) {
+            (Ok(v), _) => Json::from(v),
+            (_, Ok(v)) => Json::from(v),
+            _ => return None,
+        },
+        Node::Float(f) => Json::Number(serde_json::Number::from_f64(f)?),
+        Node::Str(s) => Json::String(s),
+        Node::Seq(items) => Json::Array(items.into_iter().map(to_json).collect::<Option<_>>()?),
+        Node::Map(pairs) => Json::Object(
+            pairs
+                .into_iter()
+                .map(|(k, v)| match k {
+                    Node::Str(k) => Some((k, to_json(v)?)),
+                    _ => None,
+                })
+                .collect::<Option<_>>()?,
+        ),
+        Node::Other => return None,
+    })
 }
 
 #[cfg(test)]
@@ -276,6 +307,74 @@ mod tests {
         assert_eq!(yamlify_arg("x # y"), json!("x # y"));
         assert_eq!(yamlify_arg("héllo"), json!("héllo"));
         assert_eq!(yamlify_arg(""), json!(""));
+    }
+
+    /// The expected JSON of a row of `tests/data/yamlify_arg.json`: Salt's value, or the
+    /// original string where JSON cannot carry Salt's value (documented difference).
+    fn expected(input: &str, out: &Json) -> Json {
+        let obj = out.as_object().expect("row");
+        if let Some(v) = obj.get("value") {
+            return v.clone();
+        }
+        if let Some(items) = obj.get("list") {
+            let items: Vec<Json> = items
+                .as_array()
+                .expect("list")
+                .iter()
+                .map(|i| expected(input, i))
+                .collect();
+            // One item JSON cannot carry spoils the whole argument.
+            return if items.iter().any(|i| i == &Json::from(input)) {
+                Json::from(input)
+            } else {
+                Json::Array(items)
+            };
+        }
+        if let Some(map) = obj.get("map") {
+            let map: Map<String, Json> = map
+                .as_object()
+                .expect("map")
+                .iter()
+                .map(|(k, v)| (k.clone(), expected(input, v)))
+                .collect();
+            return Json::Object(map);
+        }
+        // float (inf/nan), bigint, non_string_keys, other
+        Json::from(input)
+    }
+
+    #[test]
+    fn yamlify_matches_salts_table() {
+        let table: Json =
+            serde_json::from_str(include_str!("../../../tests/data/yamlify_arg.json"))
+                .expect("table");
+        let rows = table["yamlify_arg"].as_array().expect("rows");
+        assert!(rows.len() > 150);
+        let mut wrong = Vec::new();
+        for row in rows {
+            let input = row["in"].as_str().expect("in");
+            let want = expected(input, &row["out"]);
+            let got = yamlify_arg(input);
+            if got != want {
+                wrong.push(format!("{input:?}: salt {want}, salt-fcgi {got}"));
+            }
+        }
+        for row in table["parse_kwarg"].as_array().expect("rows") {
+            let input = row["in"].as_str().expect("in");
+            let got = split_kwarg(input).map(|(n, v)| (n.to_string(), yamlify_arg(v)));
+            let want = row["name"]
+                .as_str()
+                .map(|n| (n.to_string(), expected(input, &row["value"])));
+            if got != want {
+                wrong.push(format!("kwarg {input:?}: salt {want:?}, salt-fcgi {got:?}"));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} differences:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        );
     }
 
     #[test]
