@@ -624,6 +624,51 @@ fn wheel_async_reports_refused_credentials() {
     assert_eq!(out.status, 401, "{:?}", out.body);
 }
 
+/// Issue 13 item 8: a 3008 master replaces the job's `__jid__`/`__tag__` with its own and
+/// replies only once the wheel function ran (modelled on 3008.5's `ClearFuncs.wheel`): no
+/// event ever comes under salt-fcgi's tag, so the answer depends on the reply, even one
+/// slower than `publish_timeout`, and names the jid that really ran.
+#[test]
+fn wheel_async_on_3008_waits_for_the_reply_and_reports_the_masters_jid() {
+    let master_jid = "20991231235959123456";
+    let fake = FakeMaster::start(
+        "wheelasync3008",
+        false,
+        Box::new(move |load, bus| {
+            assert_eq!(load["cmd"], "wheel");
+            let tag = format!("salt/wheel/{master_jid}");
+            let data = json!({"fun": "wheel.key.list_all", "jid": master_jid, "user": "u"});
+            bus.fire(&format!("{tag}/new"), data.clone());
+            std::thread::sleep(Duration::from_millis(2500));
+            bus.fire(&format!("{tag}/ret"), data.clone());
+            Reply::Value(
+                json!({"tag": tag, "data": {"fun": "wheel.key.list_all", "jid": master_jid,
+                "tag": tag, "user": "u", "return": {}, "success": true}}),
+            )
+        }),
+    );
+    let mut config = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&fake.config)
+        .expect("config");
+    config.write_all(b"publish_timeout: 1\n").expect("append");
+    let out = cgi(
+        &fake.config,
+        &chunk("wheel_async", json!({"fun": "key.list_all"})),
+        None,
+    );
+    assert_eq!(out.status, 200, "{:?}", out.body);
+    assert_eq!(
+        out.body["return"][0],
+        json!({"tag": format!("salt/wheel/{master_jid}"), "jid": master_jid})
+    );
+    assert!(
+        out.elapsed >= Duration::from_millis(2500),
+        "{:?}",
+        out.elapsed
+    );
+}
+
 #[test]
 fn stdin_shorter_than_content_length_is_400_not_a_hang() {
     let fake = FakeMaster::start("short", false, Box::new(|_, _| Reply::Silence));

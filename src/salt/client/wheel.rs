@@ -6,8 +6,6 @@
 //! of ours and answers as soon as the master has started the job, or with the master's
 //! error: unlike Python's salt-api the caller learns when the credentials were refused.
 
-use std::time::Duration;
-
 use serde_json::{Map, Value as Json, json};
 
 use super::{Chunk, Credentials, Master, arg_list, new_jid, required_str, seconds};
@@ -123,6 +121,13 @@ pub async fn wheel(master: &Master, chunk: &Chunk, creds: &Credentials) -> SaltR
 }
 
 /// `wheel_async`: `{"tag", "jid"}` once the master started the job (or finished it).
+///
+/// 3006/3007 masters run the job under the `__jid__`/`__tag__` given here and fire its
+/// `new` event before running it: the answer comes then. 3008 masters (every setup: the
+/// default synchronous worker and `master_async_mworker`, with or without `cluster_id`)
+/// overwrite both with a jid of their own and reply once the function has run, so no
+/// event ever comes under our tag: there the answer depends on the master's reply, which
+/// names the jid that really ran, and is waited for up to `rest_timeout` like `wheel`.
 pub async fn wheel_async(master: &Master, chunk: &Chunk, creds: &Credentials) -> SaltResult<Json> {
     let mut load = wheel_load(chunk, creds)?;
     let jid = new_jid();
@@ -146,7 +151,6 @@ pub async fn wheel_async(master: &Master, chunk: &Chunk, creds: &Credentials) ->
         let _ = tx.send(reply);
     });
     let accepted = json!({"tag": tag, "jid": jid});
-    let wait = Duration::from_secs_f64(master.settings.publish_timeout.max(1.0));
     tokio::select! {
         reply = rx => match reply {
             // 3008 masters use their own jid: report the one that actually ran.
@@ -167,9 +171,6 @@ pub async fn wheel_async(master: &Master, chunk: &Chunk, creds: &Credentials) ->
         } => if started { Ok(accepted) } else {
             Err(SaltError::NotRunning("Salt Master is not available: the event bus connection was lost.".into()))
         },
-        _ = tokio::time::sleep(wait) => Err(SaltError::Timeout(format!(
-            "the master did not start wheel job {jid} within {:.0} s", wait.as_secs_f64()
-        ))),
     }
 }
 
