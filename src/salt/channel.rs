@@ -190,6 +190,34 @@ fn args_message(args: &Json) -> String {
 mod tests {
     use super::*;
 
+    /// Issue 13 item 11: a caller's long `timeout` never keeps a blocking thread waiting on
+    /// the master past `request_deadline`.
+    #[tokio::test]
+    async fn reply_waits_are_capped_by_the_request_deadline() {
+        let rep = context().socket(zmq::REP).expect("rep");
+        rep.set_linger(0).expect("linger");
+        rep.bind("tcp://127.0.0.1:*").expect("bind");
+        let endpoint = rep.get_last_endpoint().expect("endpoint").expect("utf8");
+        let port = endpoint.rsplit(':').next().expect("port");
+        let yaml = format!(
+            "interface: 127.0.0.1\nret_port: {port}\nsalt_fcgi: {{request_deadline: 0.5}}\n"
+        );
+        let m: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(&yaml).expect("yaml");
+        let channel = RequestChannel::new(&Settings::from_mapping("/x".into(), &m));
+        let started = std::time::Instant::now();
+        // The master (our REP socket) receives the request and never answers.
+        let reply = channel
+            .send(json!({"cmd": "x"}), Duration::from_secs(60))
+            .await;
+        assert!(matches!(reply, Err(SaltError::Timeout(_))), "{reply:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(rep);
+    }
+
     #[test]
     fn error_replies_map_to_variants() {
         let auth = json!({"error": {"name": "AuthenticationError", "message": "Authentication error occurred."}});
