@@ -42,8 +42,9 @@ fn runner_load(chunk: &Chunk, creds: &Credentials, client: &str) -> SaltResult<J
         Some(_) => return Err(SaltError::Invocation("'kwarg' must be an object".into())),
     }
     // Old-style lowstate: other keys are keyword arguments ({"fun": "jobs.lookup_jid", "jid": …}).
+    // Keys starting with `__` (`__jid__`, `__tag__`, …) are the master's own: never forwarded.
     for (k, v) in chunk {
-        if !NOT_ARGUMENTS.contains(&k.as_str()) {
+        if !NOT_ARGUMENTS.contains(&k.as_str()) && !k.starts_with("__") {
             kwargs.insert(k.clone(), v.clone());
         }
     }
@@ -401,7 +402,7 @@ mod tests {
 
     #[test]
     fn runner_load_shape() {
-        let chunk = json!({"client": "runner", "fun": "jobs.lookup_jid", "jid": "1", "arg": ["a=1", "b"],
+        let chunk = json!({"client": "runner", "fun": "jobs.lookup_jid", "jid": "1", "arg": ["a=1", "b"], "__tag__": "x",
             "eauth": "file", "username": "u", "password": "p", "key": "root", "user": "root", "timeout": 3});
         let chunk = chunk.as_object().cloned().expect("object");
         let creds = Credentials::from_chunk(&chunk).expect("creds");
