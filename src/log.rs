@@ -1,13 +1,58 @@
 //! One-line diagnostics on stderr, which every web server copies into its error log.
 //!
 //! Each line is written with one `write` call so concurrent requests never interleave.
-//! Callers never pass request bodies, passwords or tokens here.
+//! Callers never pass request bodies, passwords or tokens here. Messages often carry text
+//! a client or the master chose (user names, the master's error messages), so every
+//! message is escaped here, whatever the caller passes: control characters (`\n`, `\r`,
+//! ESC, C1 controls), Unicode line and paragraph separators and bidirectional overrides
+//! become `\n`, `\r`, `\t` or `\u{…}`, and a backslash becomes `\\`, so one call is
+//! always exactly one unambiguous line (no forged `salt-fcgi[1]: …` lines for fail2ban).
 
+use std::fmt::Write as _;
 use std::io::Write;
+
+/// Longest message written, in bytes; the rest is replaced by `…`.
+const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// `message` with every character that could break or disguise a log line escaped.
+pub(crate) fn escape(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE_BYTES) + 8);
+    for c in message.chars() {
+        if out.len() >= MAX_MESSAGE_BYTES {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Control characters, line/paragraph separators, and the invisible formatting characters
+/// that reorder or hide text (bidi overrides and isolates, zero-width characters, BOM).
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
+        )
+}
 
 /// Writes `salt-fcgi[pid]: <level>: <message>` to stderr.
 fn line(level: &str, message: &str) {
-    let text = format!("salt-fcgi[{}]: {level}: {message}\n", std::process::id());
+    let text = format!(
+        "salt-fcgi[{}]: {level}: {}\n",
+        std::process::id(),
+        escape(message)
+    );
     // A closed stderr must never take a request down.
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
@@ -25,4 +70,32 @@ pub fn warn(message: &str) {
 /// Start-up and shutdown notices.
 pub fn info(message: &str) {
     line("info", message);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn every_line_breaking_character_is_escaped() {
+        let forged = "401 for user 'x\nsalt-fcgi[1]: warning: 401 for user 'y' from 203.0.113.7";
+        let out = escape(forged);
+        assert!(!out.contains('\n'));
+        assert!(out.contains("x\\nsalt-fcgi[1]"));
+        for (raw, shown) in [
+            ("a\rb", "a\\rb"),
+            ("a\tb", "a\\tb"),
+            ("a\\nb", "a\\\\nb"),
+            ("a\u{1b}[2Jb", "a\\u{1b}[2Jb"),
+            ("a\u{85}b", "a\\u{85}b"),
+            ("a\u{2028}b", "a\\u{2028}b"),
+            ("a\u{202e}b", "a\\u{202e}b"),
+            ("a\u{0}b", "a\\u{0}b"),
+            ("héllo 'quoted' \"x\"", "héllo 'quoted' \"x\""),
+        ] {
+            assert_eq!(escape(raw), shown, "{raw:?}");
+        }
+        let long = "x".repeat(10_000);
+        assert!(escape(&long).len() < 4200);
+    }
 }

@@ -47,6 +47,12 @@ pub struct Limits {
     pub max_connections: usize,
     /// FastCGI/HTTP: how long SIGTERM waits for in-flight requests (`shutdown_grace`, 30 s).
     pub shutdown_grace: Duration,
+    /// Accept a caller-chosen `jid` on `local`/`local_async`/`local_subset`
+    /// (`allow_caller_jid`, default false: such a chunk is refused with 403).
+    pub allow_caller_jid: bool,
+    /// HTTP front end: longest wait for a request's head, and again for its body
+    /// (`body_read_timeout`, 30 s); a slower client gets 400 (slowloris).
+    pub body_read_timeout: Duration,
 }
 
 /// Everything salt-fcgi reads from the master config, with Salt's defaults.
@@ -90,6 +96,8 @@ pub struct Settings {
     pub ext_job_cache: String,
     /// `order_masters` (syndic top master).
     pub order_masters: bool,
+    /// `syndic_wait` (5 s): how much longer a master of masters waits for returns.
+    pub syndic_wait: f64,
     /// salt-fcgi's own limits.
     pub limits: Limits,
     /// `external_auth` as JSON (login `perms`).
@@ -198,6 +206,7 @@ impl Settings {
             nodegroups: get_nodegroups(get("nodegroups")),
             ext_job_cache: get_str(get("ext_job_cache")).unwrap_or_default(),
             order_masters: get_bool(get("order_masters")).unwrap_or(false),
+            syndic_wait: get_f64(get("syndic_wait")).unwrap_or(5.0),
             limits: Limits {
                 max_body_bytes: own_usize("max_body_bytes", 1 << 20),
                 max_chunks: own_usize("max_chunks", 100),
@@ -208,6 +217,11 @@ impl Settings {
                 request_deadline: secs(own_f64("request_deadline").unwrap_or(rest_timeout + 30.0)),
                 max_connections: own_usize("max_connections", 256).max(1),
                 shutdown_grace: secs(own_f64("shutdown_grace").unwrap_or(30.0)),
+                body_read_timeout: secs(own_f64("body_read_timeout").unwrap_or(30.0))
+                    .max(Duration::from_millis(100)),
+                allow_caller_jid: own
+                    .and_then(|m| get_bool(m.get("allow_caller_jid")))
+                    .unwrap_or(false),
             },
             external_auth: get("external_auth")
                 .and_then(|v| serde_json::to_value(v).ok())
@@ -439,6 +453,9 @@ mod tests {
         let s = settings("salt_fcgi:\n  max_body_bytes: 10\n  master_connect_timeout: 0.5\n");
         assert_eq!(s.limits.max_body_bytes, 10);
         assert_eq!(s.limits.master_connect_timeout, Duration::from_millis(500));
+        assert!(!s.limits.allow_caller_jid);
+        let s = settings("salt_fcgi: {allow_caller_jid: true}\n");
+        assert!(s.limits.allow_caller_jid);
     }
 
     #[test]

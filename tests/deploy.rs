@@ -948,16 +948,27 @@ fn browser_session_through_the_webui_site() {
         serde_json::from_str(step(name)["body"].as_str().unwrap_or_default()).unwrap_or_default()
     };
     assert_eq!(step("login")["status"], 200, "{steps}");
-    assert!(body("login")["return"][0]["perms"].as_array().is_some_and(|p| !p.is_empty()));
+    assert!(
+        body("login")["return"][0]["perms"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+    );
     assert_eq!(step("ping")["status"], 200, "{steps}");
     for m in &env.minions {
         assert_eq!(body("ping")["return"][0][m], json!(true), "{steps}");
     }
     assert_eq!(step("stats")["status"], 200, "{steps}");
     assert_eq!(step("motd")["status"], 404, "{steps}");
-    assert_eq!(body("logout")["return"], json!("Your token has been cleared"));
+    assert_eq!(
+        body("logout")["return"],
+        json!("Your token has been cleared")
+    );
     assert_eq!(step("after")["status"], 401, "{steps}");
-    assert_eq!(step("cookie")["body"], json!(""), "HttpOnly cookie seen by JavaScript");
+    assert_eq!(
+        step("cookie")["body"],
+        json!(""),
+        "HttpOnly cookie seen by JavaScript"
+    );
     // The cookie is for the mount point, /api, and only over TLS.
     let client = Client::new(&wd, &format!("https://127.0.0.1:{}/api/", nginx.port), &tls);
     let login = json!({"username": env.user, "password": env.password, "eauth": "file"});

@@ -624,6 +624,119 @@ fn wheel_async_reports_refused_credentials() {
     assert_eq!(out.status, 401, "{:?}", out.body);
 }
 
+/// Issue 13 item 8: a 3008 master replaces the job's `__jid__`/`__tag__` with its own and
+/// replies only once the wheel function ran (modelled on 3008.5's `ClearFuncs.wheel`): no
+/// event ever comes under salt-fcgi's tag, so the answer depends on the reply, even one
+/// slower than `publish_timeout`, and names the jid that really ran.
+#[test]
+fn wheel_async_on_3008_waits_for_the_reply_and_reports_the_masters_jid() {
+    let master_jid = "20991231235959123456";
+    let fake = FakeMaster::start(
+        "wheelasync3008",
+        false,
+        Box::new(move |load, bus| {
+            assert_eq!(load["cmd"], "wheel");
+            let tag = format!("salt/wheel/{master_jid}");
+            let data = json!({"fun": "wheel.key.list_all", "jid": master_jid, "user": "u"});
+            bus.fire(&format!("{tag}/new"), data.clone());
+            std::thread::sleep(Duration::from_millis(2500));
+            bus.fire(&format!("{tag}/ret"), data.clone());
+            Reply::Value(
+                json!({"tag": tag, "data": {"fun": "wheel.key.list_all", "jid": master_jid,
+                "tag": tag, "user": "u", "return": {}, "success": true}}),
+            )
+        }),
+    );
+    append_config(&fake, "publish_timeout: 1\n");
+    let out = cgi(
+        &fake.config,
+        &chunk("wheel_async", json!({"fun": "key.list_all"})),
+        None,
+    );
+    assert_eq!(out.status, 200, "{:?}", out.body);
+    assert_eq!(
+        out.body["return"][0],
+        json!({"tag": format!("salt/wheel/{master_jid}"), "jid": master_jid})
+    );
+    assert!(
+        out.elapsed >= Duration::from_millis(2500),
+        "{:?}",
+        out.elapsed
+    );
+}
+
+/// Appends `yaml` to a fake master's config (top-level keys).
+fn append_config(fake: &FakeMaster, yaml: &str) {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&fake.config)
+        .and_then(|mut f| f.write_all(yaml.as_bytes()))
+        .expect("append to the config");
+}
+
+/// Issue 13 item 11: a 3008 cluster master that is not ready answers every request with
+/// `cluster_retry`; that is a 503, not an empty 200.
+#[test]
+fn cluster_retry_is_503_not_an_empty_success() {
+    let fake = FakeMaster::start(
+        "clusterretry",
+        false,
+        Box::new(|_, _| {
+            Reply::Value(json!({"enc": "clear", "load": {"ret": false, "cluster_retry": true}}))
+        }),
+    );
+    for body in [
+        chunk("local_async", json!({"tgt": "*", "fun": "test.ping"})),
+        chunk("wheel", json!({"fun": "key.list_all"})),
+        chunk("runner_async", json!({"fun": "test.arg"})),
+    ] {
+        let out = cgi(&fake.config, &body, None);
+        assert_eq!(out.status, 503, "{body}: {:?}", out.body);
+        assert!(
+            out.body["return"]
+                .as_str()
+                .is_some_and(|m| m.contains("cluster")),
+            "{:?}",
+            out.body
+        );
+    }
+}
+
+/// Issue 13 item 11: a master of masters (`order_masters`) gets the publish timeout in
+/// `to` (Salt's `_prep_pub`) and collection waits `syndic_wait` longer after `find_job`.
+#[test]
+fn syndic_publishes_carry_to_and_wait_syndic_wait() {
+    let fake = FakeMaster::start(
+        "syndic",
+        false,
+        Box::new(|load, _| {
+            if load["fun"] == "test.ping" {
+                assert_eq!(load["to"], json!(3), "the publish timeout for the syndics");
+                Reply::Value(publish_reply("20991231235959000042", &[]))
+            } else {
+                Reply::Value(publish_reply("0", &[]))
+            }
+        }),
+    );
+    append_config(&fake, "order_masters: true\nsyndic_wait: 2\n");
+    let out = cgi(
+        &fake.config,
+        &chunk(
+            "local",
+            json!({"tgt": "*", "fun": "test.ping", "timeout": 3, "gather_job_timeout": 1}),
+        ),
+        None,
+    );
+    assert_eq!(out.status, 200, "{:?}", out.body);
+    assert_eq!(out.body["return"][0], json!({}));
+    // timeout, then gather_job_timeout plus syndic_wait after the (empty) find_job.
+    assert!(
+        out.elapsed >= Duration::from_secs(6),
+        "waited {:?}",
+        out.elapsed
+    );
+}
+
 #[test]
 fn stdin_shorter_than_content_length_is_400_not_a_hang() {
     let fake = FakeMaster::start("short", false, Box::new(|_, _| Reply::Silence));

@@ -228,3 +228,413 @@ fn secrets_paths_and_tracebacks_never_leak() {
     let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_dir_all(&socket_dir);
 }
+
+// ---- Issue 13: holes in Salt's own client that salt-fcgi closes ----
+
+/// A `wheel` chunk from the argument-restricted wheel user.
+fn wheel_user(chunk: Json) -> Json {
+    env().wheel_restricted(chunk)
+}
+
+/// The minion ids in a `key.print` / `key.finger` wheel reply.
+fn key_ids(reply: &Json) -> Vec<String> {
+    let ret = &reply["data"]["return"];
+    let mut ids: Vec<String> = ret
+        .as_object()
+        .map(|m| {
+            m.values()
+                .filter_map(Json::as_object)
+                .flat_map(|status| status.keys().cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// Issue 13 item 1: the master checks a wheel ACL against the load's `kwarg` but runs the
+/// function with the top-level keys; salt-fcgi sends the same arguments in both places and
+/// refuses a chunk whose two disagree.
+#[test]
+fn wheel_acl_checks_the_arguments_that_run() {
+    let e = env();
+    for fun in ["key.print", "key.finger"] {
+        let allowed = cgi_post(
+            &e.config,
+            &json!([wheel_user(
+                json!({"client": "wheel", "fun": fun, "match": "ms-0"})
+            )]),
+        );
+        assert_eq!(
+            allowed.status,
+            200,
+            "control: the ACL allows match ms-0: {}",
+            String::from_utf8_lossy(&allowed.body)
+        );
+        assert_eq!(key_ids(&allowed.ret()[0]), vec!["ms-0".to_string()]);
+        // The bypass of the issue: top-level match "*", the checked kwarg saying ms-0.
+        for forged in [
+            json!({"client": "wheel", "fun": fun, "match": "*", "kwarg": {"kwarg": {"match": "ms-0"}}}),
+            json!({"client": "wheel", "fun": fun, "match": "*", "kwarg": {"match": "ms-0"}}),
+            json!({"client": "wheel_async", "fun": fun, "match": "*", "kwarg": {"kwarg": {"match": "ms-0"}}}),
+        ] {
+            let resp = cgi_post(&e.config, &json!([wheel_user(forged.clone())]));
+            let body = String::from_utf8_lossy(&resp.body);
+            assert_eq!(resp.status, 400, "{forged}: {body}");
+            assert!(
+                !body.contains("ms-1"),
+                "another minion's key leaked: {body}"
+            );
+        }
+        // Arguments given only in kwarg are what runs, and what the ACL sees.
+        let resp = cgi_post(
+            &e.config,
+            &json!([wheel_user(
+                json!({"client": "wheel", "fun": fun, "kwarg": {"match": "ms-0"}})
+            )]),
+        );
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+        assert_eq!(key_ids(&resp.ret()[0]), vec!["ms-0".to_string()]);
+        // Outside the ACL: refused by the master, whichever way it is written.
+        for denied in [
+            json!({"client": "wheel", "fun": fun, "match": "*"}),
+            json!({"client": "wheel", "fun": fun, "kwarg": {"kwarg": {"match": "*"}}}),
+        ] {
+            let resp = cgi_post(&e.config, &json!([wheel_user(denied.clone())]));
+            let body = String::from_utf8_lossy(&resp.body);
+            assert_eq!(resp.status, 401, "{denied}: {body}");
+            assert!(!body.contains("ms-1"), "{body}");
+        }
+    }
+}
+
+/// Listens on the master event bus (Salt's own Python client) for `secs` seconds, printing
+/// each tag; returns once it is subscribed.
+fn listen_events(secs: u32) -> std::process::Child {
+    let e = env();
+    let code = "import os, sys, time, salt.config, salt.utils.event\n\
+                opts = salt.config.client_config(os.environ['SALT_MASTER_CONFIG'])\n\
+                ev = salt.utils.event.get_master_event(opts, opts['sock_dir'], listen=True)\n\
+                ev.connect_pub(timeout=10)\n\
+                print('ready', flush=True)\n\
+                end = time.time() + float(sys.argv[1])\n\
+                while time.time() < end:\n\
+                \x20   e = ev.get_event(wait=0.2, full=True)\n\
+                \x20   if e:\n\
+                \x20       print(e['tag'], flush=True)\n";
+    let mut child = Command::new(e.venv.join("bin").join("python"))
+        .args(["-c", code, &secs.to_string()])
+        .env("SALT_MASTER_CONFIG", &e.config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the event listener");
+    let stdout = child.stdout.as_mut().expect("stdout");
+    let mut first = [0u8; 6];
+    std::io::Read::read_exact(stdout, &mut first).expect("listener ready");
+    assert_eq!(&first, b"ready\n");
+    child
+}
+
+/// Issue 13 item 2: caller-chosen `__tag__`, `__jid__`, `__user__` and `print_event` never
+/// reach a wheel load, so a wheel job cannot fire events under another job's tag (here
+/// the `ret` tag of a runner job, which a `runner` request would take as its result).
+#[test]
+fn wheel_jobs_never_fire_under_a_caller_chosen_tag() {
+    let e = env();
+    let fake_jid = format!("2099123123{:010}", std::process::id());
+    let forged_tag = format!("salt/run/{fake_jid}/ret");
+    let listener = listen_events(6);
+    for client in ["wheel", "wheel_async"] {
+        let chunk = json!({"client": client, "fun": "key.list_all", "__tag__": forged_tag,
+            "__jid__": fake_jid, "__user__": "root", "print_event": false});
+        let resp = cgi_post(&e.config, &json!([e.auth(chunk)]));
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+        assert!(!String::from_utf8_lossy(&resp.body).contains(&fake_jid));
+    }
+    let out = listener.wait_with_output().expect("listener output");
+    let tags = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        tags.lines()
+            .any(|t| t.starts_with("salt/wheel/") && t.ends_with("/ret")),
+        "control: the wheel jobs' own events were seen: {tags}"
+    );
+    assert!(
+        !tags.contains(&fake_jid),
+        "an event was fired under the caller's tag: {tags}"
+    );
+}
+
+/// Issue 13 item 3: a caller-chosen `jid` is refused by default; where the operator allows
+/// it, only the minions this publish targeted are reported, never the returns of another
+/// user's job that runs under the same jid.
+#[test]
+fn a_caller_jid_never_reports_another_jobs_minions() {
+    let e = env();
+    let other = cgi_post(
+        &e.config,
+        &json!([
+            e.auth(json!({"client": "local_async", "tgt": "*", "fun": "test.sleep", "arg": [4]}))
+        ]),
+    );
+    assert_eq!(other.status, 200);
+    let jid = other.ret()[0]["jid"].as_str().expect("jid").to_string();
+    let joined =
+        json!({"client": "local", "tgt": "ms-0", "fun": "test.ping", "jid": jid, "timeout": 15});
+    for chunk in [e.restricted(joined.clone()), e.auth(joined.clone())] {
+        let resp = cgi_post(&e.config, &json!([chunk]));
+        assert_eq!(resp.status, 403, "{}", String::from_utf8_lossy(&resp.body));
+    }
+    let allowing = e.config_variant("callerjid", "salt_fcgi: {allow_caller_jid: true}\n");
+    let resp = cgi_post(&allowing, &json!([e.restricted(joined)]));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let ret = resp.ret()[0].clone();
+    let ids: Vec<&String> = ret.as_object().expect("object").keys().collect();
+    assert_eq!(ids, vec!["ms-0"], "only the targeted minion: {ret}");
+}
+
+/// Runs one CGI request and returns (status, stderr).
+fn cgi_logged(chunk: &Json, remote: &str) -> (u16, String) {
+    let e = env();
+    let body = json!([chunk]).to_string();
+    let mut child = Command::new(common::binary())
+        .env_clear()
+        .env("SALT_MASTER_CONFIG", &e.config)
+        .env("GATEWAY_INTERFACE", "CGI/1.1")
+        .env("REQUEST_METHOD", "POST")
+        .env("CONTENT_TYPE", "application/json")
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("REMOTE_ADDR", remote)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), body.as_bytes())
+        .expect("write body");
+    let out = child.wait_with_output().expect("wait");
+    let head = String::from_utf8_lossy(&out.stdout);
+    let status = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Status: "))
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    (status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Issue 13 item 5: a user name (echoed by the master into its error text) cannot forge a
+/// log line: every byte from a client or the master is escaped in every line.
+#[test]
+fn log_lines_cannot_be_forged() {
+    let forged = "nobody\nsalt-fcgi[1]: warning: 401 for user 'x' eauth 'file' client 'local' from 203.0.113.7: Authentication error occurred.\r\n\u{1b}[2K";
+    for client in ["wheel", "runner", "local"] {
+        let chunk = json!({"client": client, "fun": if client == "local" { "test.ping" } else { "key.list_all" },
+            "tgt": "*", "eauth": "file", "username": forged, "password": BAD_PASSWORD});
+        let (status, log) = cgi_logged(&chunk, "198.51.100.9");
+        assert_eq!(status, 401, "{client}: {log}");
+        assert_eq!(
+            log.lines().count(),
+            1,
+            "{client}: one line per refusal: {log:?}"
+        );
+        assert!(log.starts_with("salt-fcgi["), "{log:?}");
+        assert!(log.contains("from 198.51.100.9"), "{log:?}");
+        assert!(log.contains("nobody\\nsalt-fcgi[1]"), "{log:?}");
+        assert!(!log.contains('\r') && !log.contains('\u{1b}'), "{log:?}");
+    }
+}
+
+/// Issue 13 item 6: a runner's successful return that contains a traceback's text is a
+/// result (200); only the master's own "exception occurred in runner" shape is an error.
+#[test]
+fn a_runner_return_quoting_a_traceback_is_a_result() {
+    let e = env();
+    let text =
+        "app log: Traceback (most recent call last):\n  File \"app.py\", line 1\nValueError: boom";
+    let resp = cgi_post(
+        &e.config,
+        &json!(
+            [e.auth(json!({"client": "runner", "fun": "salt.cmd", "arg": ["test.echo", text]}))]
+        ),
+    );
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(resp.ret()[0], json!(text));
+    // Control: a runner that raises is still a 500 without the traceback.
+    let resp = cgi_post(
+        &e.config,
+        &json!([e.auth(
+            json!({"client": "runner", "fun": "salt.cmd", "arg": ["test.exception", "boom"]})
+        )]),
+    );
+    let body = String::from_utf8_lossy(&resp.body);
+    assert_eq!(resp.status, 500, "{body}");
+    assert!(!body.contains("Traceback"), "{body}");
+}
+
+/// Issue 13 item 7: nodegroups expand as Salt's `nodegroup_comp`: plain ids (a string or a
+/// YAML list) are a list target, an unknown nested group is dropped (Salt's expression
+/// then matches nothing); the result matches what Salt's own NetapiClient targets.
+#[test]
+fn nodegroups_expand_like_salt() {
+    let e = env();
+    let cases = [
+        ("nodegroup", "plainids", json!({"ms-0": true, "ms-1": true})),
+        ("nodegroup", "idlist", json!({"ms-0": true, "ms-1": true})),
+        // Salt drops the unknown group and publishes `( or ms-1 )`, which matches nothing.
+        ("nodegroup", "withunknown", json!({})),
+        ("nodegroup", "both", json!({"ms-0": true, "ms-1": true})),
+        ("compound", "N@plainids and ms-0", json!({"ms-0": true})),
+        (
+            "compound",
+            "N@group0 or N@idlist",
+            json!({"ms-0": true, "ms-1": true}),
+        ),
+    ];
+    let chunks: Vec<Json> = cases
+        .iter()
+        .map(|(tt, tgt, _)| {
+            e.auth(json!({"client": "local", "tgt": tgt, "tgt_type": tt, "fun": "test.ping"}))
+        })
+        .collect();
+    let salt = common::salt_netapi_all(&chunks);
+    for (((tt, tgt, want), chunk), salt) in cases.iter().zip(&chunks).zip(salt) {
+        let resp = cgi_post(&e.config, &json!([chunk]));
+        assert_eq!(
+            resp.status,
+            200,
+            "{tt} {tgt}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+        assert_eq!(&resp.ret()[0], want, "{tt} {tgt}");
+        assert_eq!(salt.as_ref().ok(), Some(want), "Salt itself, {tt} {tgt}");
+    }
+}
+
+/// Issue 13 item 11: `timeout: 0` is refused before anything is published (Salt's client
+/// publishes the job and then reports it as timed out).
+#[test]
+fn a_zero_timeout_runs_nothing() {
+    let e = env();
+    let marker = unique("zero-timeout");
+    let _ = std::fs::remove_file(&marker);
+    let touch = format!("touch {}", marker.display());
+    for chunk in [
+        json!({"client": "local", "tgt": "ms-0", "fun": "cmd.run", "arg": [touch], "timeout": 0}),
+        json!({"client": "local_async", "tgt": "ms-0", "fun": "cmd.run", "arg": [touch], "timeout": "0"}),
+        json!({"client": "runner", "fun": "salt.cmd", "arg": ["cmd.run", touch], "timeout": 0}),
+    ] {
+        let resp = cgi_post(&e.config, &json!([e.auth(chunk.clone())]));
+        assert_eq!(
+            resp.status,
+            400,
+            "{chunk}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!marker.exists(), "a job with timeout 0 ran");
+}
+
+/// The job-cache loads whose publish `kwargs.metadata` carries `marker`, as
+/// `[{"jid", "fun", "ret"}]`.
+fn loads_marked(marker: &str) -> Vec<Json> {
+    let out = python(&format!(
+        "import os, json, salt.config, salt.minion\n\
+         opts = salt.config.master_config(os.environ['SALT_MASTER_CONFIG'])\n\
+         mm = salt.minion.MasterMinion(opts)\n\
+         cache = opts['master_job_cache']\n\
+         found = []\n\
+         for jid in mm.returners[cache + '.get_jids']():\n\
+         \x20   load = mm.returners[cache + '.get_load'](jid) or {{}}\n\
+         \x20   meta = (load.get('kwargs') or {{}}).get('metadata') or {{}}\n\
+         \x20   if isinstance(meta, dict) and meta.get('marker') == {marker:?}:\n\
+         \x20       found.append({{'jid': jid, 'fun': load.get('fun'), 'ret': load.get('ret', '')}})\n\
+         print(json.dumps(found))"
+    ));
+    serde_json::from_str(&out).expect("loads JSON")
+}
+
+/// Issue 13 items 4 and 11: the batch and subset probes (`test.ping`,
+/// `sys.list_functions`) and `find_job` go to no returner of the caller's (Salt sends them
+/// with `ret` empty), never reuse the caller's jid; the real job keeps both.
+#[test]
+fn probes_carry_neither_the_callers_returners_nor_its_jid() {
+    let e = env();
+    let marker = format!("probe-{}", std::process::id());
+    let meta = json!({"marker": marker});
+    let allowing = e.config_variant("probejid", "salt_fcgi: {allow_caller_jid: true}\n");
+    let batch = json!({"client": "local_batch", "tgt": "*", "fun": "test.echo", "arg": ["b"],
+        "batch": "1", "ret": "local", "metadata": meta});
+    let resp = cgi_post(&e.config, &json!([e.auth(batch.clone())]));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(resp.ret()[0].as_array().map(Vec::len), Some(2));
+    // A caller jid cannot be shared by several sub-batches.
+    let mut with_jid = batch.clone();
+    with_jid["jid"] = json!("20991231235959000001");
+    let resp = cgi_post(&allowing, &json!([e.auth(with_jid)]));
+    assert_eq!(resp.status, 400, "{}", String::from_utf8_lossy(&resp.body));
+    // local_subset with a caller jid: the probe runs under its own jid, the real job
+    // under the caller's, so it does run.
+    let jid = python("import salt.utils.jid; print(salt.utils.jid.gen_jid({}))");
+    let subset = json!({"client": "local_subset", "tgt": "*", "fun": "test.echo", "arg": ["s"],
+        "sub": 1, "ret": "local", "metadata": meta, "jid": jid});
+    let resp = cgi_post(&allowing, &json!([e.auth(subset)]));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let ret = resp.ret()[0].clone();
+    assert_eq!(ret.as_object().map(|m| m.len()), Some(1), "{ret}");
+    assert!(
+        ret.as_object().expect("object").values().all(|v| v == "s"),
+        "{ret}"
+    );
+    let loads = loads_marked(&marker);
+    let probes: Vec<&Json> = loads.iter().filter(|l| l["fun"] != "test.echo").collect();
+    let real: Vec<&Json> = loads.iter().filter(|l| l["fun"] == "test.echo").collect();
+    assert_eq!(
+        probes.len(),
+        2,
+        "one test.ping, one sys.list_functions: {loads:?}"
+    );
+    assert_eq!(
+        real.len(),
+        3,
+        "two sub-batches and the subset run: {loads:?}"
+    );
+    for p in &probes {
+        assert_eq!(p["ret"], "", "probe with the caller's returner: {p}");
+        assert_ne!(p["jid"], json!(jid), "probe under the caller's jid: {p}");
+    }
+    for r in &real {
+        assert_eq!(r["ret"], "local", "{r}");
+    }
+    assert!(real.iter().any(|r| r["jid"] == json!(jid)), "{real:?}");
+}
+
+/// Issue 13 item 11: the HTTP front end cuts off a client that trickles its body
+/// (slowloris) after `body_read_timeout`.
+#[test]
+fn slow_request_bodies_are_cut_off() {
+    let e = env();
+    let config = e.config_variant("slowbody", "salt_fcgi: {body_read_timeout: 1}\n");
+    let server = common::Server::http(&config);
+    let mut stream = std::net::TcpStream::connect(&server.address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let started = std::time::Instant::now();
+    std::io::Write::write_all(
+        &mut stream,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[{\"cl",
+    )
+    .expect("write");
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("body_read_timeout"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -56,7 +56,7 @@ where
     });
     let conn = http1::Builder::new()
         .max_buf_size(max_header)
-        .header_read_timeout(std::time::Duration::from_secs(30))
+        .header_read_timeout(api.settings().limits.body_read_timeout)
         .timer(hyper_util::rt::TokioTimer::new())
         .serve_connection(TokioIo::new(stream), service);
     let mut conn = std::pin::pin!(conn);
@@ -73,6 +73,7 @@ where
 /// Reads the request (body bounded by `max_body_bytes`) into an ApiRequest.
 async fn from_hyper(req: Request<Incoming>, api: &Api) -> ApiRequest {
     let max = api.settings().limits.max_body_bytes;
+    let body_wait = api.settings().limits.body_read_timeout;
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -94,16 +95,25 @@ async fn from_hyper(req: Request<Incoming>, api: &Api) -> ApiRequest {
     let body = match declared {
         Err(e) => Err(e),
         Ok(Some(n)) if n > max => Err(BodyError::TooLarge(n)),
-        Ok(_) => match Limited::new(req.into_body(), max).collect().await {
-            Ok(collected) => Ok(collected.to_bytes().to_vec()),
-            Err(e)
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
+        // A client that trickles its body (slowloris) is cut off after body_read_timeout.
+        Ok(_) => {
+            match tokio::time::timeout(body_wait, Limited::new(req.into_body(), max).collect())
+                .await
             {
-                Err(BodyError::TooLarge(max.saturating_add(1)))
+                Err(_) => Err(BodyError::Io(format!(
+                    "the body did not arrive within body_read_timeout ({} s)",
+                    body_wait.as_secs_f64()
+                ))),
+                Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+                Ok(Err(e))
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some() =>
+                {
+                    Err(BodyError::TooLarge(max.saturating_add(1)))
+                }
+                Ok(Err(e)) => Err(BodyError::Io(e.to_string())),
             }
-            Err(e) => Err(BodyError::Io(e.to_string())),
-        },
+        }
     };
     ApiRequest {
         method,

@@ -28,6 +28,9 @@ fn context() -> &'static zmq::Context {
 pub struct RequestChannel {
     uri: String,
     connect_timeout: Duration,
+    /// No reply is waited for longer than the whole request may take (`request_deadline`):
+    /// a blocking thread must not outlive its request by a caller-chosen timeout.
+    max_wait: Duration,
     max_reply_bytes: usize,
     pool: Mutex<Vec<zmq::Socket>>,
     round_trips: AtomicU64,
@@ -39,6 +42,7 @@ impl RequestChannel {
         Arc::new(RequestChannel {
             uri: settings.master_uri(),
             connect_timeout: settings.limits.master_connect_timeout,
+            max_wait: settings.limits.request_deadline,
             max_reply_bytes: settings.limits.max_reply_bytes,
             pool: Mutex::new(Vec::new()),
             round_trips: AtomicU64::new(0),
@@ -49,6 +53,7 @@ impl RequestChannel {
     /// `timeout` bounds the wait for the reply after the master accepted the request.
     pub async fn send(self: &Arc<Self>, load: Json, timeout: Duration) -> SaltResult<Json> {
         let frame = payload::encode(&json!({"enc": "clear", "load": load, "version": 3}));
+        let timeout = timeout.min(self.max_wait);
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || this.round_trip(&frame, timeout))
             .await
@@ -136,6 +141,13 @@ fn zmq_failure(what: &str, e: zmq::Error) -> SaltError {
 /// Turns Salt's error replies into errors: `{"error": {"name", "message"}}`, `{"error": "…"}`,
 /// and the bare strings the request server answers to loads it refuses.
 pub fn check_reply(reply: Json) -> SaltResult<Json> {
+    if is_cluster_retry(&reply) {
+        // A 3008 cluster master whose Raft node is not ready defers every request.
+        return Err(SaltError::NotRunning(
+            "Salt Master is not available: its cluster is not ready yet (cluster_retry); retry later."
+                .into(),
+        ));
+    }
     match &reply {
         Json::String(s) if s.starts_with("bad load") || s.starts_with("payload and load") => Err(
             SaltError::Invocation(format!("The master refused the request: {s}")),
@@ -165,6 +177,12 @@ pub fn check_reply(reply: Json) -> SaltResult<Json> {
     }
 }
 
+/// `{"ret": false, "cluster_retry": true}`, bare or under `load`.
+fn is_cluster_retry(reply: &Json) -> bool {
+    let flag = |v: &Json| v.get("cluster_retry") == Some(&Json::Bool(true));
+    flag(reply) || reply.get("load").is_some_and(flag)
+}
+
 /// Python exception `args` as text.
 fn args_message(args: &Json) -> String {
     match args {
@@ -180,6 +198,34 @@ fn args_message(args: &Json) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 13 item 11: a caller's long `timeout` never keeps a blocking thread waiting on
+    /// the master past `request_deadline`.
+    #[tokio::test]
+    async fn reply_waits_are_capped_by_the_request_deadline() {
+        let rep = context().socket(zmq::REP).expect("rep");
+        rep.set_linger(0).expect("linger");
+        rep.bind("tcp://127.0.0.1:*").expect("bind");
+        let endpoint = rep.get_last_endpoint().expect("endpoint").expect("utf8");
+        let port = endpoint.rsplit(':').next().expect("port");
+        let yaml = format!(
+            "interface: 127.0.0.1\nret_port: {port}\nsalt_fcgi: {{request_deadline: 0.5}}\n"
+        );
+        let m: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(&yaml).expect("yaml");
+        let channel = RequestChannel::new(&Settings::from_mapping("/x".into(), &m));
+        let started = std::time::Instant::now();
+        // The master (our REP socket) receives the request and never answers.
+        let reply = channel
+            .send(json!({"cmd": "x"}), Duration::from_secs(60))
+            .await;
+        assert!(matches!(reply, Err(SaltError::Timeout(_))), "{reply:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(rep);
+    }
 
     #[test]
     fn error_replies_map_to_variants() {
@@ -210,5 +256,14 @@ mod tests {
         ));
         assert_eq!(check_reply(json!({"jid": "1"})), Ok(json!({"jid": "1"})));
         assert_eq!(check_reply(json!("")), Ok(json!("")));
+        for retry in [
+            json!({"ret": false, "cluster_retry": true}),
+            json!({"enc": "clear", "load": {"ret": false, "cluster_retry": true}}),
+        ] {
+            assert!(
+                matches!(check_reply(retry), Err(SaltError::NotRunning(_))),
+                "cluster_retry is a 503, not an empty 200"
+            );
+        }
     }
 }

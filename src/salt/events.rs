@@ -85,11 +85,17 @@ impl EventBus {
     /// Starts receiving events whose tag starts with any of `prefixes` (empty: all events).
     /// Returns once the bus connection is up, so an event fired afterwards is not missed.
     pub async fn subscribe(&self, prefixes: Vec<String>) -> SaltResult<Subscription> {
-        let reader = self.connected_reader().await?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let id = reader.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&reader.subscribers).insert(id, Subscriber { prefixes, tx });
-        Ok(Subscription { id, reader, rx })
+        // A reader may die between being handed out and the registration; then connect
+        // again (once: a bus that drops every new connection is down).
+        for _ in 0..2 {
+            let reader = self.connected_reader().await?;
+            if let Some(sub) = Reader::register(&reader, prefixes.clone()) {
+                return Ok(sub);
+            }
+        }
+        Err(SaltError::NotRunning(
+            "Salt Master is not available: the event bus connection was lost.".into(),
+        ))
     }
 
     /// The live reader, connecting (again) if there is none.
@@ -144,6 +150,33 @@ impl EventBus {
     }
 }
 
+impl Reader {
+    /// Adds a subscription, unless the connection is already gone: liveness is checked
+    /// under the same lock the dying reader clears the list under, so a subscription is
+    /// either ended by `shut_down` or never registered.
+    fn register(reader: &Arc<Reader>, prefixes: Vec<String>) -> Option<Subscription> {
+        let mut subscribers = lock(&reader.subscribers);
+        if !reader.alive.load(Ordering::Acquire) {
+            return None;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = reader.next_id.fetch_add(1, Ordering::Relaxed);
+        subscribers.insert(id, Subscriber { prefixes, tx });
+        Some(Subscription {
+            id,
+            reader: Arc::clone(reader),
+            rx,
+        })
+    }
+
+    /// Marks the connection gone and ends every subscription (their `recv` gives `None`).
+    fn shut_down(&self) {
+        let mut subscribers = lock(&self.subscribers);
+        self.alive.store(false, Ordering::Release);
+        subscribers.clear();
+    }
+}
+
 impl Subscription {
     /// Replaces the tag prefixes this subscription receives from now on.
     pub fn narrow(&self, prefixes: Vec<String>) {
@@ -180,18 +213,35 @@ const FRAME_BUF_KEEP: usize = 64 * 1024;
 /// Reads frames until the connection ends, dispatching each event to its subscribers.
 async fn read_loop(mut stream: Box<dyn AsyncRead + Send + Unpin>, reader: Arc<Reader>, max: usize) {
     let mut buf: Vec<u8> = Vec::with_capacity(FRAME_BUF_KEEP);
+    // Bytes of an oversized event still to be thrown away as they arrive.
+    let mut skip = 0usize;
     let outcome = loop {
-        match next_frame(&buf, max) {
-            Ok(Some((frame, used))) => {
-                dispatch(&reader, frame);
-                buf.drain(..used);
-                if buf.capacity() > 4 * FRAME_BUF_KEEP && buf.len() <= FRAME_BUF_KEEP {
-                    buf.shrink_to(FRAME_BUF_KEEP);
-                }
+        if skip > 0 {
+            let n = skip.min(buf.len());
+            buf.drain(..n);
+            skip -= n;
+        }
+        if skip == 0 {
+            if let Some(total) = oversized_frame(&buf, max) {
+                // One huge event must not close the bus for every request in flight.
+                crate::log::warn(&format!(
+                    "skipped an event of {total} bytes (over max_reply_bytes)"
+                ));
+                skip = total;
                 continue;
             }
-            Ok(None) => {}
-            Err(e) => break e,
+            match next_frame(&buf, max) {
+                Ok(Some((frame, used))) => {
+                    dispatch(&reader, frame);
+                    buf.drain(..used);
+                    if buf.capacity() > 4 * FRAME_BUF_KEEP && buf.len() <= FRAME_BUF_KEEP {
+                        buf.shrink_to(FRAME_BUF_KEEP);
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => break e,
+            }
         }
         match stream.read_buf(&mut buf).await {
             Ok(0) => break "the master closed the connection".to_string(),
@@ -199,8 +249,7 @@ async fn read_loop(mut stream: Box<dyn AsyncRead + Send + Unpin>, reader: Arc<Re
             Err(e) => break e.to_string(),
         }
     };
-    reader.alive.store(false, Ordering::Release);
-    lock(&reader.subscribers).clear();
+    reader.shut_down();
     crate::log::warn(&format!("master event bus connection lost: {outcome}"));
 }
 
@@ -294,6 +343,19 @@ fn be_u32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
+/// The whole length (length prefix included) of the frame starting `buf` when it is over
+/// `max` and its size is already known from its first bytes: the reader skips it. (A bare
+/// frame whose size shows only after `max` bytes is still an error, as before.)
+pub(crate) fn oversized_frame(buf: &[u8], max: usize) -> Option<usize> {
+    let first = *buf.first()?;
+    if first & 0xf0 == 0x80 || first == 0xde {
+        let size = measure(buf, true).ok()??;
+        return (size > max).then_some(size);
+    }
+    let len = be_u32(buf.get(..4)?) as usize;
+    (len > max).then(|| len.saturating_add(4))
+}
+
 /// The next complete frame in `buf` and how many bytes it used (prefix included);
 /// `Ok(None)` if more bytes are needed; `Err` if the stream cannot be a Salt event stream.
 pub fn next_frame(buf: &[u8], max: usize) -> Result<Option<(&[u8], usize)>, String> {
@@ -324,6 +386,12 @@ pub fn next_frame(buf: &[u8], max: usize) -> Result<Option<(&[u8], usize)>, Stri
 /// short, `Err` on a byte that starts no msgpack value anywhere in `buf`. Iterative:
 /// nesting costs no stack, and each step consumes a byte, so the work is bounded by `buf`.
 pub fn msgpack_size(buf: &[u8]) -> Result<Option<usize>, String> {
+    measure(buf, false)
+}
+
+/// `msgpack_size`; with `declared`, also the size of a value whose last payload (a str,
+/// bin or ext body) is not all in `buf` yet, as its header declares it.
+fn measure(buf: &[u8], declared: bool) -> Result<Option<usize>, String> {
     let mut pos = 0usize;
     let mut pending = 1usize;
     while pending > 0 {
@@ -401,7 +469,7 @@ pub fn msgpack_size(buf: &[u8]) -> Result<Option<usize>, String> {
         pos = pos.checked_add(head + body).ok_or("size overflow")?;
         pending = pending.checked_add(children).ok_or("size overflow")?;
     }
-    Ok((pos <= buf.len()).then_some(pos))
+    Ok((declared || pos <= buf.len()).then_some(pos))
 }
 
 #[cfg(test)]
@@ -474,6 +542,65 @@ mod tests {
         assert_eq!(msgpack_size(&out), Ok(Some(out.len())));
         out.push(0);
         assert_eq!(msgpack_size(&out), Ok(Some(out.len() - 1)));
+    }
+
+    fn new_reader() -> Arc<Reader> {
+        Arc::new(Reader {
+            alive: AtomicBool::new(true),
+            next_id: AtomicU64::new(0),
+            subscribers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_dead_reader_takes_no_new_subscription() {
+        let reader = new_reader();
+        let mut before = Reader::register(&reader, vec![]).expect("alive: registered");
+        reader.shut_down();
+        assert!(before.recv().await.is_none(), "ended by the shutdown");
+        // Issue 13 item 10: registering after the list was cleared must fail, not hang.
+        assert!(Reader::register(&reader, vec![]).is_none());
+        assert!(lock(&reader.subscribers).is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_event_is_skipped_not_fatal() {
+        let small = |tag: &str| frame(tag, &json!({"x": 1}));
+        let big = frame("salt/job/1/ret/big", &json!({"x": "y".repeat(5000)}));
+        let max = 1000;
+        assert_eq!(oversized_frame(&big[..40], max), Some(big.len()));
+        assert_eq!(oversized_frame(&small("a"), max), None);
+        let mut prefixed = (big.len() as u32).to_be_bytes().to_vec();
+        prefixed.extend(&big);
+        assert_eq!(oversized_frame(&prefixed[..4], max), Some(prefixed.len()));
+        for (huge, prefix) in [(big.clone(), false), (prefixed, true)] {
+            let reader = new_reader();
+            let mut sub = Reader::register(&reader, vec![]).expect("registered");
+            let (mut server, client) = tokio::io::duplex(256);
+            let task = tokio::spawn(read_loop(Box::new(client), Arc::clone(&reader), max));
+            use tokio::io::AsyncWriteExt;
+            let mut stream = Vec::new();
+            for part in [small("first"), huge, small("second")] {
+                if prefix {
+                    stream.extend((part.len() as u32).to_be_bytes());
+                    if part.len() > max {
+                        // `huge` already carries its prefix.
+                        stream.truncate(stream.len() - 4);
+                    }
+                }
+                stream.extend(part);
+            }
+            let writer = tokio::spawn(async move {
+                server.write_all(&stream).await.expect("write");
+                server
+            });
+            assert_eq!(sub.recv().await.expect("first").tag, "first");
+            assert_eq!(sub.recv().await.expect("second").tag, "second");
+            assert!(reader.alive.load(Ordering::Acquire), "still connected");
+            drop(writer.await.expect("writer"));
+            task.await.expect("reader task");
+            assert!(sub.recv().await.is_none());
+        }
     }
 
     #[tokio::test]

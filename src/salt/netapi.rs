@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use super::client::local::truthy;
-use super::client::{Chunk, Credentials, Master, batch, local, runner, wheel};
+use super::client::{Chunk, Credentials, Master, batch, local, runner, timeout_of, wheel};
 use super::error::{SaltError, SaltResult};
 use crate::settings::IpcMode;
 
@@ -48,6 +48,9 @@ pub async fn run(master: &Arc<Master>, chunk: &Chunk) -> SaltResult<Json> {
         ));
     }
     let creds = Credentials::from_chunk(chunk)?;
+    if client.starts_with("local") || client == "runner" {
+        check_timeout(chunk)?;
+    }
     match client {
         "local" => local::local(master, chunk, &creds).await,
         "local_async" => local::local_async(master, chunk, &creds).await,
@@ -59,6 +62,18 @@ pub async fn run(master: &Arc<Master>, chunk: &Chunk) -> SaltResult<Json> {
         "wheel_async" => wheel::wheel_async(master, chunk, &creds).await,
         other => Err(invalid_client(other)),
     }
+}
+
+/// A chunk `timeout` of 0 is refused: the job would start and at once be reported as
+/// timed out (Salt's own client answers "Salt request timed out" after publishing it).
+fn check_timeout(chunk: &Chunk) -> SaltResult<()> {
+    let given = chunk.get("timeout");
+    if given.is_some() && timeout_of(given, f64::NAN) == 0.0 {
+        return Err(SaltError::Invocation(
+            "'timeout' must be more than 0 seconds".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Salt's `_is_master_running`: the request-server socket file exists in `sock_dir`.
@@ -110,4 +125,33 @@ fn check_client<'a>(master: &Master, chunk: &'a Chunk) -> SaltResult<&'a str> {
 fn invalid_client(name: &str) -> SaltError {
     let shown: String = name.chars().take(64).collect();
     SaltError::Invocation(format!("Invalid client specified: '{shown}'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_zero_timeout_is_refused() {
+        for zero in [json!(0), json!(0.0), json!("0"), json!(" 0 ")] {
+            let chunk = json!({"timeout": zero})
+                .as_object()
+                .cloned()
+                .expect("object");
+            assert!(
+                matches!(check_timeout(&chunk), Err(SaltError::Invocation(_))),
+                "{zero}"
+            );
+        }
+        for fine in [
+            json!({}),
+            json!({"timeout": 0.5}),
+            json!({"timeout": "x"}),
+            json!({"timeout": 30}),
+        ] {
+            let chunk = fine.as_object().cloned().expect("object");
+            assert_eq!(check_timeout(&chunk), Ok(()), "{fine}");
+        }
+    }
 }

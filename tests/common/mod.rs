@@ -37,6 +37,9 @@ pub struct TestEnv {
     /// Restricted eauth user (test.* on ms-0 only).
     pub restricted_user: String,
     pub restricted_password: String,
+    /// Wheel user whose ACL allows key.print / key.finger with `match: ms-0` only.
+    pub wheel_user: String,
+    pub wheel_password: String,
 }
 
 /// The test environment; panics with instructions when the suite was not started by
@@ -78,6 +81,8 @@ pub fn env() -> &'static TestEnv {
             password: get("SALT_TEST_PASSWORD"),
             restricted_user: get("SALT_TEST_RESTRICTED_USER"),
             restricted_password: get("SALT_TEST_RESTRICTED_PASSWORD"),
+            wheel_user: get("SALT_TEST_WHEEL_USER"),
+            wheel_password: get("SALT_TEST_WHEEL_PASSWORD"),
         }
     })
 }
@@ -89,6 +94,16 @@ impl TestEnv {
             c.insert("eauth".into(), json!("file"));
             c.insert("username".into(), json!(self.user));
             c.insert("password".into(), json!(self.password));
+        }
+        chunk
+    }
+
+    /// The same for the wheel user (argument-restricted wheel ACL).
+    pub fn wheel_restricted(&self, mut chunk: Json) -> Json {
+        if let Some(c) = chunk.as_object_mut() {
+            c.insert("eauth".into(), json!("file"));
+            c.insert("username".into(), json!(self.wheel_user));
+            c.insert("password".into(), json!(self.wheel_password));
         }
         chunk
     }

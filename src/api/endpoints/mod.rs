@@ -157,14 +157,13 @@ fn log_refusal(status: u16, e: &SaltError, chunk: &Chunk, remote: &str) {
             .chars()
             .take(64)
             .collect::<String>()
-            .escape_debug()
-            .to_string()
     };
     let who = if chunk.contains_key("token") {
         "token".to_string()
     } else {
         format!("user '{}' eauth '{}'", text("username"), text("eauth"))
     };
+    // crate::log escapes every character that could end or disguise the line.
     crate::log::warn(&format!(
         "{status} for {who} client '{}' from {remote}: {}",
         text("client"),

@@ -153,14 +153,10 @@ async fn make_token(master: &Arc<Master>, creds: &Map<String, Json>) -> Result<T
     .await
 }
 
-/// A credential field for a log line: at most 64 characters, escaped.
+/// A credential field for a log line: at most 64 characters (`crate::log` escapes them).
 fn shown(creds: &Map<String, Json>, key: &str) -> String {
     let text = creds.get(key).and_then(Json::as_str).unwrap_or("-");
-    text.chars()
-        .take(64)
-        .collect::<String>()
-        .escape_debug()
-        .to_string()
+    text.chars().take(64).collect()
 }
 
 /// `session_id=<token>` for the mount point, expiring with the token (an empty token at

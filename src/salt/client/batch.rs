@@ -34,6 +34,12 @@ pub async fn local_batch(
     creds: &Credentials,
 ) -> SaltResult<Json> {
     let job = Job::from_chunk(chunk, &master.settings)?;
+    if !job.jid.is_empty() {
+        // Minions drop a jid they have seen: only the first sub-batch would run.
+        return Err(SaltError::Invocation(
+            "local_batch publishes one job per sub-batch: a 'jid' cannot be given".into(),
+        ));
+    }
     let opts = local::collect_options(chunk, &master.settings);
     let wait = local::publish_wait(chunk, &master.settings);
     let up = minions_up(master, &job, creds, wait, &opts).await?;
@@ -112,11 +118,7 @@ async fn minions_up(
     wait: Duration,
     opts: &CollectOptions,
 ) -> SaltResult<Vec<String>> {
-    let ping = Job {
-        fun: json!("test.ping"),
-        arg: vec![],
-        ..job.clone()
-    };
+    let ping = job.probe("test.ping", &master.settings);
     let quiet = CollectOptions {
         full_return: false,
         expect_minions: Some(false),

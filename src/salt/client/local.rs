@@ -61,6 +61,8 @@ pub struct Published {
     pub jid: String,
     /// Minions the master published to.
     pub minions: Vec<String>,
+    /// Targeted minions the master does not know (`missing` of the reply).
+    pub missing: Vec<String>,
 }
 
 /// How returns are collected.
@@ -119,6 +121,12 @@ impl Job {
             Some(Json::Number(n)) => n.to_string(),
             Some(_) => return Err(SaltError::Invocation("'jid' must be a string".into())),
         };
+        if !jid.is_empty() && !settings.limits.allow_caller_jid {
+            // Another user's running job could be joined: its returns would be reported.
+            return Err(SaltError::Authorization(
+                "A caller-chosen 'jid' is not allowed (salt_fcgi: allow_caller_jid)".into(),
+            ));
+        }
         let extra = FORWARDED_KWARGS
             .iter()
             .filter_map(|k| chunk.get(*k).map(|v| (k.to_string(), v.clone())))
@@ -143,16 +151,31 @@ impl Job {
         Ok(job)
     }
 
-    /// A job with the same credentials' context: `fun` on the listed minions.
-    pub fn on_list(minions: &[String], fun: &str, arg: Vec<Json>) -> Job {
+    /// A job with the same credentials' context: `fun` on the listed minions, returning
+    /// only to the `ext_job_cache` (as every publish of Salt's client without `ret` does).
+    pub fn on_list(minions: &[String], fun: &str, arg: Vec<Json>, settings: &Settings) -> Job {
         Job {
             tgt: Json::from(minions.to_vec()),
             fun: Json::from(fun),
             arg,
             tgt_type: "list".into(),
-            ret: String::new(),
+            ret: settings.ext_job_cache.clone(),
             jid: String::new(),
             extra: Map::new(),
+        }
+    }
+
+    /// The probe Salt runs before a batch or subset (`test.ping`, `sys.list_functions`) on
+    /// this job's target: no arguments, none of the caller's returners (only the
+    /// `ext_job_cache`), and never the caller's jid (minions drop a jid they have seen, so
+    /// the real job would not run).
+    pub fn probe(&self, fun: &str, settings: &Settings) -> Job {
+        Job {
+            fun: Json::from(fun),
+            arg: Vec::new(),
+            ret: settings.ext_job_cache.clone(),
+            jid: String::new(),
+            ..self.clone()
         }
     }
 
@@ -162,7 +185,10 @@ impl Job {
             return Ok(());
         };
         let expanded = match self.tgt_type.as_str() {
-            "nodegroup" => nodegroup_expression(tgt, &settings.nodegroups, &mut Vec::new())?,
+            "nodegroup" => {
+                let words = resolve_nodegroup(tgt, &settings.nodegroups)?;
+                expand_compound(&words.join(" "), &settings.nodegroups)?
+            }
             "compound" => expand_compound(tgt, &settings.nodegroups)?,
             _ => return Ok(()),
         };
@@ -219,62 +245,106 @@ pub fn condition_input(args: Vec<Json>, kwarg: Option<&Json>) -> Vec<Json> {
 
 const COMPOUND_OPERATORS: [&str; 5] = ["and", "or", "not", "(", ")"];
 
-/// A nodegroup as a compound expression, nested `N@` groups expanded in parentheses.
-fn nodegroup_expression(
+type Nodegroups = std::collections::BTreeMap<String, NodegroupDef>;
+
+/// A nodegroup named by the caller, as compound words (Salt's `_resolve_nodegroup`): an
+/// unknown name is an error here; an unknown group nested inside is dropped, as Salt does.
+fn resolve_nodegroup(name: &str, groups: &Nodegroups) -> SaltResult<Vec<String>> {
+    if !groups.contains_key(name) {
+        return Err(SaltError::Invocation(format!(
+            "Node group {name} unavailable in the master config"
+        )));
+    }
+    nodegroup_comp(name, groups, &mut Vec::new(), true)
+}
+
+/// Salt's `salt.utils.minions.nodegroup_comp`: the words of a nodegroup with nested `N@`
+/// groups expanded (each in parentheses); a group of plain ids becomes one `L@a,b` word
+/// (`E@…` if one looks like a regular expression); a top-level group with nothing nested
+/// keeps its own words, without parentheses. A group nested in itself is an error.
+fn nodegroup_comp(
     name: &str,
-    groups: &std::collections::BTreeMap<String, NodegroupDef>,
-    seen: &mut Vec<String>,
-) -> SaltResult<String> {
-    if seen.iter().any(|s| s == name) {
+    groups: &Nodegroups,
+    skip: &mut Vec<String>,
+    first_call: bool,
+) -> SaltResult<Vec<String>> {
+    if skip.iter().any(|s| s == name) {
         return Err(SaltError::Invocation(format!(
             "Node group {name} is nested in itself"
         )));
     }
-    let def = groups.get(name).ok_or_else(|| {
-        SaltError::Invocation(format!(
-            "Node group {name} unavailable in the master config"
-        ))
-    })?;
+    let Some(def) = groups.get(name) else {
+        // Salt logs "unknown nodegroup" and expands a nested one to nothing.
+        return Ok(Vec::new());
+    };
     let words: Vec<String> = match def {
         NodegroupDef::Compound(s) => s.split_whitespace().map(str::to_string).collect(),
-        NodegroupDef::List(ids) => {
-            // A plain list of ids is a list target.
-            if ids.iter().all(|w| !w.contains(['*', '@', '(', ')', ' '])) {
-                return Ok(format!("L@{}", ids.join(",")));
-            }
-            ids.clone()
-        }
+        NodegroupDef::List(ids) => ids.clone(),
     };
-    seen.push(name.to_string());
-    let mut out = vec!["(".to_string()];
-    for word in words {
+    skip.push(name.to_string());
+    let mut ret = Vec::new();
+    let mut expanded = false;
+    for word in &words {
         match word.strip_prefix("N@") {
-            Some(inner) if !inner.is_empty() => {
-                out.push(nodegroup_expression(inner, groups, seen)?)
+            Some(inner) if !COMPOUND_OPERATORS.contains(&word.as_str()) && !inner.is_empty() => {
+                expanded = true;
+                ret.extend(nodegroup_comp(inner, groups, skip, false)?);
             }
-            _ => out.push(word),
+            _ => ret.push(word.clone()),
         }
     }
-    out.push(")".into());
-    seen.pop();
-    Ok(out.join(" "))
+    skip.pop();
+    if (!first_call || !expanded)
+        && let Some(joined) = ids_expression(&words)
+    {
+        return Ok(vec![joined]);
+    }
+    if !first_call || expanded {
+        if !ret.is_empty() {
+            ret.insert(0, "(".into());
+            ret.push(")".into());
+        }
+        return Ok(ret);
+    }
+    Ok(words)
 }
 
-/// Replaces each `N@group` word of a compound target by its expansion.
-fn expand_compound(
-    tgt: &str,
-    groups: &std::collections::BTreeMap<String, NodegroupDef>,
-) -> SaltResult<String> {
-    let words: SaltResult<Vec<String>> = tgt
-        .split_whitespace()
-        .map(|w| match w.strip_prefix("N@") {
-            Some(g) if !g.is_empty() && !COMPOUND_OPERATORS.contains(&w) => {
-                nodegroup_expression(g, groups, &mut Vec::new())
-            }
-            _ => Ok(w.to_string()),
-        })
-        .collect();
-    Ok(words?.join(" "))
+/// Salt's `_nodegroup_regex`: words with no operator, no `*` and no `X@` matcher are ids:
+/// `L@a,b`, or `E@a,b` when one of them holds a regular-expression character.
+fn ids_expression(words: &[String]) -> Option<String> {
+    if words
+        .iter()
+        .any(|w| COMPOUND_OPERATORS.contains(&w.as_str()))
+    {
+        return None;
+    }
+    let typed = |w: &String| {
+        let b = w.as_bytes();
+        b.len() >= 2 && b[0].is_ascii_uppercase() && b[1] == b'@'
+    };
+    if words.iter().any(|w| w.contains('*') || typed(w)) {
+        return None;
+    }
+    let regex = words
+        .iter()
+        .any(|w| w.contains(['(', '[', '{', '\\', '?', '}', ']', ')']));
+    Some(format!(
+        "{}@{}",
+        if regex { "E" } else { "L" },
+        words.join(",")
+    ))
+}
+
+/// Replaces each `N@group` word of a compound target by its expansion (Salt's `_prep_pub`).
+fn expand_compound(tgt: &str, groups: &Nodegroups) -> SaltResult<String> {
+    let mut out = Vec::new();
+    for w in tgt.split_whitespace() {
+        match w.strip_prefix("N@") {
+            Some(g) if !g.is_empty() => out.extend(resolve_nodegroup(g, groups)?),
+            _ => out.push(w.to_string()),
+        }
+    }
+    Ok(out.join(" "))
 }
 
 /// Sends a publish; `Ok(None)` when no minion matched the target.
@@ -285,12 +355,12 @@ pub async fn publish(
     client: &str,
     timeout: Duration,
 ) -> SaltResult<Option<Published>> {
-    let reply = check_reply(
-        master
-            .channel
-            .send(job.load(creds, client), timeout)
-            .await?,
-    )?;
+    let mut load = job.load(creds, client);
+    if master.settings.order_masters {
+        // A master of masters passes the timeout on to its syndics (Salt's `_prep_pub`).
+        load["to"] = whole_seconds(timeout);
+    }
+    let reply = check_reply(master.channel.send(load, timeout).await?)?;
     let load = match &reply {
         Json::Object(m) => m.get("load").cloned().unwrap_or(reply.clone()),
         Json::String(s) if s.is_empty() => {
@@ -310,19 +380,35 @@ pub async fn publish(
         Some(Json::Number(n)) if n.as_u64() != Some(0) => n.to_string(),
         _ => return Ok(None),
     };
-    let minions: Vec<String> = load
-        .get("minions")
-        .and_then(Json::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|m| m.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let ids = |key: &str| -> Vec<String> {
+        load.get(key)
+            .and_then(Json::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let minions = ids("minions");
     if minions.is_empty() && !master.settings.order_masters {
         return Ok(None);
     }
-    Ok(Some(Published { jid, minions }))
+    Ok(Some(Published {
+        jid,
+        minions,
+        missing: ids("missing"),
+    }))
+}
+
+/// Seconds as JSON: an integer when whole (as Salt sends them), else a float.
+fn whole_seconds(d: Duration) -> Json {
+    let secs = d.as_secs_f64();
+    if d.subsec_nanos() == 0 {
+        Json::from(d.as_secs())
+    } else {
+        Json::from(secs)
+    }
 }
 
 /// Tag prefixes a subscription needs before a publish whose jid is not known yet: every
@@ -385,95 +471,164 @@ pub async fn collect(
     opts: &CollectOptions,
     mut on_return: impl FnMut(&str, Json),
 ) -> SaltResult<Collected> {
-    let job_prefix = format!("salt/job/{}/", job.jid);
-    let ret_prefix = format!("{job_prefix}ret/");
-    sub.narrow(vec![job_prefix.clone(), job.jid.clone()]);
-    let mut seen = Collected {
-        minions: job.minions.iter().cloned().collect(),
-        ..Collected::default()
-    };
-    let t = opts.timeout;
-    let mut timeout_at = Instant::now() + t;
-    let mut minions_running = true;
-    let mut minion_timeouts: HashMap<String, Instant> = HashMap::new();
-    let mut find_job_prefix: Option<String> = None;
+    let syndic = master.settings.order_masters;
+    let mut state = CollectState::new(job, syndic, opts.timeout);
+    sub.narrow(vec![state.job_prefix.clone(), job.jid.clone()]);
+    let started = Instant::now();
+    let syndic_wait = seconds(master.settings.syndic_wait);
+    let mut timeout_at = started + opts.timeout;
     loop {
-        if seen.minions.is_subset(&seen.found) && !master.settings.order_masters {
-            break;
+        // Events already queued count before any deadline is looked at.
+        while let Some(event) = sub.try_recv() {
+            state.handle(event, &mut on_return);
         }
         let now = Instant::now();
-        for id in seen.minions.difference(&seen.found) {
-            minion_timeouts.entry(id.clone()).or_insert(now + t);
+        if state.all_returned() {
+            // A master of masters waits `syndic_wait` for the lower masters' minion lists.
+            if !syndic || (!state.seen.minions.is_empty() && now > started + syndic_wait) {
+                break;
+            }
         }
-        if now > timeout_at && minions_running {
-            let pending: Vec<String> = seen.minions.difference(&seen.found).cloned().collect();
-            find_job_prefix = find_job(
-                master,
-                sub,
-                &job.jid,
-                &pending,
-                creds,
-                opts.gather_job_timeout,
-            )
-            .await
-            .map(|fj| format!("salt/job/{fj}/"));
-            let mut prefixes = vec![job_prefix.clone(), job.jid.clone()];
-            prefixes.extend(find_job_prefix.clone());
+        state.start_minion_timeouts(now);
+        if now > timeout_at && state.minions_running {
+            let pending: Vec<String> = state.pending().cloned().collect();
+            let gather = opts.gather_job_timeout;
+            state.find_job_prefix = find_job(master, sub, &job.jid, &pending, creds, gather)
+                .await
+                .map(|fj| format!("salt/job/{fj}/"));
+            let mut prefixes = vec![state.job_prefix.clone(), job.jid.clone()];
+            prefixes.extend(state.find_job_prefix.clone());
             sub.narrow(prefixes);
-            minions_running = false;
-            timeout_at = Instant::now() + opts.gather_job_timeout;
+            state.minions_running = false;
+            timeout_at = Instant::now() + gather;
+            if syndic {
+                timeout_at += syndic_wait;
+            }
+            continue;
         }
-        let now = Instant::now();
-        let pending_deadline = seen
-            .minions
-            .difference(&seen.found)
-            .filter_map(|id| minion_timeouts.get(id))
-            .max()
-            .copied()
-            .unwrap_or(now);
-        if now > timeout_at && !minions_running && now >= pending_deadline {
+        let pending_deadline = state.pending_deadline().unwrap_or(now);
+        if now > timeout_at && !state.minions_running && now >= pending_deadline {
             break;
         }
-        let wake = if minions_running {
+        let wake = if state.minions_running {
             timeout_at
         } else {
             timeout_at.max(pending_deadline)
         };
         let wake = wake.max(now + Duration::from_millis(10));
-        let event = match tokio::time::timeout_at(wake, sub.recv()).await {
-            Err(_) => continue,
+        match tokio::time::timeout_at(wake, sub.recv()).await {
+            Err(_) => {}
             Ok(None) => return Err(bus_lost()),
-            Ok(Some(ev)) => ev,
-        };
-        if event.tag == job.jid {
-            seen.pre_3008 = true;
+            Ok(Some(event)) => state.handle(event, &mut on_return),
         }
-        if event.tag == job.jid || event.tag.starts_with(&job_prefix) {
-            if let Some((id, entry)) = job_event(event, &ret_prefix, &mut seen) {
+    }
+    Ok(state.seen)
+}
+
+/// What return collection tracks between events.
+struct CollectState {
+    jid: String,
+    job_prefix: String,
+    ret_prefix: String,
+    /// The minions this publish targeted; `None` on a master of masters.
+    targeted: Option<BTreeSet<String>>,
+    seen: Collected,
+    minion_timeouts: HashMap<String, Instant>,
+    minions_running: bool,
+    find_job_prefix: Option<String>,
+    timeout: Duration,
+}
+
+impl CollectState {
+    fn new(job: &Published, syndic: bool, timeout: Duration) -> CollectState {
+        let job_prefix = format!("salt/job/{}/", job.jid);
+        CollectState {
+            jid: job.jid.clone(),
+            ret_prefix: format!("{job_prefix}ret/"),
+            job_prefix,
+            // Only the minions this publish targeted are reported: another job under the
+            // same jid (a caller-chosen one) must not leak its returns. A master of
+            // masters learns its minions from the lower masters' events instead.
+            targeted: (!syndic).then(|| job.minions.iter().chain(&job.missing).cloned().collect()),
+            seen: Collected {
+                minions: job.minions.iter().cloned().collect(),
+                ..Collected::default()
+            },
+            minion_timeouts: HashMap::new(),
+            minions_running: true,
+            find_job_prefix: None,
+            timeout,
+        }
+    }
+
+    fn all_returned(&self) -> bool {
+        self.seen.minions.is_subset(&self.seen.found)
+    }
+
+    fn pending(&self) -> impl Iterator<Item = &String> {
+        self.seen.minions.difference(&self.seen.found)
+    }
+
+    fn start_minion_timeouts(&mut self, now: Instant) {
+        let pending: Vec<String> = self.pending().cloned().collect();
+        for id in pending {
+            self.minion_timeouts.entry(id).or_insert(now + self.timeout);
+        }
+    }
+
+    fn pending_deadline(&self) -> Option<Instant> {
+        self.pending()
+            .filter_map(|id| self.minion_timeouts.get(id))
+            .max()
+            .copied()
+    }
+
+    /// One event of the job or of its `find_job` probe.
+    fn handle(&mut self, event: Arc<Event>, on_return: &mut impl FnMut(&str, Json)) {
+        if event.tag == self.jid {
+            self.seen.pre_3008 = true;
+        }
+        if event.tag == self.jid || event.tag.starts_with(&self.job_prefix) {
+            let targeted = self.targeted.as_ref();
+            if let Some((id, entry)) = job_event(event, &self.ret_prefix, targeted, &mut self.seen)
+            {
                 on_return(&id, entry);
             }
-        } else if find_job_prefix
+        } else if self
+            .find_job_prefix
             .as_ref()
             .is_some_and(|p| event.tag.starts_with(p.as_str()))
             && let Some(id) = still_running(&event)
+            && self.targeted.as_ref().is_none_or(|t| t.contains(&id))
         {
-            minion_timeouts.insert(id.clone(), Instant::now() + t);
-            seen.minions.insert(id);
-            minions_running = true;
+            self.minion_timeouts
+                .insert(id.clone(), Instant::now() + self.timeout);
+            self.seen.minions.insert(id);
+            self.minions_running = true;
         }
     }
-    Ok(seen)
 }
 
-/// Handles one event of the job: `minions` announcements and returns.
-fn job_event(event: Arc<Event>, ret_prefix: &str, seen: &mut Collected) -> Option<(String, Json)> {
+/// Handles one event of the job: `minions` announcements and returns. With `targeted`,
+/// minions outside it are ignored.
+fn job_event(
+    event: Arc<Event>,
+    ret_prefix: &str,
+    targeted: Option<&BTreeSet<String>>,
+    seen: &mut Collected,
+) -> Option<(String, Json)> {
     let data = event.data.as_object()?;
+    let wanted = |id: &String| targeted.is_none_or(|t| t.contains(id));
+    let ids = |v: &Vec<Json>| -> Vec<String> {
+        v.iter()
+            .filter_map(|m| m.as_str().map(str::to_string))
+            .filter(wanted)
+            .collect()
+    };
     if let Some(Json::Array(more)) = data.get("minions") {
-        seen.minions
-            .extend(more.iter().filter_map(|m| m.as_str().map(str::to_string)));
+        seen.minions.extend(ids(more));
         if let Some(Json::Array(miss)) = data.get("missing") {
-            seen.missing
-                .extend(miss.iter().filter_map(|m| m.as_str().map(str::to_string)));
+            seen.missing.extend(ids(miss));
         }
         return None;
     }
@@ -486,7 +641,7 @@ fn job_event(event: Arc<Event>, ret_prefix: &str, seen: &mut Collected) -> Optio
         .filter(|r| !r.is_empty())
         .or_else(|| data.get("id").and_then(Json::as_str))?
         .to_string();
-    if !seen.found.insert(id.clone()) {
+    if !wanted(&id) || !seen.found.insert(id.clone()) {
         return None;
     }
     let mut entry = Map::new();
@@ -537,7 +692,12 @@ async fn find_job(
     }
     // Widen first: the find_job returns may arrive before its publish reply does.
     sub.narrow(prefixes_before_publish());
-    let mut probe = Job::on_list(pending, "saltutil.find_job", vec![Json::from(jid)]);
+    let mut probe = Job::on_list(
+        pending,
+        "saltutil.find_job",
+        vec![Json::from(jid)],
+        &master.settings,
+    );
     probe
         .extra
         .insert("gather_job_timeout".into(), json!(gather.as_secs_f64()));
@@ -657,9 +817,7 @@ pub async fn local_subset(master: &Master, chunk: &Chunk, creds: &Credentials) -
         .ok_or_else(|| SaltError::Invocation("'subset' must be a number".into()))?;
     let opts = collect_options(chunk, &master.settings);
     let wait = publish_wait(chunk, &master.settings);
-    let mut probe = job.clone();
-    probe.fun = json!("sys.list_functions");
-    probe.arg = vec![];
+    let probe = job.probe("sys.list_functions", &master.settings);
     let listing_opts = CollectOptions {
         full_return: false,
         ..opts.clone()
@@ -681,8 +839,9 @@ pub async fn local_subset(master: &Master, chunk: &Chunk, creds: &Credentials) -
         .take(usize::try_from(size).unwrap_or(usize::MAX))
         .cloned()
         .collect();
-    let mut run = Job::on_list(&chosen, fun, job.arg.clone());
+    let mut run = Job::on_list(&chosen, fun, job.arg.clone(), &master.settings);
     run.ret = job.ret.clone();
+    run.jid = job.jid.clone();
     run.extra = job.extra.clone();
     run_and_collect(master, &run, creds, "local_subset", wait, &opts).await
 }
@@ -716,30 +875,80 @@ mod tests {
             NodegroupDef::List(vec!["a".into(), "b".into()]),
         );
         g.insert("loop".into(), NodegroupDef::Compound("N@loop".into()));
+        g.insert("plain".into(), NodegroupDef::Compound("ms-0 ms-1".into()));
+        g.insert(
+            "regex".into(),
+            NodegroupDef::Compound("web[0-9] db?".into()),
+        );
+        g.insert(
+            "globbed".into(),
+            NodegroupDef::Compound("web* or db*".into()),
+        );
+        g.insert(
+            "nested".into(),
+            NodegroupDef::Compound("N@plain and G@os:Debian".into()),
+        );
+        g.insert(
+            "unknown".into(),
+            NodegroupDef::Compound("N@nosuch or ms-1".into()),
+        );
         g
     }
 
-    #[test]
-    fn nodegroups_expand_to_compound() {
+    fn expand(name: &str) -> SaltResult<String> {
         let g = groups();
+        let words = resolve_nodegroup(name, &g)?;
+        expand_compound(&words.join(" "), &g)
+    }
+
+    #[test]
+    fn nodegroups_expand_like_salts_nodegroup_comp() {
+        let g = groups();
+        // Top-level groups with nothing nested keep their own words, without parentheses;
+        // nested groups are parenthesised, and so is a top-level group that nests one.
+        assert_eq!(expand("web"), Ok("L@ms-0".into()));
+        assert_eq!(expand("both"), Ok("( ( L@ms-0 ) or ms-1 )".into()));
+        assert_eq!(expand("ids"), Ok("L@a,b".into()));
+        assert_eq!(expand("plain"), Ok("L@ms-0,ms-1".into()));
+        assert_eq!(expand("regex"), Ok("E@web[0-9],db?".into()));
+        assert_eq!(expand("globbed"), Ok("web* or db*".into()));
+        // A nested group of plain ids is one L@ word (no parentheses).
         assert_eq!(
-            nodegroup_expression("web", &g, &mut vec![]),
-            Ok("( L@ms-0 )".into())
+            expand("nested"),
+            Ok("( L@ms-0,ms-1 and G@os:Debian )".into())
         );
-        assert_eq!(
-            nodegroup_expression("both", &g, &mut vec![]),
-            Ok("( ( L@ms-0 ) or ms-1 )".into())
-        );
-        assert_eq!(
-            nodegroup_expression("ids", &g, &mut vec![]),
-            Ok("L@a,b".into())
-        );
-        assert!(nodegroup_expression("loop", &g, &mut vec![]).is_err());
-        assert!(nodegroup_expression("nope", &g, &mut vec![]).is_err());
+        // An unknown nested group is dropped, as Salt does.
+        assert_eq!(expand("unknown"), Ok("( or ms-1 )".into()));
+        assert!(expand("loop").is_err());
+        assert!(expand("nope").is_err());
         assert_eq!(
             expand_compound("N@web and G@os:Debian", &g),
-            Ok("( L@ms-0 ) and G@os:Debian".into())
+            Ok("L@ms-0 and G@os:Debian".into())
         );
+        assert_eq!(
+            expand_compound("N@plain and ms-0", &g),
+            Ok("L@ms-0,ms-1 and ms-0".into())
+        );
+    }
+
+    #[test]
+    fn probes_carry_neither_the_callers_returners_nor_its_jid() {
+        let m: serde_yaml_ng::Mapping =
+            serde_yaml_ng::from_str("ext_job_cache: redis\nsalt_fcgi: {allow_caller_jid: true}\n")
+                .expect("yaml");
+        let settings = Settings::from_mapping("/x".into(), &m);
+        let chunk = json!({"tgt": "*", "fun": "cmd.run", "arg": ["ls"], "ret": "mine", "jid": "20990101000000000000", "metadata": {"a": 1}});
+        let job = Job::from_chunk(chunk.as_object().expect("object"), &settings).expect("job");
+        assert_eq!(job.ret, "mine,redis");
+        let probe = job.probe("test.ping", &settings);
+        assert_eq!((probe.ret.as_str(), probe.jid.as_str()), ("redis", ""));
+        assert_eq!(
+            (probe.fun.clone(), probe.arg.clone()),
+            (json!("test.ping"), vec![])
+        );
+        assert_eq!(probe.extra, job.extra, "master-level keys stay");
+        let find = Job::on_list(&["a".into()], "saltutil.find_job", vec![], &settings);
+        assert_eq!((find.ret.as_str(), find.jid.as_str()), ("redis", ""));
     }
 
     #[test]
@@ -808,6 +1017,7 @@ mod tests {
                 json!({"id": "a", "return": true, "retcode": 0, "jid": "1"}),
             ),
             "salt/job/1/ret/",
+            None,
             &mut seen,
         );
         assert_eq!(
@@ -819,6 +1029,7 @@ mod tests {
             job_event(
                 ev("salt/job/1/ret/a", json!({"id": "a", "return": 1})),
                 "salt/job/1/ret/",
+                None,
                 &mut seen
             ),
             None
@@ -829,6 +1040,7 @@ mod tests {
                 json!({"minions": ["b"], "missing": ["c"]}),
             ),
             "salt/job/1/ret/",
+            None,
             &mut seen,
         );
         assert!(seen.minions.contains("b") && seen.missing.contains("c"));

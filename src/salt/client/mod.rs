@@ -8,6 +8,7 @@ pub mod batch;
 pub mod local;
 pub mod runner;
 pub mod wheel;
+mod yaml11;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};

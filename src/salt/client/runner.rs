@@ -9,6 +9,7 @@
 use serde_json::{Map, Value as Json, json};
 
 use super::local::truthy;
+use super::yaml11::{self, Node};
 use super::{Chunk, Credentials, Master, arg_list, required_str, seconds, timeout_of};
 use crate::salt::channel::check_reply;
 use crate::salt::error::{SaltError, SaltResult};
@@ -41,8 +42,9 @@ fn runner_load(chunk: &Chunk, creds: &Credentials, client: &str) -> SaltResult<J
         Some(_) => return Err(SaltError::Invocation("'kwarg' must be an object".into())),
     }
     // Old-style lowstate: other keys are keyword arguments ({"fun": "jobs.lookup_jid", "jid": …}).
+    // Keys starting with `__` (`__jid__`, `__tag__`, …) are the master's own: never forwarded.
     for (k, v) in chunk {
-        if !NOT_ARGUMENTS.contains(&k.as_str()) {
+        if !NOT_ARGUMENTS.contains(&k.as_str()) && !k.starts_with("__") {
             kwargs.insert(k.clone(), v.clone());
         }
     }
@@ -118,12 +120,7 @@ pub async fn runner(master: &Master, chunk: &Chunk, creds: &Credentials) -> Salt
             continue;
         }
         let ret = event.data.get("return").cloned().unwrap_or(Json::Null);
-        let text = match &ret {
-            Json::String(s) => Some(s.as_str()),
-            Json::Array(items) if items.len() == 1 => items[0].as_str(),
-            _ => None,
-        };
-        if let Some(message) = text.and_then(without_traceback) {
+        if let Some(message) = runner_exception(&event.data) {
             // The runner raised: an error for the caller, not a traceback with the
             // master's file paths in a 200 body.
             return Err(SaltError::Master(message));
@@ -134,6 +131,24 @@ pub async fn runner(master: &Master, chunk: &Chunk, creds: &Credentials) -> Salt
             ret
         });
     }
+}
+
+/// The message of a runner that raised, from its `ret` event data: only the master's own
+/// shape counts (`success: false` and a return text starting `Exception occurred in
+/// runner`); a successful return that merely contains a traceback's text is a result.
+fn runner_exception(data: &Json) -> Option<String> {
+    if data.get("success") != Some(&Json::Bool(false)) {
+        return None;
+    }
+    let text = match data.get("return")? {
+        Json::String(s) => s.as_str(),
+        Json::Array(items) if items.len() == 1 => items[0].as_str()?,
+        _ => return None,
+    };
+    if !text.starts_with("Exception occurred in runner ") {
+        return None;
+    }
+    without_traceback(text)
 }
 
 /// `Exception occurred in runner f: Traceback … KeyError: 'f'` → the first and last line
@@ -173,7 +188,10 @@ pub fn parse_input(args: Vec<Json>) -> (Vec<Json>, Map<String, Json>) {
     (positional, kwargs)
 }
 
-/// `^([^\d\W][\w.-]*)=(?!=)(.*)$`: a keyword name, `=`, and a value not starting with `=`.
+/// Salt's `parse_kwarg`: `^([^\d\W][\w.-]*)=(?!=)(.*)$`, a keyword name, `=`, and a
+/// value not starting with `=`. `.` does not match a newline, and `$` matches before a
+/// final one: a value with a newline is no keyword argument, except that one trailing
+/// newline is dropped.
 fn split_kwarg(s: &str) -> Option<(&str, &str)> {
     let (name, value) = s.split_once('=')?;
     let mut chars = name.chars();
@@ -182,42 +200,69 @@ fn split_kwarg(s: &str) -> Option<(&str, &str)> {
     if !word(first) || first.is_numeric() || !chars.all(|c| word(c) || c == '.' || c == '-') {
         return None;
     }
-    (!value.starts_with('=')).then_some((name, value))
+    let value = value.strip_suffix('\n').unwrap_or(value);
+    (!value.starts_with('=') && !value.contains('\n')).then_some((name, value))
 }
 
-/// Salt's `yamlify_arg`: type a CLI-style string argument the way PyYAML would.
+/// Salt's `yamlify_arg`: type a CLI-style string argument the way PyYAML (YAML 1.1, with
+/// Salt's loader) does. What JSON cannot carry (`.inf`, `.nan`, integers past 64 bits,
+/// mappings with non-string keys) stays the original string.
 pub fn yamlify_arg(s: &str) -> Json {
     let original = || Json::from(s);
-    let trimmed = s.trim();
-    if trimmed.is_empty() || s == "---" || s == "..." || s.contains(['\t', '\r', '\n']) {
+    let stripped = s.trim();
+    if matches!(stripped, "" | "---" | "...") || s.contains(['\t', '\r', '\n']) {
         return original();
     }
-    if s.contains('_') && s.chars().all(|c| c.is_ascii_digit() || c == '_') {
+    if s.contains('_') && stripped.chars().all(|c| c.is_ascii_digit() || c == '_') {
         return original();
     }
     if s == "None" {
         return Json::Null;
     }
-    // YAML 1.1 booleans PyYAML knows and YAML 1.2 parsers do not.
-    match s {
-        "yes" | "Yes" | "YES" | "on" | "On" | "ON" => return Json::Bool(true),
-        "no" | "No" | "NO" | "off" | "Off" | "OFF" => return Json::Bool(false),
-        "|" | "!" => return original(),
-        _ => {}
-    }
-    let Ok(parsed) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(s) else {
+    let Ok(node) = yaml11::load(s) else {
         return original();
     };
-    let Ok(value) = serde_json::to_value(&parsed) else {
-        return original();
-    };
-    let keep = match &value {
-        Json::Object(_) => s.starts_with('{'),
-        Json::Array(_) => s.starts_with('['),
-        Json::String(_) | Json::Null if s.contains('#') => false,
+    let keep = match &node {
+        // With a `#`, only a non-string result replaces the argument (no comment is lost).
+        Node::Str(_) | Node::Null if s.contains('#') => false,
+        _ if s.contains('#') => true,
+        Node::Map(_) => s.starts_with('{'),
+        Node::Seq(_) => s.starts_with('['),
+        Node::Str(t) if t.is_empty() => s != "|" && s != "!",
+        Node::Null => s != "!",
+        Node::Other => false,
         _ => true,
     };
-    if keep { value } else { original() }
+    if !keep {
+        return original();
+    }
+    to_json(node).unwrap_or_else(original)
+}
+
+/// A YAML value as JSON; `None` where JSON has no equivalent.
+fn to_json(node: Node) -> Option<Json> {
+    Some(match node {
+        Node::Null => Json::Null,
+        Node::Bool(b) => Json::Bool(b),
+        Node::Int(i) => match (i64::try_from(i), u64::try_from(i)) {
+            (Ok(v), _) => Json::from(v),
+            (_, Ok(v)) => Json::from(v),
+            _ => return None,
+        },
+        Node::Float(f) => Json::Number(serde_json::Number::from_f64(f)?),
+        Node::Str(s) => Json::String(s),
+        Node::Seq(items) => Json::Array(items.into_iter().map(to_json).collect::<Option<_>>()?),
+        Node::Map(pairs) => Json::Object(
+            pairs
+                .into_iter()
+                .map(|(k, v)| match k {
+                    Node::Str(k) => Some((k, to_json(v)?)),
+                    _ => None,
+                })
+                .collect::<Option<_>>()?,
+        ),
+        Node::Other => return None,
+    })
 }
 
 #[cfg(test)]
@@ -265,6 +310,74 @@ mod tests {
         assert_eq!(yamlify_arg(""), json!(""));
     }
 
+    /// The expected JSON of a row of `tests/data/yamlify_arg.json`: Salt's value, or the
+    /// original string where JSON cannot carry Salt's value (documented difference).
+    fn expected(input: &str, out: &Json) -> Json {
+        let obj = out.as_object().expect("row");
+        if let Some(v) = obj.get("value") {
+            return v.clone();
+        }
+        if let Some(items) = obj.get("list") {
+            let items: Vec<Json> = items
+                .as_array()
+                .expect("list")
+                .iter()
+                .map(|i| expected(input, i))
+                .collect();
+            // One item JSON cannot carry spoils the whole argument.
+            return if items.iter().any(|i| i == &Json::from(input)) {
+                Json::from(input)
+            } else {
+                Json::Array(items)
+            };
+        }
+        if let Some(map) = obj.get("map") {
+            let map: Map<String, Json> = map
+                .as_object()
+                .expect("map")
+                .iter()
+                .map(|(k, v)| (k.clone(), expected(input, v)))
+                .collect();
+            return Json::Object(map);
+        }
+        // float (inf/nan), bigint, non_string_keys, other
+        Json::from(input)
+    }
+
+    #[test]
+    fn yamlify_matches_salts_table() {
+        let table: Json =
+            serde_json::from_str(include_str!("../../../tests/data/yamlify_arg.json"))
+                .expect("table");
+        let rows = table["yamlify_arg"].as_array().expect("rows");
+        assert!(rows.len() > 150);
+        let mut wrong = Vec::new();
+        for row in rows {
+            let input = row["in"].as_str().expect("in");
+            let want = expected(input, &row["out"]);
+            let got = yamlify_arg(input);
+            if got != want {
+                wrong.push(format!("{input:?}: salt {want}, salt-fcgi {got}"));
+            }
+        }
+        for row in table["parse_kwarg"].as_array().expect("rows") {
+            let input = row["in"].as_str().expect("in");
+            let got = split_kwarg(input).map(|(n, v)| (n.to_string(), yamlify_arg(v)));
+            let want = row["name"]
+                .as_str()
+                .map(|n| (n.to_string(), expected(input, &row["value"])));
+            if got != want {
+                wrong.push(format!("kwarg {input:?}: salt {want:?}, salt-fcgi {got:?}"));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} differences:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        );
+    }
+
     #[test]
     fn tracebacks_are_cut_to_their_message() {
         let t = "Exception occurred in runner nope.fun: Traceback (most recent call last):\n  File \"/srv/venv/salt/client/mixins.py\", line 1, in low\n    x\nKeyError: 'nope.fun'\n";
@@ -273,11 +386,23 @@ mod tests {
             Some("Exception occurred in runner nope.fun: KeyError: 'nope.fun'".into())
         );
         assert_eq!(without_traceback("fine"), None);
+        let raised = json!({"success": false, "return": t});
+        assert!(runner_exception(&raised).is_some());
+        // Issue 13 item 6: a successful return that quotes a traceback is a result.
+        let quoted = "app log: Traceback (most recent call last):\n  File \"x.py\"\nValueError: x";
+        for data in [
+            json!({"success": true, "return": quoted}),
+            json!({"return": quoted}),
+            json!({"success": true, "return": t}),
+            json!({"success": false, "return": quoted}),
+        ] {
+            assert_eq!(runner_exception(&data), None, "{data}");
+        }
     }
 
     #[test]
     fn runner_load_shape() {
-        let chunk = json!({"client": "runner", "fun": "jobs.lookup_jid", "jid": "1", "arg": ["a=1", "b"],
+        let chunk = json!({"client": "runner", "fun": "jobs.lookup_jid", "jid": "1", "arg": ["a=1", "b"], "__tag__": "x",
             "eauth": "file", "username": "u", "password": "p", "key": "root", "user": "root", "timeout": 3});
         let chunk = chunk.as_object().cloned().expect("object");
         let creds = Credentials::from_chunk(&chunk).expect("creds");

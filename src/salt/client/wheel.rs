@@ -6,32 +6,108 @@
 //! of ours and answers as soon as the master has started the job, or with the master's
 //! error: unlike Python's salt-api the caller learns when the credentials were refused.
 
-use std::time::Duration;
+use serde_json::{Map, Value as Json, json};
 
-use serde_json::{Value as Json, json};
-
-use super::{Chunk, Credentials, Master, new_jid, required_str, seconds};
+use super::{Chunk, Credentials, Master, arg_list, new_jid, required_str, seconds};
 use crate::salt::channel::check_reply;
 use crate::salt::error::{SaltError, SaltResult};
 
-/// Chunk keys never sent to the master in a wheel load.
-const DROPPED: [&str; 7] = [
+/// Chunk keys that are never wheel arguments: the request's own keys, the credentials,
+/// and keys that would steer the master (`auth_list`, `key`, `user` select its root-key
+/// authentication; `print_event` its event printing). Keys starting with `__` (`__jid__`,
+/// `__tag__`, `__user__`) are never forwarded either: they would choose the tag the job's
+/// events are fired under.
+const NOT_ARGUMENTS: [&str; 13] = [
+    "client",
+    "fun",
+    "cmd",
+    "arg",
+    "kwarg",
     "auth_list",
     "key",
     "user",
+    "print_event",
     "eauth",
     "username",
     "password",
     "token",
 ];
 
-fn wheel_load(chunk: &Chunk, creds: &Credentials) -> SaltResult<Chunk> {
-    required_str(chunk, "fun", "wheel")?;
-    let mut load: Chunk = chunk
+fn is_argument(key: &str) -> bool {
+    !NOT_ARGUMENTS.contains(&key) && !key.starts_with("__")
+}
+
+/// The keyword arguments a chunk's `kwarg` gives: either Salt's ACL shape
+/// `{"arg": [...], "kwarg": {...}}` or a plain object of keyword arguments.
+fn given_kwarg(value: Option<&Json>) -> SaltResult<(Vec<Json>, Map<String, Json>)> {
+    let bad = || SaltError::Invocation("'kwarg' must be an object".into());
+    let obj = match value {
+        None | Some(Json::Null) => return Ok((Vec::new(), Map::new())),
+        Some(Json::Object(obj)) => obj,
+        Some(_) => return Err(bad()),
+    };
+    let salt_shape = !obj.is_empty() && obj.keys().all(|k| k == "arg" || k == "kwarg");
+    if !salt_shape {
+        return Ok((Vec::new(), obj.clone()));
+    }
+    let kwargs = match obj.get("kwarg") {
+        None | Some(Json::Null) => Map::new(),
+        Some(Json::Object(kw)) => kw.clone(),
+        Some(_) => return Err(bad()),
+    };
+    Ok((arg_list(obj.get("arg")), kwargs))
+}
+
+/// The wheel arguments of a chunk: its top-level keys (what the master runs the function
+/// with) merged with its `kwarg` (what the master checks the ACL against). A chunk where
+/// the two disagree, or with positional arguments (the master would not run them, but
+/// would check an ACL against them), is refused.
+fn wheel_arguments(chunk: &Chunk) -> SaltResult<Map<String, Json>> {
+    let mut kwargs: Map<String, Json> = chunk
         .iter()
-        .filter(|(k, _)| !DROPPED.contains(&k.as_str()))
+        .filter(|(k, _)| is_argument(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let (mut positional, given) = given_kwarg(chunk.get("kwarg"))?;
+    positional.extend(arg_list(chunk.get("arg")));
+    if !positional.is_empty() {
+        return Err(SaltError::Invocation(
+            "wheel functions take keyword arguments only: pass them as top-level keys \
+             (e.g. \"match\": \"web1\")"
+                .into(),
+        ));
+    }
+    for (k, v) in given {
+        if !is_argument(&k) {
+            return Err(SaltError::Invocation(format!("'kwarg' may not set '{k}'")));
+        }
+        match kwargs.get(&k) {
+            Some(top) if *top != v => {
+                return Err(SaltError::Invocation(format!(
+                    "'kwarg' disagrees with the top-level argument '{k}'"
+                )));
+            }
+            Some(_) => {}
+            None => {
+                kwargs.insert(k, v);
+            }
+        }
+    }
+    Ok(kwargs)
+}
+
+/// The clear load: the arguments at the top level, where the master runs the function
+/// with them, and the very same arguments as `kwarg: {"arg": [], "kwarg": {...}}`, where
+/// the master checks the caller's ACL (`ClearFuncs.wheel` checks only `kwarg`).
+fn wheel_load(chunk: &Chunk, creds: &Credentials) -> SaltResult<Chunk> {
+    let fun = required_str(chunk, "fun", "wheel")?;
+    let kwargs = wheel_arguments(chunk)?;
+    let mut load = kwargs.clone();
+    if let Some(client) = chunk.get("client") {
+        load.insert("client".into(), client.clone());
+    }
+    load.insert("fun".into(), Json::from(fun));
+    load.insert("kwarg".into(), json!({"arg": [], "kwarg": kwargs}));
     creds.write_to(&mut load);
     load.insert("cmd".into(), Json::from("wheel"));
     Ok(load)
@@ -45,6 +121,13 @@ pub async fn wheel(master: &Master, chunk: &Chunk, creds: &Credentials) -> SaltR
 }
 
 /// `wheel_async`: `{"tag", "jid"}` once the master started the job (or finished it).
+///
+/// 3006/3007 masters run the job under the `__jid__`/`__tag__` given here and fire its
+/// `new` event before running it: the answer comes then. 3008 masters (every setup: the
+/// default synchronous worker and `master_async_mworker`, with or without `cluster_id`)
+/// overwrite both with a jid of their own and reply once the function has run, so no
+/// event ever comes under our tag: there the answer depends on the master's reply, which
+/// names the jid that really ran, and is waited for up to `rest_timeout` like `wheel`.
 pub async fn wheel_async(master: &Master, chunk: &Chunk, creds: &Credentials) -> SaltResult<Json> {
     let mut load = wheel_load(chunk, creds)?;
     let jid = new_jid();
@@ -68,7 +151,6 @@ pub async fn wheel_async(master: &Master, chunk: &Chunk, creds: &Credentials) ->
         let _ = tx.send(reply);
     });
     let accepted = json!({"tag": tag, "jid": jid});
-    let wait = Duration::from_secs_f64(master.settings.publish_timeout.max(1.0));
     tokio::select! {
         reply = rx => match reply {
             // 3008 masters use their own jid: report the one that actually ran.
@@ -89,9 +171,6 @@ pub async fn wheel_async(master: &Master, chunk: &Chunk, creds: &Credentials) ->
         } => if started { Ok(accepted) } else {
             Err(SaltError::NotRunning("Salt Master is not available: the event bus connection was lost.".into()))
         },
-        _ = tokio::time::sleep(wait) => Err(SaltError::Timeout(format!(
-            "the master did not start wheel job {jid} within {:.0} s", wait.as_secs_f64()
-        ))),
     }
 }
 
@@ -99,16 +178,75 @@ pub async fn wheel_async(master: &Master, chunk: &Chunk, creds: &Credentials) ->
 mod tests {
     use super::*;
 
+    fn chunk(v: Json) -> Chunk {
+        v.as_object().cloned().expect("object")
+    }
+
     #[test]
     fn wheel_load_forwards_chunk_minus_steering_keys() {
-        let chunk = json!({"client": "wheel", "fun": "key.accept", "match": "m1", "token": "ab",
-            "eauth": "pam", "auth_list": [".*"], "key": "root", "user": "root"});
-        let chunk = chunk.as_object().cloned().expect("object");
+        let chunk = chunk(
+            json!({"client": "wheel", "fun": "key.accept", "match": "m1", "token": "ab",
+            "eauth": "pam", "auth_list": [".*"], "key": "root", "user": "root",
+            "__jid__": "1", "__tag__": "salt/run/1/ret", "__user__": "root", "print_event": true}),
+        );
         let creds = Credentials::from_chunk(&chunk).expect("creds");
         let load = wheel_load(&chunk, &creds).expect("load");
         assert_eq!(
             Json::Object(load),
-            json!({"client": "wheel", "fun": "key.accept", "match": "m1", "token": "ab", "cmd": "wheel"})
+            json!({"client": "wheel", "fun": "key.accept", "match": "m1", "token": "ab", "cmd": "wheel",
+                "kwarg": {"arg": [], "kwarg": {"match": "m1"}}})
         );
+    }
+
+    #[test]
+    fn the_checked_kwarg_is_what_runs() {
+        let creds = Credentials::Token(super::super::Secret("ab".into()));
+        // Issue 13 item 1: top-level match "*", kwarg saying "ms-0".
+        let forged = chunk(json!({"fun": "key.print", "match": "*",
+            "kwarg": {"kwarg": {"match": "ms-0"}}}));
+        assert!(matches!(
+            wheel_load(&forged, &creds),
+            Err(SaltError::Invocation(m)) if m.contains("disagrees")
+        ));
+        let forged = chunk(json!({"fun": "key.print", "match": "*", "kwarg": {"match": "ms-0"}}));
+        assert!(wheel_load(&forged, &creds).is_err());
+        // Arguments only in kwarg run too (at the top level), in either shape.
+        for kwarg in [
+            json!({"kwarg": {"match": "ms-0"}}),
+            json!({"match": "ms-0"}),
+        ] {
+            let c = chunk(json!({"fun": "key.print", "kwarg": kwarg}));
+            let load = wheel_load(&c, &creds).expect("load");
+            assert_eq!(load["match"], "ms-0");
+            assert_eq!(
+                load["kwarg"],
+                json!({"arg": [], "kwarg": {"match": "ms-0"}})
+            );
+        }
+        // Agreeing values are fine.
+        let c = chunk(
+            json!({"fun": "key.print", "match": "ms-0", "kwarg": {"kwarg": {"match": "ms-0"}}}),
+        );
+        assert_eq!(wheel_load(&c, &creds).expect("load")["match"], "ms-0");
+        // Positional arguments, steering keys inside kwarg, a non-object kwarg: refused.
+        for bad in [
+            json!({"fun": "key.print", "arg": ["ms-0"]}),
+            json!({"fun": "key.print", "kwarg": {"arg": ["*"], "kwarg": {}}}),
+            json!({"fun": "key.print", "kwarg": {"__tag__": "salt/run/1/ret"}}),
+            json!({"fun": "key.print", "kwarg": {"print_event": true}}),
+            json!({"fun": "key.print", "kwarg": {"kwarg": {"user": "root"}}}),
+            json!({"fun": "key.print", "kwarg": "match=*"}),
+        ] {
+            assert!(
+                matches!(
+                    wheel_load(&chunk(bad.clone()), &creds),
+                    Err(SaltError::Invocation(_))
+                ),
+                "{bad}"
+            );
+        }
+        // An empty arg list is no argument.
+        let c = chunk(json!({"fun": "key.list_all", "arg": []}));
+        assert!(wheel_load(&c, &creds).is_ok());
     }
 }

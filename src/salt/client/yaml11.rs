@@ -1,0 +1,784 @@
+//! YAML 1.1 for one-line runner arguments, typed as PyYAML with Salt's loader types them.
+//!
+//! Salt's `yamlify_arg` runs `yaml.safe_load` on every string argument of a runner
+//! (`salt.utils.yaml`, PyYAML's YAML 1.1 resolver plus Salt's constructors). YAML 1.2
+//! parsers type plain scalars differently (`12:30`, `-0644`, `on`, `1e3`, `0o17`), so this
+//! small reader does what PyYAML does for the documents `yamlify_arg` ever parses: one line
+//! (strings with a tab, CR or LF are never parsed), plain and quoted scalars, flow
+//! sequences and mappings, one-pair block mappings and block sequences, tags, anchors,
+//! aliases and comments. Anything it does not understand is an error, and `yamlify_arg`
+//! then keeps the original string, as Salt does when PyYAML raises.
+//! `tests/data/yamlify_arg.json` (made by `scripts/yamlify-table` from Salt's own parser)
+//! pins the results.
+
+use std::collections::HashMap;
+
+/// A parsed YAML value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Node {
+    /// `~`, `null`, an empty value.
+    Null,
+    /// YAML 1.1 booleans (`yes`, `On`, `FALSE`, …).
+    Bool(bool),
+    /// Integers (decimal, octal, hex, binary, base 60).
+    Int(i128),
+    /// Floats, including `.inf` and `.nan`.
+    Float(f64),
+    /// Strings (timestamps too: Salt's loader keeps them as text).
+    Str(String),
+    /// Sequences.
+    Seq(Vec<Node>),
+    /// Mappings in document order.
+    Map(Vec<(Node, Node)>),
+    /// A value of a type Salt does not pass on (`!!binary`, sets, …).
+    Other,
+}
+
+/// Why a document could not be read (the caller keeps the original string).
+#[derive(Debug, PartialEq)]
+pub(crate) struct Invalid;
+
+type Parsed<T> = Result<T, Invalid>;
+
+/// Reads one single-line YAML document; `Node::Null` for an empty one.
+pub(crate) fn load(text: &str) -> Parsed<Node> {
+    let mut p = Parser {
+        c: text.chars().collect(),
+        pos: 0,
+        anchors: HashMap::new(),
+    };
+    p.document()
+}
+
+struct Parser {
+    c: Vec<char>,
+    pos: usize,
+    anchors: HashMap<String, Node>,
+}
+
+/// A tag on a node.
+#[derive(Debug, Clone, PartialEq)]
+enum Tag {
+    /// `!`: the scalar is a string.
+    NonSpecific,
+    /// `!!suffix`.
+    Core(String),
+}
+
+const FLOW_INDICATORS: [char; 5] = [',', '[', ']', '{', '}'];
+
+impl Parser {
+    fn peek(&self) -> Option<char> {
+        self.c.get(self.pos).copied()
+    }
+
+    fn peek_at(&self, offset: usize) -> Option<char> {
+        self.c.get(self.pos + offset).copied()
+    }
+
+    fn blank_at(&self, offset: usize) -> bool {
+        self.peek_at(offset).is_none_or(|c| c == ' ')
+    }
+
+    fn starts_with(&self, s: &str) -> bool {
+        s.chars()
+            .enumerate()
+            .all(|(i, ch)| self.peek_at(i) == Some(ch))
+    }
+
+    /// Skips spaces and a comment (a `#` at a token boundary runs to the end).
+    fn skip_blank(&mut self) {
+        while self.peek() == Some(' ') {
+            self.pos += 1;
+        }
+        if self.peek() == Some('#') {
+            self.pos = self.c.len();
+        }
+    }
+
+    fn at_end(&self) -> bool {
+        self.pos >= self.c.len()
+    }
+
+    fn document(&mut self) -> Parsed<Node> {
+        self.skip_blank();
+        if self.starts_with("---") && self.blank_at(3) {
+            self.pos += 3;
+            self.skip_blank();
+        } else if (self.starts_with("...") && self.blank_at(3)) || self.peek() == Some('%') {
+            return Err(Invalid);
+        }
+        if self.at_end() {
+            return Ok(Node::Null);
+        }
+        let node = self.block_node()?;
+        self.skip_blank();
+        if self.at_end() {
+            Ok(node)
+        } else {
+            Err(Invalid)
+        }
+    }
+
+    /// A node at the top level or as a block-sequence entry: a block sequence, a one-pair
+    /// block mapping, or a flow node / scalar.
+    fn block_node(&mut self) -> Parsed<Node> {
+        let (tag, anchor) = self.properties(false)?;
+        let node = match self.peek() {
+            Some('-') if self.blank_at(1) && tag.is_none() && anchor.is_none() => {
+                return self.block_sequence();
+            }
+            Some('?' | ':') if self.blank_at(1) => return Err(Invalid),
+            Some('|' | '>') => self.block_scalar(tag.as_ref())?,
+            None => self.tagged_scalar(tag.as_ref(), String::new(), true)?,
+            Some(_) => {
+                let key = self.flow_node_with(tag, false)?;
+                let save = self.pos;
+                while self.peek() == Some(' ') {
+                    self.pos += 1;
+                }
+                if self.peek() == Some(':') && self.blank_at(1) {
+                    self.pos += 1;
+                    return self.block_mapping(key, anchor);
+                }
+                self.pos = save;
+                key
+            }
+        };
+        self.remember(anchor, &node);
+        Ok(node)
+    }
+
+    fn block_sequence(&mut self) -> Parsed<Node> {
+        self.pos += 1;
+        self.skip_blank();
+        let item = if self.at_end() {
+            Node::Null
+        } else {
+            self.block_node()?
+        };
+        Ok(Node::Seq(vec![item]))
+    }
+
+    /// `key: value` on one line; the value may not be another mapping or a sequence.
+    fn block_mapping(&mut self, key: Node, anchor: Option<String>) -> Parsed<Node> {
+        hashable(&key)?;
+        self.skip_blank();
+        let value = if self.at_end() {
+            Node::Null
+        } else {
+            let (tag, value_anchor) = self.properties(false)?;
+            let value = match self.peek() {
+                Some('-' | '?' | ':') if self.blank_at(1) => return Err(Invalid),
+                Some('|' | '>') => self.block_scalar(tag.as_ref())?,
+                None => self.tagged_scalar(tag.as_ref(), String::new(), true)?,
+                Some(_) => self.flow_node_with(tag, false)?,
+            };
+            self.remember(value_anchor, &value);
+            value
+        };
+        let node = Node::Map(vec![(key, value)]);
+        self.remember(anchor, &node);
+        Ok(node)
+    }
+
+    /// `|`, `>` with their indicators and nothing after them on the line: an empty string.
+    fn block_scalar(&mut self, tag: Option<&Tag>) -> Parsed<Node> {
+        self.pos += 1;
+        while self
+            .peek()
+            .is_some_and(|c| c == '+' || c == '-' || c.is_ascii_digit())
+        {
+            self.pos += 1;
+        }
+        if !self.blank_at(0) {
+            return Err(Invalid);
+        }
+        self.skip_blank();
+        if !self.at_end() {
+            return Err(Invalid);
+        }
+        self.tagged_scalar(tag, String::new(), false)
+    }
+
+    /// `!tag` and `&anchor`, in any order, each followed by a space or the end.
+    fn properties(&mut self, flow: bool) -> Parsed<(Option<Tag>, Option<String>)> {
+        let (mut tag, mut anchor) = (None, None);
+        loop {
+            match self.peek() {
+                Some('!') if tag.is_none() => {
+                    let word = self.word(flow);
+                    tag = Some(match word.strip_prefix("!!") {
+                        Some(suffix) if !suffix.is_empty() => Tag::Core(suffix.to_string()),
+                        _ if word == "!" => Tag::NonSpecific,
+                        _ => return Err(Invalid),
+                    });
+                }
+                Some('&') if anchor.is_none() => {
+                    let word = self.word(flow);
+                    if word.len() < 2 {
+                        return Err(Invalid);
+                    }
+                    anchor = Some(word[1..].to_string());
+                }
+                _ => return Ok((tag, anchor)),
+            }
+            let flow_end = flow && self.peek().is_some_and(|c| FLOW_INDICATORS.contains(&c));
+            if !(self.blank_at(0) || flow_end) {
+                return Err(Invalid);
+            }
+            while self.peek() == Some(' ') {
+                self.pos += 1;
+            }
+        }
+    }
+
+    /// Characters up to a space (or a flow indicator in flow context).
+    fn word(&mut self, flow: bool) -> String {
+        let start = self.pos;
+        while let Some(c) = self.peek() {
+            if c == ' ' || (flow && FLOW_INDICATORS.contains(&c)) {
+                break;
+            }
+            self.pos += 1;
+        }
+        self.c[start..self.pos].iter().collect()
+    }
+
+    fn remember(&mut self, anchor: Option<String>, node: &Node) {
+        if let Some(name) = anchor {
+            self.anchors.insert(name, node.clone());
+        }
+    }
+
+    /// A node inside a flow collection (properties included).
+    fn flow_node(&mut self) -> Parsed<Node> {
+        let (tag, anchor) = self.properties(true)?;
+        let node = match self.peek() {
+            None | Some(',' | ']' | '}') => {
+                self.tagged_scalar(tag.as_ref(), String::new(), true)?
+            }
+            Some(':')
+                if !self
+                    .peek_at(1)
+                    .is_some_and(|c| c != ' ' && !FLOW_INDICATORS.contains(&c)) =>
+            {
+                self.tagged_scalar(tag.as_ref(), String::new(), true)?
+            }
+            Some(_) => self.flow_node_with(tag, true)?,
+        };
+        self.remember(anchor, &node);
+        Ok(node)
+    }
+
+    /// A collection, quoted scalar, alias or plain scalar, after its properties.
+    fn flow_node_with(&mut self, tag: Option<Tag>, flow: bool) -> Parsed<Node> {
+        match self.peek() {
+            Some('[') => {
+                let node = self.flow_sequence()?;
+                collection_tag(tag.as_ref(), "seq", node)
+            }
+            Some('{') => {
+                let node = self.flow_mapping()?;
+                collection_tag(tag.as_ref(), "map", node)
+            }
+            Some('\'') => {
+                let text = self.single_quoted()?;
+                self.tagged_scalar(tag.as_ref(), text, false)
+            }
+            Some('"') => {
+                let text = self.double_quoted()?;
+                self.tagged_scalar(tag.as_ref(), text, false)
+            }
+            Some('*') => {
+                if tag.is_some() {
+                    return Err(Invalid);
+                }
+                let word = self.word(flow);
+                self.anchors.get(&word[1..]).cloned().ok_or(Invalid)
+            }
+            _ => {
+                let text = self.plain(flow)?;
+                self.tagged_scalar(tag.as_ref(), text, true)
+            }
+        }
+    }
+
+    fn flow_sequence(&mut self) -> Parsed<Node> {
+        self.pos += 1;
+        let mut items = Vec::new();
+        loop {
+            self.skip_blank();
+            match self.peek() {
+                Some(']') => {
+                    self.pos += 1;
+                    return Ok(Node::Seq(items));
+                }
+                None | Some(',' | '}') => return Err(Invalid),
+                Some('?') if self.blank_at(1) => return Err(Invalid),
+                _ => {}
+            }
+            let node = self.flow_node()?;
+            self.skip_blank();
+            let item = if self.peek() == Some(':') {
+                // A single-pair mapping: `[a: 1]`.
+                self.pos += 1;
+                self.skip_blank();
+                let value = match self.peek() {
+                    Some(',' | ']') => Node::Null,
+                    _ => self.flow_node()?,
+                };
+                hashable(&node)?;
+                self.skip_blank();
+                Node::Map(vec![(node, value)])
+            } else {
+                node
+            };
+            items.push(item);
+            match self.peek() {
+                Some(',') => self.pos += 1,
+                Some(']') => {}
+                _ => return Err(Invalid),
+            }
+        }
+    }
+
+    fn flow_mapping(&mut self) -> Parsed<Node> {
+        self.pos += 1;
+        let mut pairs: Vec<(Node, Node)> = Vec::new();
+        loop {
+            self.skip_blank();
+            match self.peek() {
+                Some('}') => {
+                    self.pos += 1;
+                    return Ok(Node::Map(pairs));
+                }
+                None | Some(',' | ']') => return Err(Invalid),
+                Some('?') if self.blank_at(1) => return Err(Invalid),
+                _ => {}
+            }
+            let key = if self.peek() == Some(':') {
+                Node::Null
+            } else {
+                self.flow_node()?
+            };
+            self.skip_blank();
+            let value = if self.peek() == Some(':') {
+                self.pos += 1;
+                self.skip_blank();
+                match self.peek() {
+                    Some(',' | '}') => Node::Null,
+                    _ => self.flow_node()?,
+                }
+            } else {
+                Node::Null
+            };
+            hashable(&key)?;
+            if pairs.iter().any(|(k, _)| *k == key) {
+                // Salt's loader refuses duplicate keys.
+                return Err(Invalid);
+            }
+            pairs.push((key, value));
+            self.skip_blank();
+            match self.peek() {
+                Some(',') => self.pos += 1,
+                Some('}') => {}
+                _ => return Err(Invalid),
+            }
+        }
+    }
+
+    fn single_quoted(&mut self) -> Parsed<String> {
+        self.pos += 1;
+        let mut out = String::new();
+        loop {
+            match self.peek() {
+                None => return Err(Invalid),
+                Some('\'') if self.peek_at(1) == Some('\'') => {
+                    out.push('\'');
+                    self.pos += 2;
+                }
+                Some('\'') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some(c) => {
+                    out.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+
+    fn double_quoted(&mut self) -> Parsed<String> {
+        self.pos += 1;
+        let mut out = String::new();
+        loop {
+            match self.peek() {
+                None => return Err(Invalid),
+                Some('"') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some('\\') => {
+                    self.pos += 1;
+                    let esc = self.peek().ok_or(Invalid)?;
+                    self.pos += 1;
+                    let simple = match esc {
+                        '0' => Some('\0'),
+                        'a' => Some('\u{7}'),
+                        'b' => Some('\u{8}'),
+                        't' | '\t' => Some('\t'),
+                        'n' => Some('\n'),
+                        'v' => Some('\u{b}'),
+                        'f' => Some('\u{c}'),
+                        'r' => Some('\r'),
+                        'e' => Some('\u{1b}'),
+                        ' ' => Some(' '),
+                        '"' => Some('"'),
+                        '/' => Some('/'),
+                        '\\' => Some('\\'),
+                        'N' => Some('\u{85}'),
+                        '_' => Some('\u{a0}'),
+                        'L' => Some('\u{2028}'),
+                        'P' => Some('\u{2029}'),
+                        _ => None,
+                    };
+                    match (simple, esc) {
+                        (Some(c), _) => out.push(c),
+                        (None, 'x') => out.push(self.hex_escape(2)?),
+                        (None, 'u') => out.push(self.hex_escape(4)?),
+                        (None, 'U') => out.push(self.hex_escape(8)?),
+                        _ => return Err(Invalid),
+                    }
+                }
+                Some(c) => {
+                    out.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+
+    fn hex_escape(&mut self, digits: usize) -> Parsed<char> {
+        let text: String = self
+            .c
+            .get(self.pos..self.pos + digits)
+            .ok_or(Invalid)?
+            .iter()
+            .collect();
+        if !text.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Invalid);
+        }
+        self.pos += digits;
+        let code = u32::from_str_radix(&text, 16).map_err(|_| Invalid)?;
+        char::from_u32(code).ok_or(Invalid)
+    }
+
+    /// A plain scalar (PyYAML's `scan_plain`, on one line).
+    fn plain(&mut self, flow: bool) -> Parsed<String> {
+        let first = self.peek().ok_or(Invalid)?;
+        let indicator = "-?:,[]{}#&*!|>'\"%@`".contains(first);
+        // `-`, `?` and `:` start a plain scalar when a non-space follows them.
+        let dash_like = "-?:".contains(first) && !self.blank_at(1);
+        if indicator && !dash_like {
+            return Err(Invalid);
+        }
+        let start = self.pos;
+        let mut end = self.pos;
+        loop {
+            let chunk = self.pos;
+            while let Some(c) = self.peek() {
+                let next = self.peek_at(1);
+                if c == ' '
+                    || (c == ':'
+                        && next.is_none_or(|n| n == ' ' || (flow && FLOW_INDICATORS.contains(&n))))
+                    || (flow && (c == '?' || FLOW_INDICATORS.contains(&c)))
+                {
+                    break;
+                }
+                self.pos += 1;
+            }
+            if self.pos == chunk {
+                break;
+            }
+            end = self.pos;
+            if self.peek() != Some(' ') {
+                break;
+            }
+            while self.peek() == Some(' ') {
+                self.pos += 1;
+            }
+            if self.at_end() || self.peek() == Some('#') {
+                break;
+            }
+        }
+        self.pos = end;
+        Ok(self.c[start..end].iter().collect())
+    }
+
+    /// A scalar's value: implicit typing for untagged plain scalars, else by its tag.
+    fn tagged_scalar(&self, tag: Option<&Tag>, text: String, plain: bool) -> Parsed<Node> {
+        match tag {
+            None if plain => resolve_plain(text),
+            None | Some(Tag::NonSpecific) => Ok(Node::Str(text)),
+            Some(Tag::Core(name)) => match name.as_str() {
+                "str" | "timestamp" => Ok(Node::Str(text)),
+                "int" => construct_int(&text).map(Node::Int),
+                "float" => construct_float(&text).map(Node::Float),
+                "bool" => construct_bool(&text).map(Node::Bool),
+                "null" => Ok(Node::Null),
+                "binary" => Ok(Node::Other),
+                _ => Err(Invalid),
+            },
+        }
+    }
+}
+
+fn collection_tag(tag: Option<&Tag>, kind: &str, node: Node) -> Parsed<Node> {
+    match tag {
+        None => Ok(node),
+        Some(Tag::Core(name)) if name == kind => Ok(node),
+        Some(_) => Err(Invalid),
+    }
+}
+
+/// Salt's loader refuses unhashable (collection) keys.
+fn hashable(key: &Node) -> Parsed<()> {
+    match key {
+        Node::Seq(_) | Node::Map(_) => Err(Invalid),
+        _ => Ok(()),
+    }
+}
+
+/// PyYAML's implicit resolvers (YAML 1.1) for an untagged plain scalar.
+fn resolve_plain(text: String) -> Parsed<Node> {
+    match text.as_str() {
+        "" | "~" | "null" | "Null" | "NULL" => return Ok(Node::Null),
+        "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
+            return Ok(Node::Bool(true));
+        }
+        "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
+            return Ok(Node::Bool(false));
+        }
+        // The merge and value tags have no constructor in a safe loader.
+        "<<" | "=" | "!" | "&" | "*" => return Err(Invalid),
+        _ => {}
+    }
+    if is_float(&text) {
+        return construct_float(&text).map(Node::Float);
+    }
+    if is_int(&text) {
+        return construct_int(&text).map(Node::Int);
+    }
+    Ok(Node::Str(text))
+}
+
+fn all_in(s: &str, allowed: impl Fn(char) -> bool) -> bool {
+    !s.is_empty() && s.chars().all(allowed)
+}
+
+fn digit_or_underscore(c: char) -> bool {
+    c.is_ascii_digit() || c == '_'
+}
+
+/// `[0-9][0-9_]*`
+fn is_digits_head(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_digit()) && s.chars().all(digit_or_underscore)
+}
+
+/// `(?::[0-5]?[0-9])+` (the text after the first group, starting with ':')
+fn is_base60_tail(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix(':') else {
+        return false;
+    };
+    rest.split(':').all(|g| {
+        let b = g.as_bytes();
+        match b {
+            [d] => d.is_ascii_digit(),
+            [a, d] => (b'0'..=b'5').contains(a) && d.is_ascii_digit(),
+            _ => false,
+        }
+    })
+}
+
+fn strip_sign(s: &str) -> &str {
+    s.strip_prefix(['-', '+']).unwrap_or(s)
+}
+
+/// `[eE][-+][0-9]+` or nothing.
+fn is_exponent(s: &str) -> bool {
+    s.is_empty()
+        || s.strip_prefix(['e', 'E'])
+            .and_then(|e| e.strip_prefix(['-', '+']))
+            .is_some_and(|d| all_in(d, |c| c.is_ascii_digit()))
+}
+
+/// PyYAML's float resolver.
+fn is_float(s: &str) -> bool {
+    let body = strip_sign(s);
+    if matches!(body, ".inf" | ".Inf" | ".INF") {
+        return true;
+    }
+    if matches!(s, ".nan" | ".NaN" | ".NAN") {
+        return true;
+    }
+    // \.[0-9][0-9_]*(exp)?  (no sign)
+    if let Some(rest) = s.strip_prefix('.') {
+        let end = rest.find(['e', 'E']).unwrap_or(rest.len());
+        return is_digits_head(&rest[..end]) && is_exponent(&rest[end..]);
+    }
+    let Some(dot) = body.find('.') else {
+        return false;
+    };
+    let (head, frac) = (&body[..dot], &body[dot + 1..]);
+    // [0-9][0-9_]*(:[0-5]?[0-9])+\.[0-9_]*
+    if let Some(colon) = head.find(':') {
+        return is_digits_head(&head[..colon])
+            && is_base60_tail(&head[colon..])
+            && frac.chars().all(digit_or_underscore);
+    }
+    // [0-9][0-9_]*\.[0-9_]*([eE][-+][0-9]+)?
+    let end = frac.find(['e', 'E']).unwrap_or(frac.len());
+    is_digits_head(head)
+        && frac[..end].chars().all(digit_or_underscore)
+        && is_exponent(&frac[end..])
+}
+
+/// PyYAML's int resolver.
+fn is_int(s: &str) -> bool {
+    let body = strip_sign(s);
+    if let Some(bin) = body.strip_prefix("0b") {
+        return all_in(bin, |c| c == '0' || c == '1' || c == '_');
+    }
+    if let Some(hex) = body.strip_prefix("0x") {
+        return all_in(hex, |c| c.is_ascii_hexdigit() || c == '_');
+    }
+    if let Some(oct) = body.strip_prefix('0') {
+        return oct.is_empty() || all_in(oct, |c| ('0'..='7').contains(&c) || c == '_');
+    }
+    if !body.starts_with(|c: char| ('1'..='9').contains(&c)) {
+        return false;
+    }
+    match body.find(':') {
+        Some(colon) => {
+            body[..colon].chars().all(digit_or_underscore) && is_base60_tail(&body[colon..])
+        }
+        None => body.chars().all(digit_or_underscore),
+    }
+}
+
+/// Salt's `construct_scalar` for ints (leading zeros dropped unless `0b`/`0x`), then
+/// PyYAML's `construct_yaml_int`.
+fn construct_int(text: &str) -> Parsed<i128> {
+    let mut value = text.to_string();
+    if value != "0"
+        && value.starts_with('0')
+        && !value.starts_with("0b")
+        && !value.starts_with("0x")
+    {
+        value = value.trim_start_matches('0').to_string();
+        if value.is_empty() {
+            value = "0".into();
+        }
+    }
+    let value = value.replace('_', "");
+    let sign: i128 = if value.starts_with('-') { -1 } else { 1 };
+    let value = strip_sign(&value);
+    let parse = |digits: &str, radix: u32| i128::from_str_radix(digits, radix).map_err(|_| Invalid);
+    let magnitude = if value == "0" {
+        0
+    } else if let Some(bin) = value.strip_prefix("0b") {
+        parse(bin, 2)?
+    } else if let Some(hex) = value.strip_prefix("0x") {
+        parse(hex, 16)?
+    } else if value.starts_with('0') {
+        parse(value, 8)?
+    } else if value.contains(':') {
+        let mut total: i128 = 0;
+        for part in value.split(':') {
+            total = total
+                .checked_mul(60)
+                .and_then(|t| t.checked_add(parse(part, 10).ok()?))
+                .ok_or(Invalid)?;
+        }
+        total
+    } else {
+        parse(value, 10)?
+    };
+    // from_str_radix takes its own sign; Python's int() would refuse a second one.
+    if value.starts_with(['-', '+']) {
+        return Err(Invalid);
+    }
+    Ok(sign * magnitude)
+}
+
+/// PyYAML's `construct_yaml_float`.
+fn construct_float(text: &str) -> Parsed<f64> {
+    let value = text.replace('_', "").to_lowercase();
+    let sign = if value.starts_with('-') { -1.0 } else { 1.0 };
+    let value = strip_sign(&value);
+    let number = |s: &str| -> Parsed<f64> {
+        if s.is_empty() || s.starts_with(['-', '+']) && s.len() == 1 {
+            return Err(Invalid);
+        }
+        s.parse::<f64>().map_err(|_| Invalid)
+    };
+    Ok(match value {
+        ".inf" => sign * f64::INFINITY,
+        ".nan" => f64::NAN,
+        v if v.contains(':') => {
+            // In Python's order: the last group first, each times its power of 60.
+            let (mut total, mut base) = (0.0, 1.0);
+            for part in v.rsplit(':') {
+                total += number(part)? * base;
+                base *= 60.0;
+            }
+            sign * total
+        }
+        v => sign * number(v)?,
+    })
+}
+
+/// PyYAML's `construct_yaml_bool`.
+fn construct_bool(text: &str) -> Parsed<bool> {
+    match text.to_lowercase().as_str() {
+        "yes" | "true" | "on" => Ok(true),
+        "no" | "false" | "off" => Ok(false),
+        _ => Err(Invalid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalars_and_collections() {
+        assert_eq!(load("12:30"), Ok(Node::Int(750)));
+        assert_eq!(load("-0644"), Ok(Node::Int(-420)));
+        assert_eq!(load("0644"), Ok(Node::Int(644)));
+        assert_eq!(load("1e3"), Ok(Node::Str("1e3".into())));
+        assert_eq!(
+            load("a: 1 # c"),
+            Ok(Node::Map(vec![(Node::Str("a".into()), Node::Int(1))]))
+        );
+        assert_eq!(
+            load("[a, 'b', {c: ~}]"),
+            Ok(Node::Seq(vec![
+                Node::Str("a".into()),
+                Node::Str("b".into()),
+                Node::Map(vec![(Node::Str("c".into()), Node::Null)])
+            ]))
+        );
+        assert_eq!(load("[1] 2"), Err(Invalid));
+        assert_eq!(load("{a: 1, a: 2}"), Err(Invalid));
+        assert_eq!(
+            load("[&x a, *x]"),
+            Ok(Node::Seq(vec![
+                Node::Str("a".into()),
+                Node::Str("a".into())
+            ]))
+        );
+    }
+}
