@@ -47,6 +47,15 @@ pub struct Limits {
     pub max_connections: usize,
     /// FastCGI/HTTP: how long SIGTERM waits for in-flight requests (`shutdown_grace`, 30 s).
     pub shutdown_grace: Duration,
+    /// Event streams: events a client may fall behind before its stream is closed
+    /// (`stream_queue_events`, default 1000).
+    pub stream_queue_events: usize,
+    /// Event streams: how often the session token is checked with the master
+    /// (`stream_token_check`, default 10 s).
+    pub stream_token_check: Duration,
+    /// SSE streams: a comment line this often keeps proxies from closing an idle stream
+    /// (`stream_heartbeat`, default 15 s).
+    pub stream_heartbeat: Duration,
     /// Accept a caller-chosen `jid` on `local`/`local_async`/`local_subset`
     /// (`allow_caller_jid`, default false: such a chunk is refused with 403).
     pub allow_caller_jid: bool,
@@ -217,6 +226,9 @@ impl Settings {
                 request_deadline: secs(own_f64("request_deadline").unwrap_or(rest_timeout + 30.0)),
                 max_connections: own_usize("max_connections", 256).max(1),
                 shutdown_grace: secs(own_f64("shutdown_grace").unwrap_or(30.0)),
+                stream_queue_events: own_usize("stream_queue_events", 1000).max(1),
+                stream_token_check: secs(own_f64("stream_token_check").unwrap_or(10.0).max(0.1)),
+                stream_heartbeat: secs(own_f64("stream_heartbeat").unwrap_or(15.0).max(0.1)),
                 body_read_timeout: secs(own_f64("body_read_timeout").unwrap_or(30.0))
                     .max(Duration::from_millis(100)),
                 allow_caller_jid: own

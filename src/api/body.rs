@@ -192,12 +192,7 @@ pub fn answer(status: u16, value: &Json, accept: Option<&str>) -> ApiResponse {
     if wants_yaml(accept)
         && let Ok(text) = serde_yaml_ng::to_string(value)
     {
-        return ApiResponse {
-            status,
-            content_type: ApiResponse::YAML,
-            headers: Vec::new(),
-            body: text.into_bytes(),
-        };
+        return ApiResponse::bytes(status, ApiResponse::YAML, text.into_bytes());
     }
     ApiResponse::json(status, value)
 }

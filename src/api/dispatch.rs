@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use tokio::sync::watch;
+
 use serde_json::json;
 
 use super::body;
@@ -22,6 +24,8 @@ use crate::settings::Settings;
 pub struct Api {
     master: Arc<Master>,
     stats: Stats,
+    /// Flips to `true` when the server stops: every event stream ends.
+    streams_stop: watch::Sender<bool>,
 }
 
 /// What a path names.
@@ -37,6 +41,8 @@ enum Route {
     Jobs(Option<String>),
     Keys(Option<String>),
     Hook(String),
+    Events,
+    Ws(Option<String>),
     NotFound,
 }
 
@@ -62,6 +68,8 @@ impl Route {
             ("minions", id) => Route::Minions(id),
             ("jobs", id) => Route::Jobs(id),
             ("keys", id) => Route::Keys(id),
+            ("events", None) => Route::Events,
+            ("ws", token) => Route::Ws(token),
             _ => Route::NotFound,
         }
     }
@@ -73,6 +81,7 @@ impl Route {
             Route::Minions(None) | Route::Keys(None) => "GET, POST",
             Route::Logout | Route::Token | Route::Run | Route::Hook(_) => "POST",
             Route::Stats | Route::Minions(_) | Route::Jobs(_) | Route::Keys(_) => "GET",
+            Route::Events | Route::Ws(_) => "GET",
             Route::NotFound => "",
         }
     }
@@ -87,7 +96,13 @@ impl Api {
         Api {
             master: Arc::new(Master::new(Arc::new(settings))),
             stats: Stats::new(),
+            streams_stop: watch::channel(false).0,
         }
+    }
+
+    /// Ends every event stream (the server is stopping; their requests then finish).
+    pub fn stop_streams(&self) {
+        self.streams_stop.send_replace(true);
     }
 
     /// The settings in use.
@@ -149,6 +164,12 @@ impl Api {
             Route::Keys(id) if method == "GET" => endpoints::keys(master, &call, id).await,
             Route::Keys(_) => endpoints::gen_key(master, &call).await,
             Route::Hook(path) => endpoints::hook(master, &call, &path).await,
+            Route::Events => {
+                endpoints::events(master, &call, self.streams_stop.subscribe()).await
+            }
+            Route::Ws(token) => {
+                endpoints::websocket(master, &call, token, self.streams_stop.subscribe()).await
+            }
             Route::NotFound => Err(ApiError::new(404, "404: Not Found")),
         }
     }

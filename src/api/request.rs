@@ -41,6 +41,8 @@ pub struct ApiRequest {
     pub remote_addr: Option<String>,
     /// The client reached the web server over TLS (cookies get `Secure`).
     pub https: bool,
+    /// The front end can hand the connection over to a WebSocket (HTTP only).
+    pub can_upgrade: bool,
 }
 
 impl ApiRequest {
@@ -56,6 +58,7 @@ impl ApiRequest {
             body: Ok(body),
             remote_addr: None,
             https: false,
+            can_upgrade: false,
         }
     }
 

@@ -1,10 +1,11 @@
 //! The response every front end writes out: status, headers, body bytes and their type.
 
 use serde_json::{Value as Json, json};
+use tokio::sync::mpsc;
 
-/// A complete response; the body is JSON unless a handler chose another type (YAML on
-/// request, a key tarball).
-#[derive(Debug, Clone, PartialEq)]
+/// A response; the body is JSON unless a handler chose another type (YAML on request, a
+/// key tarball, an event stream).
+#[derive(Debug)]
 pub struct ApiResponse {
     /// HTTP status code.
     pub status: u16,
@@ -12,8 +13,12 @@ pub struct ApiResponse {
     pub content_type: &'static str,
     /// Extra headers beyond Content-Type and Content-Length.
     pub headers: Vec<(&'static str, String)>,
-    /// The body bytes (Content-Length is their count).
+    /// The body bytes (Content-Length is their count), when the body is whole.
     pub body: Vec<u8>,
+    /// A body that arrives over time (`/events`; for a 101, one WebSocket text message per
+    /// chunk): the front end writes and flushes each chunk as it comes, with no
+    /// Content-Length; the channel's end is the body's end.
+    pub stream: Option<mpsc::Receiver<Vec<u8>>>,
 }
 
 impl ApiResponse {
@@ -25,6 +30,7 @@ impl ApiResponse {
             headers: Vec::new(),
             // Serialising a serde_json::Value cannot fail.
             body: serde_json::to_vec(value).unwrap_or_default(),
+            stream: None,
         }
     }
 
@@ -40,11 +46,29 @@ impl ApiResponse {
 
     /// A response without a body (CORS preflight).
     pub fn empty(status: u16) -> ApiResponse {
+        ApiResponse::bytes(status, ApiResponse::JSON, Vec::new())
+    }
+
+    /// A whole body of any type.
+    pub fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> ApiResponse {
         ApiResponse {
             status,
-            content_type: ApiResponse::JSON,
+            content_type,
             headers: Vec::new(),
-            body: Vec::new(),
+            body,
+            stream: None,
+        }
+    }
+
+    /// A body that arrives over time from `chunks`.
+    pub fn streaming(
+        status: u16,
+        content_type: &'static str,
+        chunks: mpsc::Receiver<Vec<u8>>,
+    ) -> ApiResponse {
+        ApiResponse {
+            stream: Some(chunks),
+            ..ApiResponse::bytes(status, content_type, Vec::new())
         }
     }
 
@@ -68,6 +92,7 @@ impl ApiResponse {
 /// Standard reason phrases.
 pub fn reason(status: u16) -> &'static str {
     match status {
+        101 => "Switching Protocols",
         200 => "OK",
         202 => "Accepted",
         204 => "No Content",

@@ -53,6 +53,7 @@ pub fn request_from_vars(
         body,
         remote_addr: get("REMOTE_ADDR"),
         https,
+        can_upgrade: false,
     }
 }
 
@@ -109,27 +110,47 @@ pub fn read_body(
 
 /// Serves the one CGI request of this process.
 pub fn run(config: Option<&Path>) -> ExitCode {
-    let response = match Settings::load(config) {
+    let written = match Settings::load(config) {
         Ok(settings) => serve(settings),
         Err(e) => {
             crate::log::error(&e.to_string());
-            ApiResponse::error(
+            write_whole(&ApiResponse::error(
                 500,
                 "500: salt-fcgi cannot read the master configuration (see the server's error log)",
-            )
+            ))
         }
     };
-    let mut out = std::io::stdout().lock();
-    let written = out
-        .write_all(&super::cgi_response_bytes(&response))
-        .and_then(|()| out.flush());
     match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
     }
 }
 
-fn serve(settings: Settings) -> ApiResponse {
+/// Writes a whole response to stdout.
+fn write_whole(response: &ApiResponse) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(&super::cgi_response_bytes(response))?;
+    out.flush()
+}
+
+/// Writes a streamed response to stdout, each chunk flushed as it comes, until the stream
+/// ends or the client is gone (the web server closed our stdout: EPIPE, as SIGPIPE is
+/// ignored in Rust programs).
+async fn write_stream(
+    response: &ApiResponse,
+    chunks: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> std::io::Result<()> {
+    let mut out = std::io::stdout();
+    out.write_all(&super::cgi_response_head(response))?;
+    out.flush()?;
+    while let Some(chunk) = chunks.recv().await {
+        out.write_all(&chunk)?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+fn serve(settings: Settings) -> std::io::Result<()> {
     let max = settings.limits.max_body_bytes;
     let stdin_is_tty = unsafe { libc::isatty(0) } == 1;
     let request = request_from_vars(
@@ -150,17 +171,21 @@ fn serve(settings: Settings) -> ApiResponse {
         Ok(rt) => rt,
         Err(e) => {
             crate::log::error(&format!("cannot start the runtime: {e}"));
-            return ApiResponse::error(500, "500: internal error in salt-fcgi");
+            return write_whole(&ApiResponse::error(500, "500: internal error in salt-fcgi"));
         }
     };
     let api = Arc::new(Api::new(settings));
-    let response = runtime.block_on(super::handle_guarded(&api, request));
-    // A blocking ZeroMQ wait that outlived its request (deadline hit) must not hold the exit.
-    runtime.shutdown_background();
+    let mut response = runtime.block_on(super::handle_guarded(&api, request));
     if !stdin_is_tty {
         drain_stdin();
     }
-    response
+    let written = match response.stream.take() {
+        Some(mut chunks) => runtime.block_on(write_stream(&response, &mut chunks)),
+        None => write_whole(&response),
+    };
+    // A blocking ZeroMQ wait that outlived its request (deadline hit) must not hold the exit.
+    runtime.shutdown_background();
+    written
 }
 
 /// Most bytes of an unread body consumed before answering.

@@ -105,10 +105,31 @@ async fn respond<W: AsyncWrite + Unpin>(req: &Request<W>, api: &Arc<Api>, max_bo
         |declared| cgi::read_body(&mut *req.get_stdin(), declared, max_body),
         max_body,
     );
-    let response = handle_guarded(api, request).await;
-    if let Err(e) = write_response(&mut req.get_stdout(), &response).await {
+    let mut response = handle_guarded(api, request).await;
+    let mut out = req.get_stdout();
+    let written = match response.stream.take() {
+        Some(mut chunks) => write_stream(&mut out, &response, &mut chunks).await,
+        None => write_response(&mut out, &response).await,
+    };
+    if let Err(e) = written {
         crate::log::warn(&format!("FastCGI write failed (client gone?): {e:?}"));
     }
+}
+
+/// Writes a streamed response: the head, then each chunk as its own flushed STDOUT
+/// record, until the stream ends or the web server is gone.
+async fn write_stream<W: AsyncWrite + Unpin>(
+    out: &mut OutStream<W>,
+    response: &ApiResponse,
+    chunks: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> Result<(), tokio_fastcgi::Error> {
+    out.write(&cgi_response_head(response)).await?;
+    out.flush().await?;
+    while let Some(chunk) = chunks.recv().await {
+        out.write(&chunk).await?;
+        out.flush().await?;
+    }
+    Ok(())
 }
 
 /// Bodies up to this size go out in one write with their head; a bigger body is written

@@ -4,15 +4,23 @@
 //! server: keep-alive, chunked request bodies, concurrent requests.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::listener::{Listener, Stream};
 use super::{Lifecycle, ServeOptions, accept_loop, handle_guarded};
@@ -45,20 +53,30 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     let max_header = api.settings().limits.max_header_bytes;
-    let service = service_fn(|req| {
+    let service = service_fn(|mut req: Request<Incoming>| {
         let (api, life, peer) = (Arc::clone(&api), Arc::clone(&life), peer.clone());
         async move {
             let _in_flight = life.begin();
+            let on_upgrade = hyper::upgrade::on(&mut req);
             let mut request = from_hyper(req, &api).await;
             request.remote_addr = peer;
-            Ok::<_, Infallible>(to_hyper(handle_guarded(&api, request).await))
+            request.can_upgrade = true;
+            let mut resp = handle_guarded(&api, request).await;
+            if resp.status == 101
+                && let Some(chunks) = resp.stream.take()
+            {
+                let ping = api.settings().limits.stream_heartbeat;
+                tokio::spawn(websocket(on_upgrade, chunks, ping));
+            }
+            Ok::<_, Infallible>(to_hyper(resp))
         }
     });
     let conn = http1::Builder::new()
         .max_buf_size(max_header)
         .header_read_timeout(api.settings().limits.body_read_timeout)
         .timer(hyper_util::rt::TokioTimer::new())
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     let mut stop = life.subscribe();
     tokio::select! {
@@ -125,17 +143,92 @@ async fn from_hyper(req: Request<Incoming>, api: &Api) -> ApiRequest {
         body,
         remote_addr: None,
         https,
+        can_upgrade: false,
     }
 }
 
-fn to_hyper(resp: ApiResponse) -> Response<Full<Bytes>> {
+/// A response body: whole, or chunks that arrive over time (an event stream).
+type Body = Either<Full<Bytes>, StreamBody>;
+
+fn to_hyper(mut resp: ApiResponse) -> Response<Body> {
     let mut builder = Response::builder()
-        .status(StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .header("content-type", resp.content_type);
+        .status(StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+    if resp.status != 101 {
+        builder = builder.header("content-type", resp.content_type);
+    }
     for (name, value) in &resp.headers {
         builder = builder.header(*name, value.as_str());
     }
-    builder
-        .body(Full::new(Bytes::from(resp.body)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"{\"return\":\"500\"}"))))
+    let body = match resp.stream.take() {
+        Some(chunks) => Either::Right(StreamBody(chunks)),
+        None => Either::Left(Full::new(Bytes::from(resp.body))),
+    };
+    builder.body(body).unwrap_or_else(|_| {
+        Response::new(Either::Left(Full::new(Bytes::from_static(
+            b"{\"return\":\"500\"}",
+        ))))
+    })
+}
+
+/// The body of a streamed response: each chunk is sent as it comes; the channel's end
+/// is the body's end.
+struct StreamBody(mpsc::Receiver<Vec<u8>>);
+
+impl hyper::body::Body for StreamBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(Frame::data(Bytes::from(c)))))
+    }
+}
+
+/// After a 101: the connection as a WebSocket, one text message per chunk, a ping every
+/// `ping_every` (proxies close idle connections); ends when either side does.
+async fn websocket(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    mut chunks: mpsc::Receiver<Vec<u8>>,
+    ping_every: Duration,
+) {
+    let upgraded = match on_upgrade.await {
+        Ok(u) => u,
+        Err(e) => {
+            crate::log::warn(&format!("WebSocket upgrade failed: {e}"));
+            return;
+        }
+    };
+    let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+    let mut ping = tokio::time::interval(ping_every);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            chunk = chunks.recv() => match chunk {
+                Some(c) => {
+                    let text = String::from_utf8_lossy(&c).into_owned();
+                    if ws.send(Message::text(text)).await.is_err() {
+                        return;
+                    }
+                }
+                None => {
+                    let _ = ws.close(None).await;
+                    return;
+                }
+            },
+            incoming = ws.next() => match incoming {
+                // "websocket client ready", pongs: nothing to do.
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+            _ = ping.tick() => {
+                if ws.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }

@@ -77,6 +77,7 @@ where
         }
     }
     drop(listener);
+    api.stop_streams();
     life.drain(limits.shutdown_grace).await;
 }
 
@@ -87,15 +88,18 @@ pub fn cgi_response_bytes(resp: &ApiResponse) -> Vec<u8> {
     out
 }
 
-/// The CGI response without its body: `Status:` line, headers, blank line.
+/// The CGI response without its body: `Status:` line, headers, blank line. A streamed
+/// body has no Content-Length (the web server chunks it).
 pub fn cgi_response_head(resp: &ApiResponse) -> Vec<u8> {
     let mut head = format!(
-        "Status: {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+        "Status: {} {}\r\nContent-Type: {}\r\n",
         resp.status,
         resp.reason(),
         resp.content_type,
-        resp.body.len()
     );
+    if resp.stream.is_none() {
+        head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    }
     for (name, value) in &resp.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }

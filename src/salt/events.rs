@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use super::error::{SaltError, SaltResult};
+use super::redact::{self, PublicEvent};
 use super::payload;
 use crate::settings::{IpcMode, Settings};
 
@@ -55,7 +56,25 @@ struct Reader {
 
 struct Subscriber {
     prefixes: Vec<String>,
-    tx: mpsc::UnboundedSender<Arc<Event>>,
+    queue: Queue,
+}
+
+/// Where a subscriber's events go.
+enum Queue {
+    /// A request waiting for its job's events: it reads them all, so the queue need not be
+    /// bounded (its deadline bounds it).
+    Job(mpsc::UnboundedSender<Arc<Event>>),
+    /// A client's event stream: every event as public JSON text, credentials redacted, at
+    /// most the channel's capacity behind; a stream that falls further behind is closed.
+    Stream(mpsc::Sender<Arc<PublicEvent>>),
+}
+
+/// Every event of the bus for one client (`/events`, `/ws`), with every credential field
+/// redacted.
+pub struct EventStream {
+    id: u64,
+    reader: Arc<Reader>,
+    rx: mpsc::Receiver<Arc<PublicEvent>>,
 }
 
 /// Events whose tag starts with one of a set of prefixes, in bus order.
@@ -85,12 +104,29 @@ impl EventBus {
     /// Starts receiving events whose tag starts with any of `prefixes` (empty: all events).
     /// Returns once the bus connection is up, so an event fired afterwards is not missed.
     pub async fn subscribe(&self, prefixes: Vec<String>) -> SaltResult<Subscription> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (id, reader) = self.register(prefixes, Queue::Job(tx)).await?;
+        Ok(Subscription { id, reader, rx })
+    }
+
+    /// Starts a client's stream of every event; it ends when it falls more than
+    /// `capacity` events behind, or when the bus connection ends.
+    pub async fn stream(&self, capacity: usize) -> SaltResult<EventStream> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (id, reader) = self.register(Vec::new(), Queue::Stream(tx)).await?;
+        Ok(EventStream { id, reader, rx })
+    }
+
+    /// Registers a subscriber with a live reader.
+    async fn register(&self, prefixes: Vec<String>, queue: Queue) -> SaltResult<(u64, Arc<Reader>)> {
+        let mut queue = Some(queue);
         // A reader may die between being handed out and the registration; then connect
         // again (once: a bus that drops every new connection is down).
         for _ in 0..2 {
             let reader = self.connected_reader().await?;
-            if let Some(sub) = Reader::register(&reader, prefixes.clone()) {
-                return Ok(sub);
+            match Reader::register(&reader, prefixes.clone(), &mut queue) {
+                Some(id) => return Ok((id, reader)),
+                None => continue,
             }
         }
         Err(SaltError::NotRunning(
@@ -154,19 +190,20 @@ impl Reader {
     /// Adds a subscription, unless the connection is already gone: liveness is checked
     /// under the same lock the dying reader clears the list under, so a subscription is
     /// either ended by `shut_down` or never registered.
-    fn register(reader: &Arc<Reader>, prefixes: Vec<String>) -> Option<Subscription> {
+    fn register(reader: &Reader, prefixes: Vec<String>, queue: &mut Option<Queue>) -> Option<u64> {
         let mut subscribers = lock(&reader.subscribers);
         if !reader.alive.load(Ordering::Acquire) {
             return None;
         }
-        let (tx, rx) = mpsc::unbounded_channel();
         let id = reader.next_id.fetch_add(1, Ordering::Relaxed);
-        subscribers.insert(id, Subscriber { prefixes, tx });
-        Some(Subscription {
+        subscribers.insert(
             id,
-            reader: Arc::clone(reader),
-            rx,
-        })
+            Subscriber {
+                prefixes,
+                queue: queue.take()?,
+            },
+        );
+        Some(id)
     }
 
     /// Marks the connection gone and ends every subscription (their `recv` gives `None`).
@@ -197,6 +234,20 @@ impl Subscription {
 }
 
 impl Drop for Subscription {
+    fn drop(&mut self) {
+        lock(&self.reader.subscribers).remove(&self.id);
+    }
+}
+
+impl EventStream {
+    /// The next event, redacted; `None` once the stream was closed (it fell
+    /// behind, or the bus connection is gone).
+    pub async fn recv(&mut self) -> Option<Arc<PublicEvent>> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for EventStream {
     fn drop(&mut self) {
         lock(&self.reader.subscribers).remove(&self.id);
     }
@@ -261,6 +312,7 @@ fn dispatch(reader: &Reader, frame: &[u8]) {
     };
     let mut subscribers = lock(&reader.subscribers);
     let mut event: Option<Arc<Event>> = None;
+    let mut public: Option<Arc<PublicEvent>> = None;
     subscribers.retain(|_, sub| {
         if !sub.prefixes.is_empty() && !sub.prefixes.iter().any(|p| tag.starts_with(p.as_str())) {
             return true;
@@ -272,8 +324,24 @@ fn dispatch(reader: &Reader, frame: &[u8]) {
                 data,
             })
         });
-        // A closed receiver means the request is gone: drop its subscription.
-        sub.tx.send(Arc::clone(ev)).is_ok()
+        match &sub.queue {
+            // A closed receiver means the request is gone: drop its subscription.
+            Queue::Job(tx) => tx.send(Arc::clone(ev)).is_ok(),
+            Queue::Stream(tx) => {
+                let text = public.get_or_insert_with(|| redact::public_event(&ev.tag, &ev.data));
+                match tx.try_send(Arc::clone(text)) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        crate::log::warn(&format!(
+                            "an event stream fell {} events behind (a slow or stalled client): closed",
+                            tx.max_capacity()
+                        ));
+                        false
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                }
+            }
+        }
     });
 }
 

@@ -11,6 +11,7 @@ pub mod event_fire;
 pub mod events;
 pub mod netapi;
 pub mod payload;
+pub mod redact;
 pub mod tokens;
 
 pub use client::{Chunk, Master};

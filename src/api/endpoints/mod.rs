@@ -2,9 +2,11 @@
 //! the answer. `lowstate` serves `POST /` and `/run` (both dialects), `session` the
 //! login/logout/token trio, `resources` the convenience URLs, the webhook and `/stats`.
 
+mod events;
 mod resources;
 mod session;
 
+pub(crate) use events::{events, websocket};
 pub(crate) use resources::{gen_key, hook, jobs, keys, minion_grains, start_job, stats};
 pub(crate) use session::{login, logout, token};
 

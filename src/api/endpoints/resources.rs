@@ -128,18 +128,12 @@ pub(crate) async fn gen_key(master: &Arc<Master>, call: &Call) -> Result<ApiResp
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
         .collect();
-    Ok(ApiResponse {
-        status: 200,
-        content_type: "application/x-tar",
-        headers: vec![
-            (
-                "Content-Disposition",
-                format!("attachment; filename=\"saltkeys-{safe}.tar\""),
-            ),
-            ("Cache-Control", "no-store".into()),
-        ],
-        body: tar,
-    })
+    Ok(ApiResponse::bytes(200, "application/x-tar", tar)
+        .with_header(
+            "Content-Disposition",
+            &format!("attachment; filename=\"saltkeys-{safe}.tar\""),
+        )
+        .with_header("Cache-Control", "no-store"))
 }
 
 /// `POST /hook/<path>`: fires `salt/netapi/hook/<path>` with the raw body, the parsed body

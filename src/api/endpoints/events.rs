@@ -1,0 +1,190 @@
+//! `GET /events` (Server-Sent Events, every front end) and `GET /ws[/<token>]` (WebSocket,
+//! the HTTP front end): every event of the master bus, credentials redacted, for as long
+//! as the session's token is valid.
+//!
+//! Each stream is one subscription to the process's one bus reader, with a bounded queue
+//! (`stream_queue_events`): a client that falls further behind is closed with a log line,
+//! never slowing the reader, the other streams or the synchronous requests. The token is
+//! checked with the master every `stream_token_check` seconds and the stream ends at its
+//! expiry; SSE streams carry a comment every `stream_heartbeat` seconds so proxies keep
+//! them open.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+
+use super::Call;
+use crate::api::error::ApiError;
+use crate::api::response::ApiResponse;
+use crate::salt::events::EventStream;
+use crate::salt::redact::PublicEvent;
+use crate::salt::tokens::{self, is_token_shaped};
+use crate::salt::Master;
+
+/// Chunks waiting between a stream's task and the front end that writes them.
+const CHUNKS_IN_FLIGHT: usize = 16;
+
+/// How events are framed for the client.
+#[derive(Clone, Copy, PartialEq)]
+enum Framing {
+    /// rest_cherrypy's SSE: `retry: 400` first, then `tag: <tag>\ndata: <json>\n\n`.
+    Sse,
+    /// rest_cherrypy's WebSocket: one text message `data: <json>\n\n` per event.
+    WebSocket,
+}
+
+/// `GET /events`: the session's token (header or cookie, never the query string) must be
+/// valid; then the stream.
+pub(crate) async fn events(
+    master: &Arc<Master>,
+    call: &Call,
+    stop: watch::Receiver<bool>,
+) -> Result<ApiResponse, ApiError> {
+    let token = call.session()?.to_string();
+    let rx = start(master, token, Framing::Sse, stop).await?;
+    Ok(ApiResponse::streaming(200, "text/event-stream", rx)
+        .with_header("Cache-Control", "no-cache")
+        .with_header("X-Accel-Buffering", "no"))
+}
+
+/// `GET /ws/<token>` (rest_cherrypy's path, what salt-netapi-client sends) or `GET /ws`
+/// with the session: a WebSocket upgrade, answered by the HTTP front end.
+pub(crate) async fn websocket(
+    master: &Arc<Master>,
+    call: &Call,
+    path_token: Option<String>,
+    stop: watch::Receiver<bool>,
+) -> Result<ApiResponse, ApiError> {
+    if !call.req.can_upgrade {
+        return Err(ApiError::new(
+            400,
+            "400: WebSocket needs salt-fcgi's HTTP front end (--http; proxy it with the web \
+             server's proxy_pass); use /events through FastCGI or CGI",
+        ));
+    }
+    let key = match (call.req.header("upgrade"), call.req.header("sec-websocket-key")) {
+        (Some(u), Some(k)) if u.eq_ignore_ascii_case("websocket") => k.to_string(),
+        _ => return Err(ApiError::new(400, "400: expected a WebSocket upgrade request")),
+    };
+    let token = match path_token {
+        Some(t) if is_token_shaped(&t) => t,
+        Some(_) => return Err(ApiError::unauthorized("Invalid token")),
+        None => call.session()?.to_string(),
+    };
+    let rx = start(master, token, Framing::WebSocket, stop).await?;
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    Ok(ApiResponse::streaming(101, "application/json", rx)
+        .with_header("Upgrade", "websocket")
+        .with_header("Connection", "Upgrade")
+        .with_header("Sec-WebSocket-Accept", &accept))
+}
+
+/// Checks the token, subscribes, and starts the task that feeds the returned channel.
+async fn start(
+    master: &Arc<Master>,
+    token: String,
+    framing: Framing,
+    stop: watch::Receiver<bool>,
+) -> Result<mpsc::Receiver<Vec<u8>>, ApiError> {
+    let Some(valid) = tokens::get_token(master, &token).await? else {
+        return Err(ApiError::unauthorized("Invalid or expired token"));
+    };
+    let limits = &master.settings.limits;
+    let stream = master.bus.stream(limits.stream_queue_events).await?;
+    let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let pump = Pump {
+        master: Arc::clone(master),
+        token,
+        expire: valid.expire,
+        framing,
+    };
+    tokio::spawn(pump.run(stream, tx, stop));
+    Ok(rx)
+}
+
+/// One client's stream.
+struct Pump {
+    master: Arc<Master>,
+    token: String,
+    expire: f64,
+    framing: Framing,
+}
+
+impl Pump {
+    /// Feeds events (and heartbeats) to `tx` until the client goes, the token ends, the
+    /// stream falls behind or the server stops.
+    async fn run(
+        mut self,
+        mut stream: EventStream,
+        tx: mpsc::Sender<Vec<u8>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let limits = self.master.settings.limits.clone();
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if self.framing == Framing::Sse && tx.send(b"retry: 400\n".to_vec()).await.is_err() {
+            return;
+        }
+        let mut heartbeat = tokio::time::interval(limits.stream_heartbeat);
+        let mut check = tokio::time::interval(limits.stream_token_check);
+        heartbeat.tick().await;
+        check.tick().await;
+        loop {
+            let left = Duration::from_secs_f64((self.expire - now()).clamp(0.0, 1.0e7));
+            let chunk = tokio::select! {
+                event = stream.recv() => match event {
+                    Some(event) => self.frame(&event),
+                    None => return,
+                },
+                _ = heartbeat.tick() => match self.framing {
+                    Framing::Sse => b": heartbeat\n\n".to_vec(),
+                    // The front end pings a WebSocket itself.
+                    Framing::WebSocket => continue,
+                },
+                _ = check.tick() => {
+                    if self.still_valid().await { continue } else { return }
+                }
+                () = tokio::time::sleep(left) => return,
+                _ = stop.changed() => return,
+                () = tx.closed() => return,
+            };
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The event in the client's framing (a tag never holds a line break: Salt's tags
+    /// are `/`-joined words, and any other would end the SSE field early, so it is cut).
+    fn frame(&self, event: &PublicEvent) -> Vec<u8> {
+        match self.framing {
+            Framing::Sse => {
+                let tag = event.tag.split(['\r', '\n']).next().unwrap_or_default();
+                format!("tag: {tag}\ndata: {}\n\n", event.json).into_bytes()
+            }
+            Framing::WebSocket => format!("data: {}\n\n", event.json).into_bytes(),
+        }
+    }
+
+    /// Asks the master whether the token still exists (revoked or expired ends the
+    /// stream); a master that does not answer leaves it running until the bus says more.
+    async fn still_valid(&mut self) -> bool {
+        match tokens::get_token(&self.master, &self.token).await {
+            Ok(Some(t)) => {
+                self.expire = t.expire;
+                true
+            }
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
