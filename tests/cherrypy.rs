@@ -447,3 +447,169 @@ fn new_key_pair_as_a_tarball() {
     );
     common::salt_cli("salt-key", &["-y", "-d", &id]);
 }
+
+/// Reads an HTTP response from `address` for `GET path` until the server ends it (or
+/// `limit` passes); returns what arrived and how long the stream lasted.
+fn read_stream(
+    address: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    limit: Duration,
+) -> (String, Duration) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(address).expect("connect");
+    s.set_read_timeout(Some(limit)).expect("timeout");
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("write");
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while start.elapsed() < limit {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    (String::from_utf8_lossy(&buf).into_owned(), start.elapsed())
+}
+
+#[test]
+fn event_streams_end_with_their_token_and_never_take_it_from_the_url() {
+    let _keys = shared();
+    let e = env();
+    let config = e.config_variant(
+        "streams",
+        "salt_fcgi: {stream_token_check: 0.5, stream_heartbeat: 1}\n",
+    );
+    let http = Server::http(&config);
+    let front = Front::Http(&http.address);
+    // The token in the query string is never used (nor echoed).
+    let (token, _) = login(&front, &e.user, &e.password, json!({}));
+    let (text, _) = read_stream(
+        &http.address,
+        &format!("/events?token={token}"),
+        &[],
+        Duration::from_secs(5),
+    );
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    assert!(!text.contains(&token), "{text}");
+    // Revoked while open: the stream ends within the check interval.
+    let address = http.address.clone();
+    let auth = token.clone();
+    let reader = std::thread::spawn(move || {
+        read_stream(
+            &address,
+            "/events",
+            &[("X-Auth-Token", &auth)],
+            Duration::from_secs(30),
+        )
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let r = front.send(&with_token(Req::new("POST", "/logout"), &token));
+    assert_eq!(r.status, 200);
+    let (text, lasted) = reader.join().expect("reader");
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.contains("retry: 400\n"),
+        "{text}"
+    );
+    assert!(text.contains(": heartbeat\n\n"), "{text}");
+    assert!(
+        lasted < Duration::from_secs(6),
+        "the stream outlived its revoked token: {lasted:?}"
+    );
+    // Expired: the stream ends at the token's expiry.
+    let (token, _) = login(&front, &e.user, &e.password, json!({"token_expire": 3}));
+    let (text, lasted) = read_stream(
+        &http.address,
+        "/events",
+        &[("Cookie", &format!("session_id={token}"))],
+        Duration::from_secs(30),
+    );
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        lasted < Duration::from_secs(6),
+        "the stream outlived its token: {lasted:?}"
+    );
+    // No session at all.
+    let (text, _) = read_stream(&http.address, "/events", &[], Duration::from_secs(5));
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+}
+
+#[test]
+fn websocket_carries_a_jobs_events() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let _keys = shared();
+    let e = env();
+    let http = Server::http(&e.config);
+    let front = Front::Http(&http.address);
+    let (token, _) = login(&front, &e.user, &e.password, json!({}));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let messages = runtime.block_on(async {
+        let url = format!("ws://{}/ws/{token}", http.address);
+        let (mut ws, resp) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("WebSocket handshake");
+        assert_eq!(resp.status(), 101);
+        ws.send(Message::text("websocket client ready"))
+            .await
+            .expect("send ready");
+        let address = http.address.clone();
+        let job = json!([{"client": "local_async", "tgt": "*", "fun": "test.ping"}]);
+        let tok = token.clone();
+        let started = tokio::task::spawn_blocking(move || {
+            Front::Http(&address).send(&with_token(Req::new("POST", "/").json(&job), &tok))
+        })
+        .await
+        .expect("job");
+        let jid = started.ret()[0]["jid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while seen
+            .iter()
+            .filter(|t: &&String| t.contains(&format!("{jid}/ret/")))
+            .count()
+            < 2
+        {
+            let msg = tokio::time::timeout_at(deadline, ws.next())
+                .await
+                .expect("events within 20 s")
+                .expect("an open socket")
+                .expect("a message");
+            if let Message::Text(text) = msg {
+                let text = text.to_string();
+                assert!(
+                    text.starts_with("data: {") && text.ends_with("}\n\n"),
+                    "{text}"
+                );
+                let event: Json = serde_json::from_str(&text[6..]).expect("JSON after 'data: '");
+                seen.push(event["tag"].as_str().unwrap_or_default().to_string());
+            }
+        }
+        let _ = ws.close(None).await;
+        (jid, seen)
+    });
+    let (jid, seen) = messages;
+    assert!(seen.contains(&format!("salt/job/{jid}/new")), "{seen:?}");
+    for m in &e.minions {
+        assert!(
+            seen.contains(&format!("salt/job/{jid}/ret/{m}")),
+            "{seen:?}"
+        );
+    }
+    // Only the HTTP front end can upgrade: CGI and FastCGI answer a clear 400.
+    let r = Front::Cgi(&e.config).send(&with_token(
+        Req::new("GET", &format!("/ws/{token}"))
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        &token,
+    ));
+    assert_eq!(r.status, 400, "{}", r.ret());
+}

@@ -21,21 +21,17 @@ fn post(body: &[u8], content_type: Option<&str>) -> common::Response {
 
 #[test]
 fn bad_bodies_are_400() {
-    for body in [
-        &b"["[..],
-        b"",
-        b"42",
-        b"[1]",
-        b"[{}, \"x\"]",
-        b"[\"\xff\"]",
-    ] {
+    for body in [&b"["[..], b"", b"42", b"[1]", b"[{}, \"x\"]", b"[\"\xff\"]"] {
         let (status, msg) = status_and_message(&post(body, Some("application/json")));
         assert_eq!(status, 400, "{body:?}: {msg}");
         assert!(msg.starts_with("400: "), "{msg}");
     }
     // One object is one chunk (rest_cherrypy's rule): here one without a client.
     let (status, msg) = status_and_message(&post(b"{\"a\":1}", Some("application/json")));
-    assert_eq!((status, msg.as_str()), (400, "Invalid client specified: 'None'"));
+    assert_eq!(
+        (status, msg.as_str()),
+        (400, "Invalid client specified: 'None'")
+    );
 }
 
 #[test]

@@ -164,9 +164,7 @@ impl Api {
             Route::Keys(id) if method == "GET" => endpoints::keys(master, &call, id).await,
             Route::Keys(_) => endpoints::gen_key(master, &call).await,
             Route::Hook(path) => endpoints::hook(master, &call, &path).await,
-            Route::Events => {
-                endpoints::events(master, &call, self.streams_stop.subscribe()).await
-            }
+            Route::Events => endpoints::events(master, &call, self.streams_stop.subscribe()).await,
             Route::Ws(token) => {
                 endpoints::websocket(master, &call, token, self.streams_stop.subscribe()).await
             }

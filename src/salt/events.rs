@@ -20,8 +20,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use super::error::{SaltError, SaltResult};
-use super::redact::{self, PublicEvent};
 use super::payload;
+use super::redact::{self, PublicEvent};
 use crate::settings::{IpcMode, Settings};
 
 /// One event from the master bus.
@@ -118,7 +118,11 @@ impl EventBus {
     }
 
     /// Registers a subscriber with a live reader.
-    async fn register(&self, prefixes: Vec<String>, queue: Queue) -> SaltResult<(u64, Arc<Reader>)> {
+    async fn register(
+        &self,
+        prefixes: Vec<String>,
+        queue: Queue,
+    ) -> SaltResult<(u64, Arc<Reader>)> {
         let mut queue = Some(queue);
         // A reader may die between being handed out and the registration; then connect
         // again (once: a bus that drops every new connection is down).
@@ -612,6 +616,60 @@ mod tests {
         assert_eq!(msgpack_size(&out), Ok(Some(out.len() - 1)));
     }
 
+    /// A job subscription on `reader`, if it is alive.
+    fn register(reader: &Arc<Reader>) -> Option<Subscription> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = Reader::register(reader, vec![], &mut Some(Queue::Job(tx)))?;
+        Some(Subscription {
+            id,
+            reader: Arc::clone(reader),
+            rx,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_falls_behind_is_closed_and_others_go_on() {
+        let reader = new_reader();
+        let stream = |capacity| {
+            let (tx, rx) = mpsc::channel(capacity);
+            let id =
+                Reader::register(&reader, vec![], &mut Some(Queue::Stream(tx))).expect("alive");
+            EventStream {
+                id,
+                reader: Arc::clone(&reader),
+                rx,
+            }
+        };
+        let mut slow = stream(2);
+        let mut fast = stream(100);
+        let mut job = register(&reader).expect("alive");
+        for n in 0..3 {
+            dispatch(
+                &reader,
+                &frame(&format!("t/{n}"), &json!({"password": "pw", "n": n})),
+            );
+        }
+        assert_eq!(slow.recv().await.expect("first").tag, "t/0");
+        assert_eq!(slow.recv().await.expect("second").tag, "t/1");
+        assert!(
+            slow.recv().await.is_none(),
+            "closed when the third did not fit"
+        );
+        for n in 0..3 {
+            let ev = fast.recv().await.expect("every event");
+            assert_eq!(
+                ev.json,
+                format!(r#"{{"data":{{"n":{n},"password":"**redacted**"}},"tag":"t/{n}"}}"#)
+            );
+            assert_eq!(job.recv().await.expect("job event").data["password"], "pw");
+        }
+        assert_eq!(
+            lock(&reader.subscribers).len(),
+            2,
+            "the slow stream is gone"
+        );
+    }
+
     fn new_reader() -> Arc<Reader> {
         Arc::new(Reader {
             alive: AtomicBool::new(true),
@@ -623,11 +681,11 @@ mod tests {
     #[tokio::test]
     async fn a_dead_reader_takes_no_new_subscription() {
         let reader = new_reader();
-        let mut before = Reader::register(&reader, vec![]).expect("alive: registered");
+        let mut before = register(&reader).expect("alive: registered");
         reader.shut_down();
         assert!(before.recv().await.is_none(), "ended by the shutdown");
         // Issue 13 item 10: registering after the list was cleared must fail, not hang.
-        assert!(Reader::register(&reader, vec![]).is_none());
+        assert!(register(&reader).is_none());
         assert!(lock(&reader.subscribers).is_empty());
     }
 
@@ -643,7 +701,7 @@ mod tests {
         assert_eq!(oversized_frame(&prefixed[..4], max), Some(prefixed.len()));
         for (huge, prefix) in [(big.clone(), false), (prefixed, true)] {
             let reader = new_reader();
-            let mut sub = Reader::register(&reader, vec![]).expect("registered");
+            let mut sub = register(&reader).expect("registered");
             let (mut server, client) = tokio::io::duplex(256);
             let task = tokio::spawn(read_loop(Box::new(client), Arc::clone(&reader), max));
             use tokio::io::AsyncWriteExt;
@@ -685,14 +743,14 @@ mod tests {
             1,
             Subscriber {
                 prefixes: vec!["salt/job/1/".into()],
-                tx: tx_a,
+                queue: Queue::Job(tx_a),
             },
         );
         lock(&reader.subscribers).insert(
             2,
             Subscriber {
                 prefixes: vec![],
-                tx: tx_b,
+                queue: Queue::Job(tx_b),
             },
         );
         let mut a = Subscription {

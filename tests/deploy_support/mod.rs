@@ -1267,6 +1267,7 @@ pub fn run_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &
     }
 
     session_suite(client, env, checks, scratch);
+    events_suite(client, env, checks);
 
     // Apache hands a query string without '=' to CGI programs as argv: it must never
     // reach salt-fcgi's option parser (it would print its version, or start a server).
@@ -1420,6 +1421,85 @@ fn session_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &
         is_error_json(&r, 401),
         "the token is refused after logout",
         &r,
+    );
+}
+
+/// `GET /events` through this web server, as an EventSource would read it: rest_cherrypy's
+/// framing, a job's `new` and every minion's `ret` as they happen, and a failed login's
+/// password nowhere in the stream (the master fires it on the bus; salt-fcgi redacts it).
+fn events_suite(client: &Client, env: &TestEnv, checks: &mut Checks) {
+    let at = |name: &str| {
+        if client.base.ends_with('/') {
+            name.to_string()
+        } else {
+            format!("/{name}")
+        }
+    };
+    let login = json!({"username": env.user, "password": env.password, "eauth": "file"});
+    let r = client.request(
+        "POST",
+        &at("login"),
+        Some("application/json"),
+        Some(login.to_string().as_bytes()),
+        Framing::ContentLength,
+    );
+    let token = r
+        .json()
+        .and_then(|j| j["return"][0]["token"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let url = format!("{}{}", client.base, at("events"));
+    let reader = Command::new("curl")
+        .args(["-sSN", "--max-time", "8", "--cacert"])
+        .arg(&client.cacert)
+        .args(["-H", &format!("X-Auth-Token: {token}"), "-D", "-"])
+        .arg(&url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run curl for /events");
+    std::thread::sleep(Duration::from_millis(1500));
+    let secret = format!("stream-{}", wrong_password(&checks.path));
+    let mut bad = env.chunk("local", json!({"tgt": "*", "fun": "test.ping"}));
+    bad["password"] = json!(secret);
+    let _ = client.post_json(&json!([bad]), Framing::ContentLength);
+    let job = json!([env.chunk("local_async", json!({"tgt": "*", "fun": "test.ping"}))]);
+    let r = client.post_json(&job, Framing::ContentLength);
+    let jid = r
+        .json()
+        .and_then(|j| j["return"][0]["jid"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let out = reader.wait_with_output().expect("curl /events");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let shown = Reply {
+        status: 200,
+        headers: Vec::new(),
+        body: text.clone().into_bytes(),
+        elapsed: Duration::from_secs(8),
+        error: String::from_utf8_lossy(&out.stderr).into_owned(),
+        command: format!("curl -sSN --max-time 8 -H 'X-Auth-Token: …' {url}"),
+    };
+    checks.check(
+        text.contains("text/event-stream") && text.contains("\r\n\r\nretry: 400\n"),
+        "GET /events is an event stream starting with rest_cherrypy's `retry: 400`",
+        &shown,
+    );
+    let mut wanted = vec![format!("salt/job/{jid}/new")];
+    wanted.extend(
+        env.minions
+            .iter()
+            .map(|m| format!("salt/job/{jid}/ret/{m}")),
+    );
+    for tag in &wanted {
+        checks.check(
+            !jid.is_empty() && text.contains(&format!("tag: {tag}\ndata: {{")),
+            &format!("the stream carries {tag}"),
+            &shown,
+        );
+    }
+    checks.check(
+        !text.contains(&secret) && text.contains("**redacted**"),
+        "a failed publish's password is redacted in the stream",
+        &shown,
     );
 }
 

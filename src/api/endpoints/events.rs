@@ -17,10 +17,10 @@ use tokio::sync::{mpsc, watch};
 use super::Call;
 use crate::api::error::ApiError;
 use crate::api::response::ApiResponse;
+use crate::salt::Master;
 use crate::salt::events::EventStream;
 use crate::salt::redact::PublicEvent;
 use crate::salt::tokens::{self, is_token_shaped};
-use crate::salt::Master;
 
 /// Chunks waiting between a stream's task and the front end that writes them.
 const CHUNKS_IN_FLIGHT: usize = 16;
@@ -63,9 +63,17 @@ pub(crate) async fn websocket(
              server's proxy_pass); use /events through FastCGI or CGI",
         ));
     }
-    let key = match (call.req.header("upgrade"), call.req.header("sec-websocket-key")) {
+    let key = match (
+        call.req.header("upgrade"),
+        call.req.header("sec-websocket-key"),
+    ) {
         (Some(u), Some(k)) if u.eq_ignore_ascii_case("websocket") => k.to_string(),
-        _ => return Err(ApiError::new(400, "400: expected a WebSocket upgrade request")),
+        _ => {
+            return Err(ApiError::new(
+                400,
+                "400: expected a WebSocket upgrade request",
+            ));
+        }
     };
     let token = match path_token {
         Some(t) if is_token_shaped(&t) => t,
