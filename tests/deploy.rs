@@ -861,6 +861,22 @@ const BROWSER_PAGE: &str = r#"<!doctype html>
       body: JSON.stringify({username: "@USER@", password: "@PASSWORD@", eauth: "file"})});
     await call("ping", "/api/", {method: "POST",
       body: JSON.stringify({client: "local", tgt: "*", fun: "test.ping"})});
+    // SaltGUI's live view: an EventSource on the same origin, the cookie only.
+    const tags = await new Promise((resolve) => {
+      const seen = [];
+      const es = new EventSource("/api/events");
+      const done = () => { es.close(); resolve(seen); };
+      setTimeout(done, 20000);
+      es.onopen = () => fetch("/api/", {method: "POST",
+        body: JSON.stringify({client: "local_async", tgt: "*", fun: "test.ping"})});
+      es.onmessage = (m) => {
+        const ev = JSON.parse(m.data);
+        seen.push(ev.tag);
+        if (seen.filter((t) => t.includes("/ret/")).length >= @MINIONS@) done();
+      };
+      es.onerror = () => { seen.push("error"); done(); };
+    });
+    steps.push({name: "events", body: JSON.stringify(tags)});
     await call("stats", "/api/stats");
     await call("motd", "/api/static/salt-motd.txt");
     await call("logout", "/api/logout", {method: "POST", body: "{}"});
@@ -875,8 +891,8 @@ const BROWSER_PAGE: &str = r#"<!doctype html>
 "#;
 
 /// A real browser (Debian's chromium, headless) logs in through the shipped web-UI site
-/// (nginx: static files at /, salt-fcgi under /api/), runs a command and reads /stats with
-/// the session cookie only, sees a JSON 404 for SaltGUI's optional motd file, and logs out;
+/// (nginx: static files at /, salt-fcgi under /api/), runs a command, watches a job's events
+/// through an `EventSource` and reads /stats with the session cookie only, sees a JSON 404 for SaltGUI's optional motd file, and logs out;
 /// the cookie is never visible to the page's JavaScript (HttpOnly).
 #[test]
 fn browser_session_through_the_webui_site() {
@@ -890,6 +906,7 @@ fn browser_session_through_the_webui_site() {
     let _sf = spawn_listener(&wd, &env, &binary, &socket, "salt-fcgi.err");
     let ui = wd.mkdir("webui", 0o755);
     let page = BROWSER_PAGE
+        .replace("@MINIONS@", &env.minions.len().to_string())
         .replace("@USER@", &env.user)
         .replace("@PASSWORD@", &env.password);
     write_file(&ui.join("index.html"), &page, 0o644);
@@ -956,6 +973,17 @@ fn browser_session_through_the_webui_site() {
     assert_eq!(step("ping")["status"], 200, "{steps}");
     for m in &env.minions {
         assert_eq!(body("ping")["return"][0][m], json!(true), "{steps}");
+    }
+    let tags = body("events");
+    let tags: Vec<String> = tags
+        .as_array()
+        .map(|t| t.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let new = tags.iter().find(|t| t.starts_with("salt/job/") && t.ends_with("/new"));
+    let jid = new.map(|t| t.split('/').nth(2).unwrap_or_default().to_string());
+    let jid = jid.unwrap_or_else(|| panic!("no salt/job/<jid>/new through EventSource: {tags:?}"));
+    for m in &env.minions {
+        assert!(tags.contains(&format!("salt/job/{jid}/ret/{m}")), "{tags:?}");
     }
     assert_eq!(step("stats")["status"], 200, "{steps}");
     assert_eq!(step("motd")["status"], 404, "{steps}");

@@ -137,11 +137,11 @@ fn write_whole(response: &ApiResponse) -> std::io::Result<()> {
 /// ends or the client is gone (the web server closed our stdout: EPIPE, as SIGPIPE is
 /// ignored in Rust programs).
 async fn write_stream(
-    response: &ApiResponse,
+    head: &[u8],
     chunks: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
 ) -> std::io::Result<()> {
     let mut out = std::io::stdout();
-    out.write_all(&super::cgi_response_head(response))?;
+    out.write_all(head)?;
     out.flush()?;
     while let Some(chunk) = chunks.recv().await {
         out.write_all(&chunk)?;
@@ -179,8 +179,10 @@ fn serve(settings: Settings) -> std::io::Result<()> {
     if !stdin_is_tty {
         drain_stdin();
     }
+    // The head first: a streamed one has no Content-Length.
+    let head = super::cgi_response_head(&response);
     let written = match response.stream.take() {
-        Some(mut chunks) => runtime.block_on(write_stream(&response, &mut chunks)),
+        Some(mut chunks) => runtime.block_on(write_stream(&head, &mut chunks)),
         None => write_whole(&response),
     };
     // A blocking ZeroMQ wait that outlived its request (deadline hit) must not hold the exit.

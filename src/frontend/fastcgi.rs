@@ -107,8 +107,10 @@ async fn respond<W: AsyncWrite + Unpin>(req: &Request<W>, api: &Arc<Api>, max_bo
     );
     let mut response = handle_guarded(api, request).await;
     let mut out = req.get_stdout();
+    // The head first: a streamed one has no Content-Length.
+    let head = cgi_response_head(&response);
     let written = match response.stream.take() {
-        Some(mut chunks) => write_stream(&mut out, &response, &mut chunks).await,
+        Some(mut chunks) => write_stream(&mut out, &head, &mut chunks).await,
         None => write_response(&mut out, &response).await,
     };
     if let Err(e) = written {
@@ -120,10 +122,10 @@ async fn respond<W: AsyncWrite + Unpin>(req: &Request<W>, api: &Arc<Api>, max_bo
 /// record, until the stream ends or the web server is gone.
 async fn write_stream<W: AsyncWrite + Unpin>(
     out: &mut OutStream<W>,
-    response: &ApiResponse,
+    head: &[u8],
     chunks: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
 ) -> Result<(), tokio_fastcgi::Error> {
-    out.write(&cgi_response_head(response)).await?;
+    out.write(head).await?;
     out.flush().await?;
     while let Some(chunk) = chunks.recv().await {
         out.write(&chunk).await?;
