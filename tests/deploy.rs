@@ -862,20 +862,23 @@ const BROWSER_PAGE: &str = r#"<!doctype html>
     await call("ping", "/api/", {method: "POST",
       body: JSON.stringify({client: "local", tgt: "*", fun: "test.ping"})});
     // SaltGUI's live view: an EventSource on the same origin, the cookie only.
+    let jid = "?";
     const tags = await new Promise((resolve) => {
       const seen = [];
       const es = new EventSource("/api/events");
       const done = () => { es.close(); resolve(seen); };
+      const mine = () => seen.filter((t) => t.startsWith("salt/job/" + jid + "/ret/"));
       setTimeout(done, 20000);
       es.onopen = () => fetch("/api/", {method: "POST",
-        body: JSON.stringify({client: "local_async", tgt: "*", fun: "test.ping"})});
+          body: JSON.stringify({client: "local_async", tgt: "*", fun: "test.ping"})})
+        .then((r) => r.json()).then((j) => { jid = j["return"][0].jid; });
       es.onmessage = (m) => {
-        const ev = JSON.parse(m.data);
-        seen.push(ev.tag);
-        if (seen.filter((t) => t.includes("/ret/")).length >= @MINIONS@) done();
+        seen.push(JSON.parse(m.data).tag);
+        if (mine().length >= @MINIONS@) done();
       };
       es.onerror = () => { seen.push("error"); done(); };
     });
+    steps.push({name: "jid", body: jid});
     steps.push({name: "events", body: JSON.stringify(tags)});
     await call("stats", "/api/stats");
     await call("motd", "/api/static/salt-motd.txt");
@@ -979,9 +982,8 @@ fn browser_session_through_the_webui_site() {
         .as_array()
         .map(|t| t.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
-    let new = tags.iter().find(|t| t.starts_with("salt/job/") && t.ends_with("/new"));
-    let jid = new.map(|t| t.split('/').nth(2).unwrap_or_default().to_string());
-    let jid = jid.unwrap_or_else(|| panic!("no salt/job/<jid>/new through EventSource: {tags:?}"));
+    let jid = step("jid")["body"].as_str().unwrap_or_default().to_string();
+    assert!(tags.contains(&format!("salt/job/{jid}/new")), "{jid}: {tags:?}");
     for m in &env.minions {
         assert!(tags.contains(&format!("salt/job/{jid}/ret/{m}")), "{tags:?}");
     }
