@@ -665,6 +665,40 @@ fn wheel_async_on_3008_waits_for_the_reply_and_reports_the_masters_jid() {
     );
 }
 
+/// Issue 13 item 11: a return that is already queued when collection looks at its
+/// deadlines counts. Here it arrives while `find_job` is being published and
+/// `gather_job_timeout` is 0: the deadlines are all past when the find_job reply comes, so
+/// checking them before draining the queue reported the minion as silent.
+#[test]
+fn a_queued_return_counts_even_past_the_deadlines() {
+    let fake = FakeMaster::start(
+        "queuedreturn",
+        false,
+        Box::new(|load, bus| {
+            if load["fun"] == "saltutil.find_job" {
+                bus.fire(
+                    "salt/job/20240101000000000011/ret/a",
+                    json!({"id": "a", "return": "late", "retcode": 0}),
+                );
+                // Let the event reach the request's queue before the reply does.
+                std::thread::sleep(Duration::from_millis(100));
+                return Reply::Value(publish_reply("20240101000000000012", &["a"]));
+            }
+            Reply::Value(publish_reply("20240101000000000011", &["a"]))
+        }),
+    );
+    let out = cgi(
+        &fake.config,
+        &chunk(
+            "local",
+            json!({"tgt": "a", "fun": "test.echo", "timeout": 0.3, "gather_job_timeout": 0}),
+        ),
+        None,
+    );
+    assert_eq!(out.status, 200, "{:?}", out.body);
+    assert_eq!(out.body["return"][0], json!({"a": "late"}));
+}
+
 /// Appends `yaml` to a fake master's config (top-level keys).
 fn append_config(fake: &FakeMaster, yaml: &str) {
     std::fs::OpenOptions::new()

@@ -1,4 +1,5 @@
-//! Regressions for salt-api's CVE history (see docs/security.md), against the real master.
+//! Regressions for salt-api's CVE history and for the holes of issue 13 (see docs/security.md),
+//! against the real master.
 
 mod common;
 

@@ -169,7 +169,7 @@ impl Job {
     /// this job's target: no arguments, none of the caller's returners (only the
     /// `ext_job_cache`), and never the caller's jid (minions drop a jid they have seen, so
     /// the real job would not run).
-    pub fn probe(&self, fun: &str, settings: &Settings) -> Job {
+    pub(crate) fn probe(&self, fun: &str, settings: &Settings) -> Job {
         Job {
             fun: Json::from(fun),
             arg: Vec::new(),

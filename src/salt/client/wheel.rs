@@ -1,10 +1,14 @@
 //! `wheel` and `wheel_async`: master-side key and config management.
 //!
 //! Salt sends the whole chunk as the clear load (`cmd: wheel`) and returns the reply as is.
-//! salt-fcgi does the same minus `auth_list`, `key` and `user`, which would otherwise
-//! steer the master's authentication. `wheel_async` sends the same request with a job id
-//! of ours and answers as soon as the master has started the job, or with the master's
-//! error: unlike Python's salt-api the caller learns when the credentials were refused.
+//! The master then checks the caller's ACL against the load's `kwarg` but runs the
+//! function with its top-level keys, so an argument-restricted ACL could be bypassed.
+//! salt-fcgi sends the chunk's arguments in both places, identical, refuses a chunk whose
+//! `kwarg` contradicts them, and never forwards `auth_list`, `key`, `user` (root-key
+//! authentication), `print_event` or `__`-keys (the job's event tag). `wheel_async` sends
+//! the same request with a job id of ours and answers as soon as the master has started
+//! the job (or replied), or with the master's error: unlike Python's salt-api the caller
+//! learns when the credentials were refused.
 
 use serde_json::{Map, Value as Json, json};
 

@@ -46,6 +46,7 @@ pub(crate) fn load(text: &str) -> Parsed<Node> {
         c: text.chars().collect(),
         pos: 0,
         anchors: HashMap::new(),
+        depth: 0,
     };
     p.document()
 }
@@ -54,7 +55,13 @@ struct Parser {
     c: Vec<char>,
     pos: usize,
     anchors: HashMap<String, Node>,
+    /// Collections open around the current position.
+    depth: usize,
 }
+
+/// Deepest nesting read (Python's recursion limit stops PyYAML near 1000; a bound keeps
+/// a hostile argument from exhausting the stack here). Deeper input keeps its string.
+const MAX_DEPTH: usize = 64;
 
 /// A tag on a node.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,6 +157,7 @@ impl Parser {
     }
 
     fn block_sequence(&mut self) -> Parsed<Node> {
+        self.enter()?;
         self.pos += 1;
         self.skip_blank();
         let item = if self.at_end() {
@@ -157,7 +165,17 @@ impl Parser {
         } else {
             self.block_node()?
         };
+        self.depth -= 1;
         Ok(Node::Seq(vec![item]))
+    }
+
+    /// One more level of nesting, refused past `MAX_DEPTH`.
+    fn enter(&mut self) -> Parsed<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Invalid);
+        }
+        Ok(())
     }
 
     /// `key: value` on one line; the value may not be another mapping or a sequence.
@@ -295,7 +313,12 @@ impl Parser {
                     return Err(Invalid);
                 }
                 let word = self.word(flow);
-                self.anchors.get(&word[1..]).cloned().ok_or(Invalid)
+                // Aliases of collections are refused: copies of copies would grow
+                // exponentially ("billion laughs"); PyYAML shares one object instead.
+                match self.anchors.get(&word[1..]) {
+                    Some(Node::Seq(_) | Node::Map(_)) | None => Err(Invalid),
+                    Some(scalar) => Ok(scalar.clone()),
+                }
             }
             _ => {
                 let text = self.plain(flow)?;
@@ -305,6 +328,7 @@ impl Parser {
     }
 
     fn flow_sequence(&mut self) -> Parsed<Node> {
+        self.enter()?;
         self.pos += 1;
         let mut items = Vec::new();
         loop {
@@ -312,6 +336,7 @@ impl Parser {
             match self.peek() {
                 Some(']') => {
                     self.pos += 1;
+                    self.depth -= 1;
                     return Ok(Node::Seq(items));
                 }
                 None | Some(',' | '}') => return Err(Invalid),
@@ -344,13 +369,16 @@ impl Parser {
     }
 
     fn flow_mapping(&mut self) -> Parsed<Node> {
+        self.enter()?;
         self.pos += 1;
         let mut pairs: Vec<(Node, Node)> = Vec::new();
+        let mut keys = std::collections::HashSet::new();
         loop {
             self.skip_blank();
             match self.peek() {
                 Some('}') => {
                     self.pos += 1;
+                    self.depth -= 1;
                     return Ok(Node::Map(pairs));
                 }
                 None | Some(',' | ']') => return Err(Invalid),
@@ -374,7 +402,8 @@ impl Parser {
                 Node::Null
             };
             hashable(&key)?;
-            if pairs.iter().any(|(k, _)| *k == key) {
+            // Keys are scalars (see `hashable`); their debug text tells them apart.
+            if !keys.insert(format!("{key:?}")) {
                 // Salt's loader refuses duplicate keys.
                 return Err(Invalid);
             }
@@ -754,6 +783,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn any_line_reads_without_panicking() {
+        // A deterministic walk over strings of YAML's significant characters.
+        let alphabet: Vec<char> = "[]{},:-?#&*!|>'\"%@` \\0x1e.+_aéyn~".chars().collect();
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..50_000 {
+            let mut text = String::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 12) as usize;
+            for i in 0..len {
+                let pick = (seed >> (i * 5)) as usize % alphabet.len();
+                text.push(alphabet[pick]);
+            }
+            let _ = load(&text);
+        }
+    }
+
+    #[test]
     fn scalars_and_collections() {
         assert_eq!(load("12:30"), Ok(Node::Int(750)));
         assert_eq!(load("-0644"), Ok(Node::Int(-420)));
@@ -780,5 +828,11 @@ mod tests {
                 Node::Str("a".into())
             ]))
         );
+        // Hostile shapes: deep nesting and aliases of collections keep the string.
+        assert_eq!(load(&"[".repeat(100_000)), Err(Invalid));
+        assert_eq!(load(&"- ".repeat(100_000)), Err(Invalid));
+        let nested = format!("{}1{}", "[".repeat(64), "]".repeat(64));
+        assert!(load(&nested).is_ok());
+        assert_eq!(load("[&a [1, 1], *a]"), Err(Invalid));
     }
 }
