@@ -980,12 +980,22 @@ fn browser_session_through_the_webui_site() {
     let tags = body("events");
     let tags: Vec<String> = tags
         .as_array()
-        .map(|t| t.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .map(|t| {
+            t.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let jid = step("jid")["body"].as_str().unwrap_or_default().to_string();
-    assert!(tags.contains(&format!("salt/job/{jid}/new")), "{jid}: {tags:?}");
+    assert!(
+        tags.contains(&format!("salt/job/{jid}/new")),
+        "{jid}: {tags:?}"
+    );
     for m in &env.minions {
-        assert!(tags.contains(&format!("salt/job/{jid}/ret/{m}")), "{tags:?}");
+        assert!(
+            tags.contains(&format!("salt/job/{jid}/ret/{m}")),
+            "{tags:?}"
+        );
     }
     assert_eq!(step("stats")["status"], 200, "{steps}");
     assert_eq!(step("motd")["status"], 404, "{steps}");

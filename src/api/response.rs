@@ -1,5 +1,6 @@
 //! The response every front end writes out: status, headers, body bytes and their type.
 
+use bytes::Bytes;
 use serde_json::{Value as Json, json};
 use tokio::sync::mpsc;
 
@@ -16,9 +17,10 @@ pub struct ApiResponse {
     /// The body bytes (Content-Length is their count), when the body is whole.
     pub body: Vec<u8>,
     /// A body that arrives over time (`/events`; for a 101, one WebSocket text message per
-    /// chunk): the front end writes and flushes each chunk as it comes, with no
-    /// Content-Length; the channel's end is the body's end.
-    pub stream: Option<mpsc::Receiver<Vec<u8>>>,
+    /// chunk): the front end writes each chunk as it comes and flushes whenever no more is
+    /// waiting, with no Content-Length; the channel's end is the body's end. Chunks are
+    /// shared: one event's bytes serve every stream.
+    pub stream: Option<mpsc::Receiver<Bytes>>,
 }
 
 impl ApiResponse {
@@ -64,7 +66,7 @@ impl ApiResponse {
     pub fn streaming(
         status: u16,
         content_type: &'static str,
-        chunks: mpsc::Receiver<Vec<u8>>,
+        chunks: mpsc::Receiver<Bytes>,
     ) -> ApiResponse {
         ApiResponse {
             stream: Some(chunks),

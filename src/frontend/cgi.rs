@@ -133,18 +133,21 @@ fn write_whole(response: &ApiResponse) -> std::io::Result<()> {
     out.flush()
 }
 
-/// Writes a streamed response to stdout, each chunk flushed as it comes, until the stream
-/// ends or the client is gone (the web server closed our stdout: EPIPE, as SIGPIPE is
-/// ignored in Rust programs).
+/// Writes a streamed response to stdout, flushed whenever no more is waiting, until the
+/// stream ends or the client is gone (the web server closed our stdout: EPIPE, as SIGPIPE
+/// is ignored in Rust programs).
 async fn write_stream(
     head: &[u8],
-    chunks: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
+    chunks: &mut tokio::sync::mpsc::Receiver<bytes::Bytes>,
 ) -> std::io::Result<()> {
     let mut out = std::io::stdout();
     out.write_all(head)?;
     out.flush()?;
     while let Some(chunk) = chunks.recv().await {
         out.write_all(&chunk)?;
+        while let Ok(more) = chunks.try_recv() {
+            out.write_all(&more)?;
+        }
         out.flush()?;
     }
     Ok(())

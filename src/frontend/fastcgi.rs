@@ -118,18 +118,27 @@ async fn respond<W: AsyncWrite + Unpin>(req: &Request<W>, api: &Arc<Api>, max_bo
     }
 }
 
-/// Writes a streamed response: the head, then each chunk as its own flushed STDOUT
-/// record, until the stream ends or the web server is gone.
+/// Writes a streamed response: the head, then what the stream has ready as one flushed
+/// STDOUT record at a time, until the stream ends or the web server is gone.
 async fn write_stream<W: AsyncWrite + Unpin>(
     out: &mut OutStream<W>,
     head: &[u8],
-    chunks: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
+    chunks: &mut tokio::sync::mpsc::Receiver<bytes::Bytes>,
 ) -> Result<(), tokio_fastcgi::Error> {
     out.write(head).await?;
     out.flush().await?;
+    let mut ready = Vec::new();
     while let Some(chunk) = chunks.recv().await {
-        out.write(&chunk).await?;
+        ready.extend_from_slice(&chunk);
+        while ready.len() < COPY_BODY_MAX
+            && let Ok(more) = chunks.try_recv()
+        {
+            ready.extend_from_slice(&more);
+        }
+        out.write(&ready).await?;
         out.flush().await?;
+        ready.clear();
+        ready.shrink_to(COPY_BODY_MAX);
     }
     Ok(())
 }

@@ -19,8 +19,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::listener::{Listener, Stream};
 use super::{Lifecycle, ServeOptions, accept_loop, handle_guarded};
@@ -172,7 +172,7 @@ fn to_hyper(mut resp: ApiResponse) -> Response<Body> {
 
 /// The body of a streamed response: each chunk is sent as it comes; the channel's end
 /// is the body's end.
-struct StreamBody(mpsc::Receiver<Vec<u8>>);
+struct StreamBody(mpsc::Receiver<Bytes>);
 
 impl hyper::body::Body for StreamBody {
     type Data = Bytes;
@@ -184,7 +184,7 @@ impl hyper::body::Body for StreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.0
             .poll_recv(cx)
-            .map(|chunk| chunk.map(|c| Ok(Frame::data(Bytes::from(c)))))
+            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
     }
 }
 
@@ -192,7 +192,7 @@ impl hyper::body::Body for StreamBody {
 /// `ping_every` (proxies close idle connections); ends when either side does.
 async fn websocket(
     on_upgrade: hyper::upgrade::OnUpgrade,
-    mut chunks: mpsc::Receiver<Vec<u8>>,
+    mut chunks: mpsc::Receiver<Bytes>,
     ping_every: Duration,
 ) {
     let upgraded = match on_upgrade.await {
@@ -209,8 +209,9 @@ async fn websocket(
         tokio::select! {
             chunk = chunks.recv() => match chunk {
                 Some(c) => {
-                    let text = String::from_utf8_lossy(&c).into_owned();
-                    if ws.send(Message::text(text)).await.is_err() {
+                    // Event text is JSON, so UTF-8; the shared bytes are not copied.
+                    let text = Utf8Bytes::try_from(c).unwrap_or_default();
+                    if ws.send(Message::Text(text)).await.is_err() {
                         return;
                     }
                 }

@@ -4,8 +4,9 @@
 //! private key. rest_cherrypy streams all of it verbatim; salt-fcgi replaces each such value
 //! with [`REDACTED`] at any depth before an event is sent to a client.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use serde_json::{Map, Value as Json, json};
 
 /// What a redacted value becomes.
@@ -61,12 +62,28 @@ pub fn redacted(value: &Json) -> Json {
 }
 
 /// An event as a client may see it.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub struct PublicEvent {
     /// The event's tag.
     pub tag: String,
     /// `{"tag": …, "data": …}` as JSON text, every secret redacted.
     pub json: String,
+    /// The event as each kind of client stream frames it, made by the first stream that
+    /// needs it and shared by all the others (one copy per event, not one per stream).
+    framed: [OnceLock<Bytes>; FRAMINGS],
+}
+
+/// How many framings [`PublicEvent::framed`] keeps (SSE and WebSocket).
+pub const FRAMINGS: usize = 2;
+
+impl PublicEvent {
+    /// The event in framing `which` (< [`FRAMINGS`]), made by `make` once.
+    pub fn framed(&self, which: usize, make: impl FnOnce(&PublicEvent) -> Vec<u8>) -> Bytes {
+        match self.framed.get(which) {
+            Some(slot) => slot.get_or_init(|| Bytes::from(make(self))).clone(),
+            None => Bytes::from(make(self)),
+        }
+    }
 }
 
 /// The event as a client sees it, made once and shared by every stream.
@@ -74,6 +91,7 @@ pub fn public_event(tag: &str, data: &Json) -> Arc<PublicEvent> {
     Arc::new(PublicEvent {
         tag: tag.to_string(),
         json: json!({"tag": tag, "data": redacted(data)}).to_string(),
+        framed: Default::default(),
     })
 }
 

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use super::Call;
@@ -25,13 +26,13 @@ use crate::salt::tokens::{self, is_token_shaped};
 /// Chunks waiting between a stream's task and the front end that writes them.
 const CHUNKS_IN_FLIGHT: usize = 16;
 
-/// How events are framed for the client.
+/// How events are framed for the client (the index of its shared frame in `PublicEvent`).
 #[derive(Clone, Copy, PartialEq)]
 enum Framing {
     /// rest_cherrypy's SSE: `retry: 400` first, then `tag: <tag>\ndata: <json>\n\n`.
-    Sse,
+    Sse = 0,
     /// rest_cherrypy's WebSocket: one text message `data: <json>\n\n` per event.
-    WebSocket,
+    WebSocket = 1,
 }
 
 /// `GET /events`: the session's token (header or cookie, never the query string) must be
@@ -94,7 +95,7 @@ async fn start(
     token: String,
     framing: Framing,
     stop: watch::Receiver<bool>,
-) -> Result<mpsc::Receiver<Vec<u8>>, ApiError> {
+) -> Result<mpsc::Receiver<Bytes>, ApiError> {
     let Some(valid) = tokens::get_token(master, &token).await? else {
         return Err(ApiError::unauthorized("Invalid or expired token"));
     };
@@ -125,36 +126,43 @@ impl Pump {
     async fn run(
         mut self,
         mut stream: EventStream,
-        tx: mpsc::Sender<Vec<u8>>,
+        tx: mpsc::Sender<Bytes>,
         mut stop: watch::Receiver<bool>,
     ) {
         let limits = self.master.settings.limits.clone();
         if *stop.borrow_and_update() {
             return;
         }
-        if self.framing == Framing::Sse && tx.send(b"retry: 400\n".to_vec()).await.is_err() {
+        if self.framing == Framing::Sse
+            && tx.send(Bytes::from_static(b"retry: 400\n")).await.is_err()
+        {
             return;
         }
         let mut heartbeat = tokio::time::interval(limits.stream_heartbeat);
         let mut check = tokio::time::interval(limits.stream_token_check);
         heartbeat.tick().await;
         check.tick().await;
+        let expiry = tokio::time::sleep(self.left());
+        tokio::pin!(expiry);
         loop {
-            let left = Duration::from_secs_f64((self.expire - now()).clamp(0.0, 1.0e7));
             let chunk = tokio::select! {
                 event = stream.recv() => match event {
-                    Some(event) => self.frame(&event),
+                    Some(event) => event.framed(self.framing as usize, |e| self.frame(e)),
                     None => return,
                 },
                 _ = heartbeat.tick() => match self.framing {
-                    Framing::Sse => b": heartbeat\n\n".to_vec(),
+                    Framing::Sse => Bytes::from_static(b": heartbeat\n\n"),
                     // The front end pings a WebSocket itself.
                     Framing::WebSocket => continue,
                 },
                 _ = check.tick() => {
-                    if self.still_valid().await { continue } else { return }
+                    if !self.still_valid().await {
+                        return;
+                    }
+                    expiry.as_mut().reset(tokio::time::Instant::now() + self.left());
+                    continue;
                 }
-                () = tokio::time::sleep(left) => return,
+                () = &mut expiry => return,
                 _ = stop.changed() => return,
                 () = tx.closed() => return,
             };
@@ -174,6 +182,11 @@ impl Pump {
             }
             Framing::WebSocket => format!("data: {}\n\n", event.json).into_bytes(),
         }
+    }
+
+    /// Time until the token expires.
+    fn left(&self) -> Duration {
+        Duration::from_secs_f64((self.expire - now()).clamp(0.0, 1.0e7))
     }
 
     /// Asks the master whether the token still exists (revoked or expired ends the
