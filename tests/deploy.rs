@@ -853,7 +853,7 @@ const BROWSER_PAGE: &str = r#"<!doctype html>
   const call = async (name, path, opts) => {
     const r = await fetch(path, Object.assign({credentials: "same-origin",
       headers: {"Accept": "application/json", "Cache-Control": "no-cache"}}, opts || {}));
-    steps.push({name: name, status: r.status, body: (await r.text()).slice(0, 400)});
+    steps.push({name: name, status: r.status, body: (await r.text()).slice(0, 4000)});
   };
   try {
     await call("login", "/api/login", {method: "POST",
@@ -880,6 +880,28 @@ const BROWSER_PAGE: &str = r#"<!doctype html>
     });
     steps.push({name: "jid", body: jid});
     steps.push({name: "events", body: JSON.stringify(tags)});
+    // salt-netapi-client's live view: a WebSocket at /ws/<token> (nginx → salt-fcgi --http).
+    const token = JSON.parse(steps[0].body)["return"][0].token;
+    let wsJid = "?";
+    const wsTags = await new Promise((resolve) => {
+      const seen = [];
+      const ws = new WebSocket("wss://" + location.host + "/api/ws/" + token);
+      const done = () => { ws.close(); resolve(seen); };
+      setTimeout(done, 20000);
+      ws.onopen = () => {
+        ws.send("websocket client ready");
+        fetch("/api/", {method: "POST",
+            body: JSON.stringify({client: "local_async", tgt: "*", fun: "test.ping"})})
+          .then((r) => r.json()).then((j) => { wsJid = j["return"][0].jid; });
+      };
+      ws.onmessage = (m) => {
+        seen.push(m.data.startsWith("data: ") ? JSON.parse(m.data.slice(6)).tag : "bad frame");
+        if (seen.filter((t) => t.startsWith("salt/job/" + wsJid + "/ret/")).length >= @MINIONS@) done();
+      };
+      ws.onerror = () => { seen.push("error"); done(); };
+    });
+    steps.push({name: "wsjid", body: wsJid});
+    steps.push({name: "ws", body: JSON.stringify(wsTags)});
     await call("stats", "/api/stats");
     await call("motd", "/api/static/salt-motd.txt");
     await call("logout", "/api/logout", {method: "POST", body: "{}"});
@@ -895,7 +917,8 @@ const BROWSER_PAGE: &str = r#"<!doctype html>
 
 /// A real browser (Debian's chromium, headless) logs in through the shipped web-UI site
 /// (nginx: static files at /, salt-fcgi under /api/), runs a command, watches a job's events
-/// through an `EventSource` and reads /stats with the session cookie only, sees a JSON 404 for SaltGUI's optional motd file, and logs out;
+/// through an `EventSource` and through a WebSocket (nginx → `salt-fcgi --http`), and
+/// reads /stats with the session cookie only, sees a JSON 404 for SaltGUI's optional motd file, and logs out;
 /// the cookie is never visible to the page's JavaScript (HttpOnly).
 #[test]
 fn browser_session_through_the_webui_site() {
@@ -907,6 +930,18 @@ fn browser_session_through_the_webui_site() {
     let run = wd.mkdir("run", 0o755);
     let socket = run.join("salt-fcgi.sock");
     let _sf = spawn_listener(&wd, &env, &binary, &socket, "salt-fcgi.err");
+    // The WebSocket side: salt-fcgi --http, which nginx proxies /api/ws/ to.
+    let http_port = free_port();
+    let http_addr = format!("127.0.0.1:{http_port}");
+    let mut cmd = clean_command(&binary);
+    cmd.arg("--config")
+        .arg(&env.master_config)
+        .args(["--http", &http_addr])
+        .stderr(log_file(&wd.join("logs/salt-fcgi-http.err")));
+    as_master_user(&mut cmd, &env, None);
+    let mut sf_http = Daemon::spawn("salt-fcgi --http", &mut cmd);
+    wait_for_port(&mut sf_http, http_port, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}{}", wd.log_dump()));
     let ui = wd.mkdir("webui", 0o755);
     let page = BROWSER_PAGE
         .replace("@MINIONS@", &env.minions.len().to_string())
@@ -922,6 +957,7 @@ fn browser_session_through_the_webui_site() {
         s.push(("@LISTEN@", &listen));
         s.push(("@SOCKET@", &sock));
         s.push(("@WEBUI_ROOT@", &root));
+        s.push(("@HTTP@", &http_addr));
         template("nginx/salt-fcgi-webui.conf", &s)
     });
     let profile = wd.mkdir("chromium-profile", 0o700);
@@ -996,6 +1032,13 @@ fn browser_session_through_the_webui_site() {
             tags.contains(&format!("salt/job/{jid}/ret/{m}")),
             "{tags:?}"
         );
+    }
+    let ws_tags: Vec<String> = serde_json::from_str(step("ws")["body"].as_str().unwrap_or_default())
+        .unwrap_or_default();
+    let ws_jid = step("wsjid")["body"].as_str().unwrap_or_default().to_string();
+    assert!(ws_tags.contains(&format!("salt/job/{ws_jid}/new")), "{ws_jid}: {ws_tags:?}");
+    for m in &env.minions {
+        assert!(ws_tags.contains(&format!("salt/job/{ws_jid}/ret/{m}")), "{ws_tags:?}");
     }
     assert_eq!(step("stats")["status"], 200, "{steps}");
     assert_eq!(step("motd")["status"], 404, "{steps}");
