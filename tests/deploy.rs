@@ -880,28 +880,6 @@ const BROWSER_PAGE: &str = r#"<!doctype html>
     });
     steps.push({name: "jid", body: jid});
     steps.push({name: "events", body: JSON.stringify(tags)});
-    // salt-netapi-client's live view: a WebSocket at /ws/<token> (nginx → salt-fcgi --http).
-    const token = JSON.parse(steps[0].body)["return"][0].token;
-    let wsJid = "?";
-    const wsTags = await new Promise((resolve) => {
-      const seen = [];
-      const ws = new WebSocket("wss://" + location.host + "/api/ws/" + token);
-      const done = () => { ws.close(); resolve(seen); };
-      setTimeout(done, 20000);
-      ws.onopen = () => {
-        ws.send("websocket client ready");
-        fetch("/api/", {method: "POST",
-            body: JSON.stringify({client: "local_async", tgt: "*", fun: "test.ping"})})
-          .then((r) => r.json()).then((j) => { wsJid = j["return"][0].jid; });
-      };
-      ws.onmessage = (m) => {
-        seen.push(m.data.startsWith("data: ") ? JSON.parse(m.data.slice(6)).tag : "bad frame");
-        if (seen.filter((t) => t.startsWith("salt/job/" + wsJid + "/ret/")).length >= @MINIONS@) done();
-      };
-      ws.onerror = () => { seen.push("error"); done(); };
-    });
-    steps.push({name: "wsjid", body: wsJid});
-    steps.push({name: "ws", body: JSON.stringify(wsTags)});
     await call("stats", "/api/stats");
     await call("motd", "/api/static/salt-motd.txt");
     await call("logout", "/api/logout", {method: "POST", body: "{}"});
@@ -915,10 +893,53 @@ const BROWSER_PAGE: &str = r#"<!doctype html>
 </script></body></html>
 "#;
 
+/// A WebSocket client (Python's websocket-client from the Salt venv) as salt-netapi-client
+/// uses `/ws/<token>`, through nginx's `/api/ws/` proxy: logs in, sends `websocket client
+/// ready`, starts a job, and returns the job's jid followed by every tag it saw until all
+/// the minions' returns arrived.
+fn websocket_tags(env: &TestEnv, port: u16) -> Vec<String> {
+    let code = format!(
+        r#"
+import json, ssl, urllib.request, websocket
+base = "https://127.0.0.1:{port}/api"
+ctx = ssl._create_unverified_context()
+def post(path, body, token=None):
+    req = urllib.request.Request(base + path, json.dumps(body).encode(), {{"Content-Type": "application/json"}})
+    if token: req.add_header("X-Auth-Token", token)
+    return json.loads(urllib.request.urlopen(req, context=ctx, timeout=30).read())
+token = post("/login", {{"username": {user:?}, "password": {password:?}, "eauth": "file"}})["return"][0]["token"]
+ws = websocket.create_connection("wss://127.0.0.1:{port}/api/ws/" + token, sslopt={{"cert_reqs": ssl.CERT_NONE}}, timeout=20)
+ws.send("websocket client ready")
+jid = post("/", [{{"client": "local_async", "tgt": "*", "fun": "test.ping"}}], token)["return"][0]["jid"]
+tags = [jid]
+while len([t for t in tags if t.startswith("salt/job/" + jid + "/ret/")]) < {n}:
+    msg = ws.recv()
+    assert msg.startswith("data: ") and msg.endswith("\n\n"), msg
+    tags.append(json.loads(msg[6:])["tag"])
+ws.close()
+print(json.dumps(tags))
+"#,
+        user = env.user,
+        password = env.password,
+        n = env.minions.len(),
+    );
+    let out = std::process::Command::new(common::env().venv.join("bin/python"))
+        .args(["-c", &code])
+        .output()
+        .expect("run python");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
+        panic!(
+            "WebSocket client failed ({e}): {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
 /// A real browser (Debian's chromium, headless) logs in through the shipped web-UI site
 /// (nginx: static files at /, salt-fcgi under /api/), runs a command, watches a job's events
-/// through an `EventSource` and through a WebSocket (nginx → `salt-fcgi --http`), and
-/// reads /stats with the session cookie only, sees a JSON 404 for SaltGUI's optional motd file, and logs out;
+/// through an `EventSource` and reads /stats with the session cookie only (and a WebSocket
+/// client reads the same through nginx → `salt-fcgi --http`), sees a JSON 404 for SaltGUI's optional motd file, and logs out;
 /// the cookie is never visible to the page's JavaScript (HttpOnly).
 #[test]
 fn browser_session_through_the_webui_site() {
@@ -1033,12 +1054,19 @@ fn browser_session_through_the_webui_site() {
             "{tags:?}"
         );
     }
-    let ws_tags: Vec<String> = serde_json::from_str(step("ws")["body"].as_str().unwrap_or_default())
-        .unwrap_or_default();
-    let ws_jid = step("wsjid")["body"].as_str().unwrap_or_default().to_string();
-    assert!(ws_tags.contains(&format!("salt/job/{ws_jid}/new")), "{ws_jid}: {ws_tags:?}");
+    // salt-netapi-client's live view: a WebSocket at /api/ws/<token> through the same nginx
+    // (→ salt-fcgi --http), read by the websocket-client package over TLS.
+    let ws_tags = websocket_tags(&env, nginx.port);
+    let jid = ws_tags.first().cloned().unwrap_or_default();
+    assert!(
+        ws_tags.contains(&format!("salt/job/{jid}/new")),
+        "{ws_tags:?}"
+    );
     for m in &env.minions {
-        assert!(ws_tags.contains(&format!("salt/job/{ws_jid}/ret/{m}")), "{ws_tags:?}");
+        assert!(
+            ws_tags.contains(&format!("salt/job/{jid}/ret/{m}")),
+            "{ws_tags:?}"
+        );
     }
     assert_eq!(step("stats")["status"], 200, "{steps}");
     assert_eq!(step("motd")["status"], 404, "{steps}");

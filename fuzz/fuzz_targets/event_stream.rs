@@ -1,41 +1,46 @@
 //! The event-bus reader's framing under arbitrary read boundaries.
 //!
 //! Input: byte 0 picks `max`, byte 1 the number N (0..=15) of read sizes, the next N
-//! bytes are read sizes (used in turn, 0 meaning 1), the rest is the stream. The loop of
-//! `events::read_loop` (take frames while `next_frame` gives them, else read more, stop on
-//! an error) must find the same frames, and end the same way (error or need-more), as
-//! when the whole stream is there at once.
+//! bytes are read sizes (used in turn, 0 meaning 1), the rest is the stream. The bus
+//! reader's own `FrameBuffer` (frames taken while complete, oversized ones skipped, an
+//! error ends the stream) must find the same frames and skips, and end the same way (error
+//! or need-more), as when the whole stream is there at once.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use salt_fcgi::salt::events::{next_frame, split_frame};
+use salt_fcgi::salt::event_frame::{FrameBuffer, Piece, split_frame};
 
 const MAXES: [usize; 4] = [8, 64, 4096, 64 << 20];
 
-/// Frames found and whether the stream ended in an error, reading `sizes` at a time.
-fn run(stream: &[u8], sizes: &[usize], max: usize) -> (Vec<Vec<u8>>, bool) {
-    let mut buf: Vec<u8> = Vec::new();
-    let mut frames = Vec::new();
+/// A frame (its bytes) or a skip (its size), as `FrameBuffer::drain` gave them.
+type Found = Vec<Result<Vec<u8>, usize>>;
+
+/// Everything found and whether the stream ended in an error, reading `sizes` at a time.
+fn run(stream: &[u8], sizes: &[usize], max: usize) -> (Found, bool) {
+    let mut frames = FrameBuffer::new(max);
+    let mut found = Found::new();
     let mut offset = 0;
     let mut turn = 0;
     loop {
-        match next_frame(&buf, max) {
-            Ok(Some((frame, used))) => {
-                assert!(used > 0 && used <= buf.len());
-                let frame = frame.to_vec();
-                buf.drain(..used);
-                frames.push(frame);
-                continue;
+        let cut = frames.drain(|piece| match piece {
+            Piece::Frame(f) => {
+                assert!(!f.is_empty());
+                found.push(Ok(f.to_vec()));
             }
-            Ok(None) => {}
-            Err(_) => return (frames, true),
+            Piece::Skipped(n) => {
+                assert!(n > max, "skipped {n} bytes, max {max}");
+                found.push(Err(n));
+            }
+        });
+        if cut.is_err() {
+            return (found, true);
         }
         if offset == stream.len() {
-            return (frames, false);
+            return (found, false);
         }
         let n = sizes[turn % sizes.len()].min(stream.len() - offset);
         turn += 1;
-        buf.extend_from_slice(&stream[offset..offset + n]);
+        frames.buffer().extend_from_slice(&stream[offset..offset + n]);
         offset += n;
     }
 }
@@ -59,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
         pieces, whole,
         "frames or ending differ with reads of {sizes:?}"
     );
-    for frame in &whole.0 {
+    for frame in whole.0.iter().flatten() {
         assert!(frame.len() <= max);
         let _ = split_frame(frame);
     }

@@ -4,7 +4,7 @@
 
 use fuzz_common::json_depth;
 use libfuzzer_sys::fuzz_target;
-use salt_fcgi::salt::events::msgpack_size;
+use salt_fcgi::salt::event_frame::msgpack_size;
 use salt_fcgi::salt::payload::{decode, encode};
 use serde_json::Value as Json;
 

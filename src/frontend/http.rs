@@ -113,6 +113,9 @@ async fn from_hyper(req: Request<Incoming>, api: &Api) -> ApiRequest {
     let body = match declared {
         Err(e) => Err(e),
         Ok(Some(n)) if n > max => Err(BodyError::TooLarge(n)),
+        // Only POST bodies mean anything (as under CGI); a GET's is never waited for (a
+        // WebSocket upgrade's connection belongs to the socket after the head).
+        Ok(_) if method != "POST" => Ok(Vec::new()),
         // A client that trickles its body (slowloris) is cut off after body_read_timeout.
         Ok(_) => {
             match tokio::time::timeout(body_wait, Limited::new(req.into_body(), max).collect())

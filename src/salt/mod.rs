@@ -8,6 +8,7 @@ pub mod channel;
 pub mod client;
 pub mod error;
 pub mod event_fire;
+pub mod event_frame;
 pub mod events;
 pub mod netapi;
 pub mod payload;
