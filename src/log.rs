@@ -72,6 +72,15 @@ pub fn info(message: &str) {
     line("info", message);
 }
 
+/// `log!(warn, "… {x} …")`: one line at that level (`error`, `warn`, `info`), with
+/// `format!` arguments; escaped like every other line.
+#[macro_export]
+macro_rules! log {
+    ($level:ident, $($arg:tt)+) => {
+        $crate::log::$level(&format!($($arg)+))
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::escape;

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use salt_fcgi::api::Api;
+use salt_fcgi::frontend::lifecycle::ServeOptions;
 use salt_fcgi::frontend::listener::{Listener, is_listening_socket};
-use salt_fcgi::frontend::{ServeOptions, cgi, fastcgi, http};
+use salt_fcgi::frontend::{cgi, fastcgi, http};
 use salt_fcgi::log;
 use salt_fcgi::settings::Settings;
 
@@ -41,7 +42,10 @@ struct Args {
     listen: Option<String>,
     http: Option<String>,
     socket_mode: Option<u32>,
-    serve: ServeOptions,
+    /// `--max-requests`.
+    max_requests: Option<u64>,
+    /// `--idle-timeout`.
+    idle_timeout: Option<Duration>,
 }
 
 enum Parsed {
@@ -68,9 +72,9 @@ fn parse_args() -> Result<Parsed, lexopt::Error> {
                     })?;
                 args.socket_mode = Some(mode);
             }
-            Long("max-requests") => args.serve.max_requests = Some(parser.value()?.parse()?),
+            Long("max-requests") => args.max_requests = Some(parser.value()?.parse()?),
             Long("idle-timeout") => {
-                args.serve.idle_timeout = Some(Duration::from_secs(parser.value()?.parse()?));
+                args.idle_timeout = Some(Duration::from_secs(parser.value()?.parse()?));
             }
             Short('h') | Long("help") => return Ok(Parsed::Help),
             Short('V') | Long("version") => return Ok(Parsed::Version),
@@ -159,17 +163,23 @@ fn serve(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The server's own settings: the command line's exit conditions and the config's limits.
+    let options = ServeOptions {
+        max_requests: args.max_requests,
+        idle_timeout: args.idle_timeout,
+        ..ServeOptions::new(&settings.limits)
+    };
     let api = Arc::new(Api::new(settings));
     let result: std::io::Result<()> = runtime.block_on(async move {
         let mode = args.socket_mode.unwrap_or(0o660);
         if let Some(addr) = &args.http {
-            http::serve(Listener::bind(addr, mode).await?, api, args.serve).await;
+            http::serve(Listener::bind(addr, mode).await?, api, options).await;
         } else {
             let listener = match &args.listen {
                 Some(spec) => Listener::bind(spec, mode).await?,
                 None => Listener::inherit(0)?,
             };
-            fastcgi::serve(listener, api, args.serve).await;
+            fastcgi::serve(listener, api, options).await;
         }
         Ok(())
     });

@@ -294,7 +294,7 @@ fn read_with_includes(path: &Path) -> Result<Mapping, ConfigError> {
             // An unreadable or broken include is skipped, as Salt does with a log line.
             match read_mapping(&file) {
                 Ok(extra) => opts.extend(extra),
-                Err(e) => crate::log::warn(&format!("{e}; ignored")),
+                Err(e) => crate::log!(warn, "{e}; ignored"),
             }
         }
     }
@@ -314,10 +314,11 @@ fn expand_include(base: &Path, pattern: &str) -> Vec<PathBuf> {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return vec![],
         Err(e) => {
-            crate::log::warn(&format!(
+            crate::log!(
+                warn,
                 "cannot read {}: {e}; its files are ignored",
                 dir.display()
-            ));
+            );
             return vec![];
         }
     };

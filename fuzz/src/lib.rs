@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use salt_fcgi::api::{Api, ApiResponse};
-use salt_fcgi::frontend::cgi_response_bytes;
+use salt_fcgi::frontend::cgi::response_bytes as cgi_response_bytes;
 use salt_fcgi::settings::{Limits, Settings};
 use serde_json::Value as Json;
 

@@ -32,7 +32,7 @@ impl ApiError {
     /// The JSON error response; a 5xx is also one line in the error log.
     pub fn into_response(self) -> ApiResponse {
         if self.status >= 500 {
-            crate::log::error(&format!("{}: {}", self.status, self.message));
+            crate::log!(error, "{}: {}", self.status, self.message);
         }
         ApiResponse::error(self.status, &self.message)
     }

@@ -1,4 +1,5 @@
-//! CGI: one request from the environment and stdin, the response on stdout.
+//! CGI: one request from the environment and stdin, the response on stdout; the whole CGI
+//! dialect, its response head included.
 //!
 //! Also what FastCGI hands over per request (the same variable names arrive as params),
 //! so the variable → `ApiRequest` mapping lives here for both.
@@ -108,6 +109,32 @@ pub fn read_body(
     }
 }
 
+/// The CGI response: `Status:` line, headers, blank line, body.
+pub fn response_bytes(resp: &ApiResponse) -> Vec<u8> {
+    let mut out = response_head(resp);
+    out.extend_from_slice(&resp.body);
+    out
+}
+
+/// The CGI response without its body: `Status:` line, headers, blank line. A streamed
+/// body has no Content-Length (the web server chunks it).
+pub fn response_head(resp: &ApiResponse) -> Vec<u8> {
+    let mut head = format!(
+        "Status: {} {}\r\nContent-Type: {}\r\n",
+        resp.status,
+        resp.reason(),
+        resp.content_type,
+    );
+    if resp.stream.is_none() {
+        head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    }
+    for (name, value) in &resp.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
 /// Serves the one CGI request of this process.
 pub fn run(config: Option<&Path>) -> ExitCode {
     let written = match Settings::load(config) {
@@ -129,7 +156,7 @@ pub fn run(config: Option<&Path>) -> ExitCode {
 /// Writes a whole response to stdout.
 fn write_whole(response: &ApiResponse) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(&super::cgi_response_bytes(response))?;
+    out.write_all(&response_bytes(response))?;
     out.flush()
 }
 
@@ -173,7 +200,7 @@ fn serve(settings: Settings) -> std::io::Result<()> {
     {
         Ok(rt) => rt,
         Err(e) => {
-            crate::log::error(&format!("cannot start the runtime: {e}"));
+            crate::log!(error, "cannot start the runtime: {e}");
             return write_whole(&ApiResponse::error(500, "500: internal error in salt-fcgi"));
         }
     };
@@ -183,7 +210,7 @@ fn serve(settings: Settings) -> std::io::Result<()> {
         drain_stdin();
     }
     // The head first: a streamed one has no Content-Length.
-    let head = super::cgi_response_head(&response);
+    let head = response_head(&response);
     let written = match response.stream.take() {
         Some(mut chunks) => runtime.block_on(write_stream(&head, &mut chunks)),
         None => write_whole(&response),
@@ -315,5 +342,15 @@ mod tests {
             (r.mount.as_str(), r.path.as_str(), r.https),
             ("", "/jobs", false)
         );
+    }
+
+    #[test]
+    fn cgi_headers_are_byte_accurate() {
+        let resp = ApiResponse::error(405, "é").with_header("Allow", "GET, POST");
+        let bytes = response_bytes(&resp);
+        let text = String::from_utf8(bytes).expect("utf8");
+        assert!(text.starts_with("Status: 405 Method Not Allowed\r\n"));
+        assert!(text.contains("Content-Length: 15\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n{\"return\":\"é\"}"));
     }
 }

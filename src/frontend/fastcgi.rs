@@ -16,16 +16,18 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_fastcgi::{OutStream, Request, RequestResult, Requests};
 
+use super::cgi::{self, response_head};
+use super::handle_guarded;
+use super::lifecycle::{Lifecycle, ServeOptions, accept_loop};
 use super::listener::{Listener, Stream};
 use super::record_check::RecordCheck;
-use super::{Lifecycle, ServeOptions, accept_loop, cgi, cgi_response_head, handle_guarded};
 use crate::api::{Api, ApiResponse};
 
 /// Serves FastCGI on `listener` until SIGTERM, max-requests or idle exit.
 pub async fn serve(listener: Listener, api: Arc<Api>, options: ServeOptions) {
     let life = Lifecycle::new(options);
     life.watch_signals_and_idle();
-    crate::log::info(&format!("serving FastCGI on {}", listener.describe()));
+    crate::log!(info, "serving FastCGI on {}", listener.describe());
     accept_loop(listener, &api, &life, |stream| {
         let (api, life) = (Arc::clone(&api), Arc::clone(&life));
         async move {
@@ -43,7 +45,7 @@ async fn connection<S>(stream: S, api: Arc<Api>, life: Arc<Lifecycle>)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let limits = api.settings().limits.clone();
+    let limits = life.options.clone();
     let cap = limits
         .max_body_bytes
         .saturating_mul(2)
@@ -70,7 +72,7 @@ where
             Ok(Some(r)) => r,
             Ok(None) => break,
             Err(e) => {
-                crate::log::warn(&format!("FastCGI connection closed: {e:?}"));
+                crate::log!(warn, "FastCGI connection closed: {e:?}");
                 break;
             }
         };
@@ -85,7 +87,7 @@ where
             })
             .await;
         if let Err(e) = outcome {
-            crate::log::warn(&format!("FastCGI response not delivered: {e:?}"));
+            crate::log!(warn, "FastCGI response not delivered: {e:?}");
             break;
         }
     }
@@ -108,13 +110,13 @@ async fn respond<W: AsyncWrite + Unpin>(req: &Request<W>, api: &Arc<Api>, max_bo
     let mut response = handle_guarded(api, request).await;
     let mut out = req.get_stdout();
     // The head first: a streamed one has no Content-Length.
-    let head = cgi_response_head(&response);
+    let head = response_head(&response);
     let written = match response.stream.take() {
         Some(mut chunks) => write_stream(&mut out, &head, &mut chunks).await,
         None => write_response(&mut out, &response).await,
     };
     if let Err(e) = written {
-        crate::log::warn(&format!("FastCGI write failed (client gone?): {e:?}"));
+        crate::log!(warn, "FastCGI write failed (client gone?): {e:?}");
     }
 }
 
@@ -152,7 +154,7 @@ async fn write_response<W: AsyncWrite + Unpin>(
     out: &mut OutStream<W>,
     response: &ApiResponse,
 ) -> Result<(), tokio_fastcgi::Error> {
-    let mut head = cgi_response_head(response);
+    let mut head = response_head(response);
     if response.body.len() <= COPY_BODY_MAX {
         head.extend_from_slice(&response.body);
         out.write(&head).await?;

@@ -22,8 +22,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use super::handle_guarded;
+use super::lifecycle::{Lifecycle, ServeOptions, accept_loop};
 use super::listener::{Listener, Stream};
-use super::{Lifecycle, ServeOptions, accept_loop, handle_guarded};
 use crate::api::request::parse_content_length;
 use crate::api::{Api, ApiRequest, ApiResponse, BodyError};
 
@@ -31,7 +32,7 @@ use crate::api::{Api, ApiRequest, ApiResponse, BodyError};
 pub async fn serve(listener: Listener, api: Arc<Api>, options: ServeOptions) {
     let life = Lifecycle::new(options);
     life.watch_signals_and_idle();
-    crate::log::info(&format!("serving HTTP on {}", listener.describe()));
+    crate::log!(info, "serving HTTP on {}", listener.describe());
     accept_loop(listener, &api, &life, |stream| {
         let (api, life) = (Arc::clone(&api), Arc::clone(&life));
         async move {
@@ -52,28 +53,27 @@ async fn connection<S>(stream: S, peer: Option<String>, api: Arc<Api>, life: Arc
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let max_header = api.settings().limits.max_header_bytes;
+    let options = life.options.clone();
     let service = service_fn(|mut req: Request<Incoming>| {
         let (api, life, peer) = (Arc::clone(&api), Arc::clone(&life), peer.clone());
         async move {
             let _in_flight = life.begin();
             let on_upgrade = hyper::upgrade::on(&mut req);
-            let mut request = from_hyper(req, &api).await;
+            let mut request = from_hyper(req, &life.options).await;
             request.remote_addr = peer;
             request.can_upgrade = true;
             let mut resp = handle_guarded(&api, request).await;
             if resp.status == 101
                 && let Some(chunks) = resp.stream.take()
             {
-                let ping = api.settings().limits.stream_heartbeat;
-                tokio::spawn(websocket(on_upgrade, chunks, ping));
+                tokio::spawn(websocket(on_upgrade, chunks, life.options.stream_heartbeat));
             }
             Ok::<_, Infallible>(to_hyper(resp))
         }
     });
     let conn = http1::Builder::new()
-        .max_buf_size(max_header)
-        .header_read_timeout(api.settings().limits.body_read_timeout)
+        .max_buf_size(options.max_header_bytes)
+        .header_read_timeout(options.body_read_timeout)
         .timer(hyper_util::rt::TokioTimer::new())
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
@@ -89,9 +89,9 @@ where
 }
 
 /// Reads the request (body bounded by `max_body_bytes`) into an ApiRequest.
-async fn from_hyper(req: Request<Incoming>, api: &Api) -> ApiRequest {
-    let max = api.settings().limits.max_body_bytes;
-    let body_wait = api.settings().limits.body_read_timeout;
+async fn from_hyper(req: Request<Incoming>, options: &ServeOptions) -> ApiRequest {
+    let max = options.max_body_bytes;
+    let body_wait = options.body_read_timeout;
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -201,7 +201,7 @@ async fn websocket(
     let upgraded = match on_upgrade.await {
         Ok(u) => u,
         Err(e) => {
-            crate::log::warn(&format!("WebSocket upgrade failed: {e}"));
+            crate::log!(warn, "WebSocket upgrade failed: {e}");
             return;
         }
     };

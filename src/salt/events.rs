@@ -174,9 +174,7 @@ impl EventBus {
             Endpoint::Unix(p) => p.display().to_string(),
             Endpoint::Tcp(a) => a.clone(),
         };
-        crate::log::error(&format!(
-            "cannot connect to the master event bus {place}: {e}"
-        ));
+        crate::log!(error, "cannot connect to the master event bus {place}: {e}");
         if e.kind() == std::io::ErrorKind::PermissionDenied {
             SaltError::EventBus(
                 "salt-fcgi may not read the master event bus (permission denied): run it as \
@@ -270,9 +268,10 @@ async fn read_loop(mut stream: Box<dyn AsyncRead + Send + Unpin>, reader: Arc<Re
         let cut = frames.drain(|piece| match piece {
             Piece::Frame(frame) => dispatch(&reader, frame),
             // One huge event must not close the bus for every request in flight.
-            Piece::Skipped(total) => crate::log::warn(&format!(
+            Piece::Skipped(total) => crate::log!(
+                warn,
                 "skipped an event of {total} bytes (over max_reply_bytes)"
-            )),
+            ),
         });
         if let Err(e) = cut {
             break e;
@@ -284,7 +283,7 @@ async fn read_loop(mut stream: Box<dyn AsyncRead + Send + Unpin>, reader: Arc<Re
         }
     };
     reader.shut_down();
-    crate::log::warn(&format!("master event bus connection lost: {outcome}"));
+    crate::log!(warn, "master event bus connection lost: {outcome}");
 }
 
 /// Decodes one frame and hands the event to every subscription that wants its tag.
@@ -315,10 +314,10 @@ fn dispatch(reader: &Reader, frame: &[u8]) {
                 match tx.try_send(Arc::clone(text)) {
                     Ok(()) => true,
                     Err(mpsc::error::TrySendError::Full(_)) => {
-                        crate::log::warn(&format!(
+                        crate::log!(warn,
                             "an event stream fell {} events behind (a slow or stalled client): closed",
                             tx.max_capacity()
-                        ));
+                        );
                         false
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => false,

@@ -166,9 +166,10 @@ fn log_refusal(status: u16, e: &SaltError, chunk: &Chunk, remote: &str) {
         format!("user '{}' eauth '{}'", text("username"), text("eauth"))
     };
     // crate::log escapes every character that could end or disguise the line.
-    crate::log::warn(&format!(
+    crate::log!(
+        warn,
         "{status} for {who} client '{}' from {remote}: {}",
         text("client"),
         e.message()
-    ));
+    );
 }

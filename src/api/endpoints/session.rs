@@ -23,12 +23,13 @@ pub(crate) async fn login(master: &Arc<Master>, call: &Call) -> Result<ApiRespon
         Ok(t) => t,
         Err(e) => {
             if matches!(e, SaltError::Authentication(_)) {
-                crate::log::warn(&format!(
+                crate::log!(
+                    warn,
                     "401 login for user '{}' eauth '{}' from {}",
                     shown(&creds, "username"),
                     shown(&creds, "eauth"),
                     call.remote()
-                ));
+                );
             }
             return Err(e.into());
         }
@@ -77,11 +78,12 @@ pub(crate) async fn logout(master: &Arc<Master>, call: &Call) -> Result<ApiRespo
             _ => Ok(Json::Null),
         };
         if let Err(e) = deleted {
-            crate::log::warn(&format!(
+            crate::log!(
+                warn,
                 "logout from {}: the token was not revoked ({why}; the master's \
                  auth.del_token runner: {e}); it stays valid until it expires",
                 call.remote()
-            ));
+            );
         }
     }
     Ok(call
@@ -106,12 +108,13 @@ pub(crate) async fn token(master: &Arc<Master>, call: &Call) -> Result<ApiRespon
         }
         let t = make_token(master, &creds).await.inspect_err(|e| {
             if matches!(e, SaltError::Authentication(_)) {
-                crate::log::warn(&format!(
+                crate::log!(
+                    warn,
                     "401 token for user '{}' eauth '{}' from {}",
                     shown(&creds, "username"),
                     shown(&creds, "eauth"),
                     call.remote()
-                ));
+                );
             }
         })?;
         out.push(
