@@ -1,6 +1,6 @@
 //! Every netapi client against the real master, cross-checked with Salt's own CLI.
 
-mod common;
+use crate::common;
 
 use common::{cgi_post, env, mk_token, salt_cli};
 use serde_json::{Value as Json, json};

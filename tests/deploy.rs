@@ -14,8 +14,8 @@
 //! (`TestEnv::grant_master_group_access`). Under nginx, salt-fcgi runs as the master's
 //! user and hands nginx a socket it may connect to (group www-data, mode 0660).
 
-mod common;
-mod deploy_support;
+use crate::common;
+use crate::deploy_support;
 
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;

@@ -1,6 +1,6 @@
 //! Every error status of docs/api.md, against the real master.
 
-mod common;
+use crate::common;
 
 use common::{cgi, cgi_post, env};
 use serde_json::{Value as Json, json};

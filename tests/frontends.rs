@@ -1,7 +1,7 @@
 //! The same request through each front end: CGI (exec), FastCGI (a FastCGI client crate
 //! over a unix socket and an inherited fd-0 listener), and the HTTP server.
 
-mod common;
+use crate::common;
 
 use common::{Server, cgi_post, env, fastcgi, fastcgi_post, http, http_post};
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! rest_wsgi way), and its CLI, which logs in through `/login` (rest_cherrypy's way).
 //! `tests/deploy.rs` runs the same CLI checks through nginx → FastCGI.
 
-mod common;
+use crate::common;
 
 use common::{Server, env, python};
 use serde_json::{Value as Json, json};

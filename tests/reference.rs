@@ -4,7 +4,7 @@
 //! stamps are masked (`common::normalize_job`). Where docs/api.md fixes a status for one of
 //! Salt's exceptions, the status is checked and the message must be the master's.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Regressions for salt-api's CVE history and for the holes of issue 13 (see docs/security.md),
 //! against the real master.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -1,0 +1,19 @@
+//! The integration tests, as one test binary (ripgrep's layout): shared support in
+//! `common` (the test master from `scripts/test`, a private master, the three front ends'
+//! clients, Salt's own CLI and pepper) and `deploy_support` (real Apache and nginx), then
+//! one module per concern. Run one module with `scripts/test -- <module>::`.
+
+mod common;
+mod deploy_support;
+
+mod cherrypy;
+mod clients;
+mod deploy;
+mod errors;
+mod fault_injection;
+mod frontends;
+mod fuzz_regressions;
+mod master_faults;
+mod pepper;
+mod reference;
+mod security;
