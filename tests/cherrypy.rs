@@ -420,17 +420,22 @@ fn new_key_pair_as_a_tarball() {
         String::from_utf8_lossy(&out.stderr)
     );
     let public = std::fs::read_to_string(dir.join("minion.pub")).expect("minion.pub");
-    let private = std::fs::read_to_string(dir.join("minion.pem")).expect("minion.pem");
-    assert!(public.contains("PUBLIC KEY") && private.contains("PRIVATE KEY"));
-    // The master accepted it; remove it again so other tests see only the real minions.
-    let accepted = common::salt_cli("salt-key", &["-L"]);
+    let secret = std::fs::read_to_string(dir.join("minion.pem")).expect("minion.pem");
+    assert!(public.contains("PUBLIC KEY") && secret.contains("PRIVATE KEY"));
+    // The private master accepted it.
+    let out = std::process::Command::new(e.venv.join("bin/salt-key"))
+        .arg("-c")
+        .arg(&private.dir)
+        .args(["-L", "--out=json"])
+        .output()
+        .expect("salt-key");
+    let keys: Json = serde_json::from_slice(&out.stdout).expect("salt-key JSON");
     assert!(
-        accepted["minions"]
+        keys["minions"]
             .as_array()
             .is_some_and(|m| m.contains(&json!(id))),
-        "{accepted}"
+        "{keys}"
     );
-    common::salt_cli("salt-key", &["-y", "-d", &id]);
 }
 
 /// Reads an HTTP response from `address` for `GET path` until the server ends it (or
