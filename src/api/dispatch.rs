@@ -148,21 +148,21 @@ impl Api {
             return Ok(ApiResponse::json(200, &json!({"return": "Please log in"}))
                 .with_header("WWW-Authenticate", "Session"));
         }
-        let call = self.call(req)?;
+        let mut call = self.call(req)?;
         let master = &self.master;
         match route {
-            Route::Root | Route::Run => endpoints::lowstate(master, &call).await,
+            Route::Root | Route::Run => endpoints::lowstate(master, &mut call).await,
             Route::Login => endpoints::login(master, &call).await,
             Route::Logout => endpoints::logout(master, &call).await,
-            Route::Token => endpoints::token(master, &call).await,
+            Route::Token => endpoints::token(master, &mut call).await,
             Route::Stats => endpoints::stats(master, &call, &self.stats).await,
             Route::Minions(id) if method == "GET" => {
                 endpoints::minion_grains(master, &call, id).await
             }
-            Route::Minions(_) => endpoints::start_job(master, &call).await,
+            Route::Minions(_) => endpoints::start_job(master, &mut call).await,
             Route::Jobs(id) => endpoints::jobs(master, &call, id).await,
             Route::Keys(id) if method == "GET" => endpoints::keys(master, &call, id).await,
-            Route::Keys(_) => endpoints::gen_key(master, &call).await,
+            Route::Keys(_) => endpoints::gen_key(master, &mut call).await,
             Route::Hook(path) => endpoints::hook(master, &call, &path).await,
             Route::Events => endpoints::events(master, &call, self.streams_stop.subscribe()).await,
             Route::Ws(token) => {
@@ -173,17 +173,17 @@ impl Api {
     }
 
     /// Reads the body (within `max_body_bytes`) and the session token into a [`Call`].
-    fn call(&self, req: ApiRequest) -> Result<Call, ApiError> {
+    fn call(&self, mut req: ApiRequest) -> Result<Call, ApiError> {
         let limits = &self.settings().limits;
-        let raw = match req.body {
-            Ok(ref body) if body.len() > limits.max_body_bytes => {
+        let raw = match std::mem::replace(&mut req.body, Ok(Vec::new())) {
+            Ok(body) if body.len() > limits.max_body_bytes => {
                 return Err(body_error(
                     &BodyError::TooLarge(body.len()),
                     limits.max_body_bytes,
                 ));
             }
-            Ok(ref body) => body.clone(),
-            Err(ref e) => return Err(body_error(e, limits.max_body_bytes)),
+            Ok(body) => body,
+            Err(e) => return Err(body_error(&e, limits.max_body_bytes)),
         };
         let data = body::parse(req.content_type.as_deref(), &raw, limits)?;
         Call::new(req, raw, data)

@@ -64,15 +64,16 @@ impl Call {
         })
     }
 
-    /// The body's chunks (one object or a list of them).
-    pub fn chunks(&self, master: &Arc<Master>) -> Result<Vec<Chunk>, ApiError> {
-        let Some(data) = &self.data else {
+    /// The body's chunks (one object or a list of them), taken out of the call (a body
+    /// is not copied on its way to the master).
+    pub fn chunks(&mut self, master: &Arc<Master>) -> Result<Vec<Chunk>, ApiError> {
+        let Some(data) = self.data.take() else {
             return Err(ApiError::new(
                 400,
                 "400: request body is empty; expected a JSON list of lowstate chunks",
             ));
         };
-        Ok(lowstate::from_value(data.clone(), &master.settings.limits)?)
+        Ok(lowstate::from_value(data, &master.settings.limits)?)
     }
 
     /// A successful answer, JSON or YAML as `Accept` asks.
@@ -88,7 +89,10 @@ impl Call {
 
 /// `POST /` and `POST /run`: run every chunk; a chunk without credentials of its own runs
 /// with the session token.
-pub(crate) async fn lowstate(master: &Arc<Master>, call: &Call) -> Result<ApiResponse, ApiError> {
+pub(crate) async fn lowstate(
+    master: &Arc<Master>,
+    call: &mut Call,
+) -> Result<ApiResponse, ApiError> {
     let chunks = call.chunks(master)?;
     let results = run_chunks(master, call, chunks).await?;
     Ok(call.answer(200, &json!({ "return": results })))

@@ -25,7 +25,10 @@ pub(crate) async fn minion_grains(
 }
 
 /// `POST /minions`: every chunk as `local_async`; 202 with links to the jobs.
-pub(crate) async fn start_job(master: &Arc<Master>, call: &Call) -> Result<ApiResponse, ApiError> {
+pub(crate) async fn start_job(
+    master: &Arc<Master>,
+    call: &mut Call,
+) -> Result<ApiResponse, ApiError> {
     let mut chunks = call.chunks(master)?;
     for chunk in &mut chunks {
         chunk.insert("client".into(), Json::from("local_async"));
@@ -90,7 +93,10 @@ pub(crate) async fn keys(
 
 /// `POST /keys {mid, …credentials}`: `key.gen_accept`, answered as a tarball of
 /// `minion.pub` and `minion.pem` (the body is a private key: never cached).
-pub(crate) async fn gen_key(master: &Arc<Master>, call: &Call) -> Result<ApiResponse, ApiError> {
+pub(crate) async fn gen_key(
+    master: &Arc<Master>,
+    call: &mut Call,
+) -> Result<ApiResponse, ApiError> {
     let mut chunks = call.chunks(master)?;
     let [chunk] = chunks.as_mut_slice() else {
         return Err(ApiError::new(400, "400: send one object with 'mid'"));

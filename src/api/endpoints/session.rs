@@ -92,7 +92,7 @@ pub(crate) async fn logout(master: &Arc<Master>, call: &Call) -> Result<ApiRespo
 }
 
 /// `POST /token`: one token per credentials chunk, as a bare list (pepper's `-r`).
-pub(crate) async fn token(master: &Arc<Master>, call: &Call) -> Result<ApiResponse, ApiError> {
+pub(crate) async fn token(master: &Arc<Master>, call: &mut Call) -> Result<ApiResponse, ApiError> {
     netapi::check_master_running(master)?;
     let mut out = Vec::new();
     for creds in call.chunks(master)? {
