@@ -242,6 +242,14 @@ fn missing_bad_and_foreign_credentials() {
         &"ab".repeat(32),
     ));
     assert_eq!(r.status, 401, "{}", r.ret());
+    // A foreign or stale cookie of the same name does not stand in the way of a login.
+    let body = json!({"username": e.user, "password": e.password, "eauth": "file"});
+    let r = front.send(
+        &Req::new("POST", "/login")
+            .json(&body)
+            .header("Cookie", "session_id=not-a-salt-token"),
+    );
+    assert_eq!(r.status, 200, "{}", r.ret());
     // Wrong password: 401 with a JSON body, no cookie.
     let body = json!({"username": e.user, "password": "wrong", "eauth": "file"});
     let r = front.send(&Req::new("POST", "/login").json(&body));

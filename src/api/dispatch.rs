@@ -186,7 +186,7 @@ impl Api {
             Err(e) => return Err(body_error(&e, limits.max_body_bytes)),
         };
         let data = body::parse(req.content_type.as_deref(), &raw, limits)?;
-        Call::new(req, raw, data)
+        Ok(Call::new(req, raw, data))
     }
 
     /// `Access-Control-*` headers for a request from an allowed origin.

@@ -32,36 +32,37 @@ pub(crate) struct Call {
     pub raw: Vec<u8>,
     /// The body parsed by its Content-Type (`None`: empty).
     pub data: Option<Json>,
-    /// The session token, hex-checked.
+    /// The session token as sent; [`Call::session`] checks its shape.
     pub session: Option<String>,
 }
 
 impl Call {
-    /// A call; a session token that cannot be a Salt token is a 401 before anything else.
-    pub fn new(req: ApiRequest, raw: Vec<u8>, data: Option<Json>) -> Result<Call, ApiError> {
+    /// A call. The session token is only looked at by the endpoints that use it (a stale
+    /// or foreign `session_id` cookie does not stand in the way of `/login`).
+    pub fn new(req: ApiRequest, raw: Vec<u8>, data: Option<Json>) -> Call {
         let token = req
             .header("x-auth-token")
             .filter(|t| !t.trim().is_empty())
             .or_else(|| req.cookie("session_id").filter(|t| !t.is_empty()))
             .map(|t| t.trim().to_string());
-        if token.as_deref().is_some_and(|t| !is_token_shaped(t)) {
-            return Err(ApiError::unauthorized("Invalid token"));
-        }
-        Ok(Call {
+        Call {
             req,
             raw,
             data,
             session: token,
-        })
+        }
     }
 
-    /// The session token, or 401.
+    /// The session token; 401 when there is none, or when it cannot be a Salt token (it is
+    /// never used then).
     pub fn session(&self) -> Result<&str, ApiError> {
-        self.session.as_deref().ok_or_else(|| {
-            ApiError::unauthorized(
+        match self.session.as_deref() {
+            Some(t) if is_token_shaped(t) => Ok(t),
+            Some(_) => Err(ApiError::unauthorized("Invalid token")),
+            None => Err(ApiError::unauthorized(
                 "No session: log in at /login and send X-Auth-Token or the session_id cookie",
-            )
-        })
+            )),
+        }
     }
 
     /// The body's chunks (one object or a list of them), taken out of the call (a body
