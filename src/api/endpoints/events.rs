@@ -9,8 +9,9 @@
 //! expiry; SSE streams carry a comment every `stream_heartbeat` seconds so proxies keep
 //! them open.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
@@ -191,16 +192,50 @@ impl Pump {
 
     /// Asks the master whether the token still exists (revoked or expired ends the
     /// stream); a master that does not answer leaves it running until the bus says more.
+    /// Streams of one token share the answer for a check interval (a thousand of a user's
+    /// streams cost the master one `get_token` per interval, not a thousand).
     async fn still_valid(&mut self) -> bool {
-        match tokens::get_token(&self.master, &self.token).await {
-            Ok(Some(t)) => {
-                self.expire = t.expire;
-                true
-            }
-            Ok(None) => false,
-            Err(_) => true,
+        let max_age = self.master.settings.limits.stream_token_check;
+        if let Some(expire) = recent_check(&self.token, max_age) {
+            self.expire = expire.unwrap_or(0.0);
+            return expire.is_some();
         }
+        let expire = match tokens::get_token(&self.master, &self.token).await {
+            Ok(Some(t)) => Some(t.expire),
+            Ok(None) => None,
+            Err(_) => return true,
+        };
+        remember_check(&self.token, expire);
+        self.expire = expire.unwrap_or(0.0);
+        expire.is_some()
     }
+}
+
+/// Recent answers of the master about stream tokens: when asked, and the expiry (`None`:
+/// gone).
+type Checks = HashMap<String, (Instant, Option<f64>)>;
+
+fn checks() -> &'static Mutex<Checks> {
+    static CHECKS: OnceLock<Mutex<Checks>> = OnceLock::new();
+    CHECKS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The master's answer for `token` if it is younger than `max_age`.
+fn recent_check(token: &str, max_age: Duration) -> Option<Option<f64>> {
+    let map = checks().lock().unwrap_or_else(|e| e.into_inner());
+    map.get(token)
+        .filter(|(at, _)| at.elapsed() < max_age)
+        .map(|(_, expire)| *expire)
+}
+
+/// Keeps the master's answer for `token`; forgets answers older than a minute once many
+/// have gathered.
+fn remember_check(token: &str, expire: Option<f64>) {
+    let mut map = checks().lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() > 1024 {
+        map.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(60));
+    }
+    map.insert(token.to_string(), (Instant::now(), expire));
 }
 
 fn now() -> f64 {
