@@ -784,20 +784,8 @@ fn nginx_upstream_of_two_processes_shares_sessions() {
     });
     let client = Client::new(&wd, &format!("https://127.0.0.1:{}/", nginx.port), &tls);
     let mut checks = Checks::new("nginx-upstream");
-    let login = json!({"username": env.user, "password": env.password, "eauth": "file"});
-    let r = client.request_with(
-        "POST",
-        "login",
-        &[],
-        Some("application/json"),
-        Some(login.to_string().as_bytes()),
-        Framing::ContentLength,
-    );
+    let (r, token) = login(&client, &env, &[]);
     checks.record(&r);
-    let token = r
-        .json()
-        .and_then(|j| j["return"][0]["token"].as_str().map(str::to_string))
-        .unwrap_or_default();
     let header = vec!["-H".to_string(), format!("X-Auth-Token: {token}")];
     let stats = |checks: &mut Checks, want: u16| {
         let mut pids = std::collections::BTreeSet::new();
@@ -1082,14 +1070,7 @@ fn browser_session_through_the_webui_site() {
     );
     // The cookie is for the mount point, /api, and only over TLS.
     let client = Client::new(&wd, &format!("https://127.0.0.1:{}/api/", nginx.port), &tls);
-    let login = json!({"username": env.user, "password": env.password, "eauth": "file"});
-    let r = client.request(
-        "POST",
-        "login",
-        Some("application/json"),
-        Some(login.to_string().as_bytes()),
-        Framing::ContentLength,
-    );
+    let (r, _) = login(&client, &env, &[]);
     let cookie = r.header("Set-Cookie").unwrap_or_default();
     assert!(
         cookie.contains("; Path=/api;") && cookie.ends_with("; Secure"),

@@ -12,6 +12,7 @@ use fuzz_common::{apis, check_response, quietly, runtime};
 use libfuzzer_sys::fuzz_target;
 use salt_fcgi::frontend::record_check::RecordCheck;
 use salt_fcgi::frontend::cgi::{self, response_bytes as cgi_response_bytes};
+use salt_fcgi::frontend::fastcgi;
 use tokio_fastcgi::{RequestResult, Requests};
 
 fuzz_target!(|data: &[u8]| {
@@ -27,14 +28,8 @@ fuzz_target!(|data: &[u8]| {
                 let max_body = api.settings().limits.max_body_bytes;
                 let outcome = request
                     .process(|req| async move {
-                        let vars: cgi::CgiVars = req
-                            .str_params_iter()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|(k, v)| Some((k.to_string(), v?.to_string())))
-                            .collect();
                         let request = cgi::request_from_vars(
-                            &vars,
+                            &fastcgi::params(&req),
                             |declared| cgi::read_body(&mut *req.get_stdin(), declared, max_body),
                             max_body,
                         );

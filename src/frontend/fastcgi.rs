@@ -95,14 +95,8 @@ where
 
 /// Builds the ApiRequest from params and stdin, runs it, writes the CGI response.
 async fn respond<W: AsyncWrite + Unpin>(req: &Request<W>, api: &Arc<Api>, max_body: usize) {
-    let vars: cgi::CgiVars = req
-        .str_params_iter()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.to_string(), v?.to_string())))
-        .collect();
     let request = cgi::request_from_vars(
-        &vars,
+        &params(req),
         // FCGI_STDIN is complete in memory; it is read the way a CGI body is.
         |declared| cgi::read_body(&mut *req.get_stdin(), declared, max_body),
         max_body,
@@ -143,6 +137,15 @@ async fn write_stream<W: AsyncWrite + Unpin>(
         ready.shrink_to(COPY_BODY_MAX);
     }
     Ok(())
+}
+
+/// A request's FastCGI params as CGI variables (values that are not UTF-8 left out).
+pub fn params<W: AsyncWrite + Unpin>(req: &Request<W>) -> cgi::CgiVars {
+    req.str_params_iter()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.to_string(), v?.to_string())))
+        .collect()
 }
 
 /// Bodies up to this size go out in one write with their head; a bigger body is written

@@ -411,25 +411,12 @@ impl Drop for Server {
     }
 }
 
-/// Sends one HTTP/1.1 request (`Connection: close`) and reads the whole response.
+/// Sends one HTTP/1.1 request (`Connection: close`) to `/` and reads the whole response.
 pub fn http(address: &str, method: &str, content_type: Option<&str>, body: &[u8]) -> Response {
-    let mut stream = std::net::TcpStream::connect(address).expect("connect HTTP");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .expect("timeout");
-    let mut head = format!(
-        "{method} / HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(ct) = content_type {
-        head.push_str(&format!("Content-Type: {ct}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).expect("write head");
-    stream.write_all(body).expect("write body");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read response");
-    parse_head(&raw, true)
+    let mut req = Req::new(method, "/");
+    req.content_type = content_type.map(str::to_string);
+    req.body = body.to_vec();
+    http_request(address, &req)
 }
 
 /// POSTs a JSON body over HTTP.
@@ -444,33 +431,9 @@ pub fn http_post(address: &str, body: &Json) -> Response {
     resp
 }
 
-/// Sends one FastCGI request with the `fastcgi-client` crate over a unix socket.
+/// Sends one FastCGI request for `/` with the `fastcgi-client` crate over a unix socket.
 pub fn fastcgi(socket: &str, method: &str, content_type: &str, body: &[u8]) -> Response {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let stream = tokio::net::UnixStream::connect(socket)
-            .await
-            .expect("connect FastCGI socket");
-        // Keep-alive mode: this client crate sends a second empty STDIN record after an
-        // empty body; a server that closes after a non-keep-alive response (as it may)
-        // would turn that write into EPIPE.
-        let mut client = fastcgi_client::Client::new_keep_alive_tokio(stream);
-        let params = fastcgi_client::Params::default()
-            .request_method(method.to_string())
-            .script_name("/salt")
-            .request_uri("/salt/")
-            .content_type(content_type.to_string())
-            .content_length(body.len())
-            .custom("PATH_INFO", "/");
-        let output = client
-            .execute(fastcgi_client::Request::new(params, body))
-            .await
-            .expect("FastCGI request");
-        parse_head(&output.stdout.unwrap_or_default(), false)
-    })
+    fastcgi_request(socket, &Req::new(method, "/").body(content_type, body), &[])
 }
 
 /// POSTs a JSON body over FastCGI.

@@ -1281,19 +1281,40 @@ pub fn run_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &
     );
 }
 
+/// `name` below the client's base: the base ends in `/`, or is the CGI script itself.
+pub fn below(client: &Client, name: &str) -> String {
+    if client.base.ends_with('/') || name.is_empty() {
+        name.to_string()
+    } else {
+        format!("/{name}")
+    }
+}
+
+/// `POST login` with the full-access user (and `extra` curl arguments, e.g. a cookie jar);
+/// the reply and the token it carries (empty if none).
+pub fn login(client: &Client, env: &TestEnv, extra: &[String]) -> (Reply, String) {
+    let login = json!({"username": env.user, "password": env.password, "eauth": "file"});
+    let r = client.request_with(
+        "POST",
+        &below(client, "login"),
+        extra,
+        Some("application/json"),
+        Some(login.to_string().as_bytes()),
+        Framing::ContentLength,
+    );
+    let token = r
+        .json()
+        .and_then(|j| j["return"][0]["token"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    (r, token)
+}
+
 /// The rest_cherrypy dialect as a browser or pepper uses it through this web server: login
 /// with a cookie jar (the cookie's Path is the mount point, Secure over TLS), lowstate with
 /// the cookie only (SaltGUI's text/plain single object), /stats, /jobs with X-Auth-Token,
 /// an unknown path, logout, and the token refused afterwards.
 fn session_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &Path) {
-    // Paths below the mount point: the base ends in `/`, or is the CGI script itself.
-    let at = |name: &str| {
-        if client.base.ends_with('/') || name.is_empty() {
-            name.to_string()
-        } else {
-            format!("/{name}")
-        }
-    };
+    let at = |name: &str| below(client, name);
     let jar = scratch.join("cookies.txt");
     let _ = fs::remove_file(&jar);
     let jar_args = vec![
@@ -1302,20 +1323,8 @@ fn session_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &
         "-c".to_string(),
         jar.display().to_string(),
     ];
-    let login = json!({"username": env.user, "password": env.password, "eauth": "file"});
-    let r = client.request_with(
-        "POST",
-        &at("login"),
-        &jar_args,
-        Some("application/json"),
-        Some(login.to_string().as_bytes()),
-        Framing::ContentLength,
-    );
+    let (r, token) = login(client, env, &jar_args);
     checks.record(&r);
-    let token = r
-        .json()
-        .and_then(|j| j["return"][0]["token"].as_str().map(str::to_string))
-        .unwrap_or_default();
     let cookie = r.header("Set-Cookie").unwrap_or_default().to_string();
     checks.check(
         r.status == 200
@@ -1428,26 +1437,8 @@ fn session_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &
 /// framing, a job's `new` and every minion's `ret` as they happen, and a failed login's
 /// password nowhere in the stream (the master fires it on the bus; salt-fcgi redacts it).
 fn events_suite(client: &Client, env: &TestEnv, checks: &mut Checks) {
-    let at = |name: &str| {
-        if client.base.ends_with('/') {
-            name.to_string()
-        } else {
-            format!("/{name}")
-        }
-    };
-    let login = json!({"username": env.user, "password": env.password, "eauth": "file"});
-    let r = client.request(
-        "POST",
-        &at("login"),
-        Some("application/json"),
-        Some(login.to_string().as_bytes()),
-        Framing::ContentLength,
-    );
-    let token = r
-        .json()
-        .and_then(|j| j["return"][0]["token"].as_str().map(str::to_string))
-        .unwrap_or_default();
-    let url = format!("{}{}", client.base, at("events"));
+    let (_, token) = login(client, env, &[]);
+    let url = format!("{}{}", client.base, below(client, "events"));
     let reader = Command::new("curl")
         .args(["-sSN", "--max-time", "8", "--cacert"])
         .arg(&client.cacert)

@@ -19,21 +19,9 @@ use crate::salt::{Master, SaltError, netapi};
 pub(crate) async fn login(master: &Arc<Master>, call: &Call) -> Result<ApiResponse, ApiError> {
     netapi::check_master_running(master)?;
     let creds = first_object(call)?;
-    let token = match make_token(master, &creds).await {
-        Ok(t) => t,
-        Err(e) => {
-            if matches!(e, SaltError::Authentication(_)) {
-                crate::log!(
-                    warn,
-                    "401 login for user '{}' eauth '{}' from {}",
-                    shown(&creds, "username"),
-                    shown(&creds, "eauth"),
-                    call.remote()
-                );
-            }
-            return Err(e.into());
-        }
-    };
+    let token = make_token(master, &creds)
+        .await
+        .inspect_err(|e| log_refused("login", e, &creds, call))?;
     let perms = tokens::perms(&master.settings, &token);
     let body = json!({"return": [{
         "token": token.token.expose(),
@@ -106,17 +94,9 @@ pub(crate) async fn token(master: &Arc<Master>, call: &mut Call) -> Result<ApiRe
                 "400: Require \"username\", \"password\", and \"eauth\" params",
             ));
         }
-        let t = make_token(master, &creds).await.inspect_err(|e| {
-            if matches!(e, SaltError::Authentication(_)) {
-                crate::log!(
-                    warn,
-                    "401 token for user '{}' eauth '{}' from {}",
-                    shown(&creds, "username"),
-                    shown(&creds, "eauth"),
-                    call.remote()
-                );
-            }
-        })?;
+        let t = make_token(master, &creds)
+            .await
+            .inspect_err(|e| log_refused("token", e, &creds, call))?;
         out.push(
             json!({"token": t.token.expose(), "start": t.start, "expire": t.expire,
             "name": t.name, "eauth": t.eauth}),
@@ -154,6 +134,19 @@ async fn make_token(master: &Arc<Master>, creds: &Map<String, Json>) -> Result<T
         creds.get("token_expire"),
     )
     .await
+}
+
+/// One log line for a refused login (fail2ban-ready): who, which backend, from where.
+fn log_refused(what: &str, e: &SaltError, creds: &Map<String, Json>, call: &Call) {
+    if matches!(e, SaltError::Authentication(_)) {
+        crate::log!(
+            warn,
+            "401 {what} for user '{}' eauth '{}' from {}",
+            shown(creds, "username"),
+            shown(creds, "eauth"),
+            call.remote()
+        );
+    }
 }
 
 /// A credential field for a log line: at most 64 characters (`crate::log` escapes them).

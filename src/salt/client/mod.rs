@@ -209,37 +209,52 @@ pub fn os_user() -> &'static str {
 
 /// A job id as Salt makes them: UTC `%Y%m%d%H%M%S%f` (20 digits).
 pub fn new_jid() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
+    let t = UtcNow::read();
     format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}{:06}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        now.subsec_micros()
+        "{:04}{:02}{:02}{:02}{:02}{:02}{:06}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second, t.micros
     )
 }
 
 /// The current UTC time as Python's `datetime.utcnow().isoformat()` writes it (an
 /// event's `_stamp`).
 pub fn utc_stamp() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
+    let t = UtcNow::read();
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        now.subsec_micros()
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second, t.micros
     )
+}
+
+/// The current UTC time in calendar parts.
+struct UtcNow {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: i64,
+    minute: i64,
+    second: i64,
+    micros: u32,
+}
+
+impl UtcNow {
+    fn read() -> UtcNow {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let secs = now.as_secs() as i64;
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (year, month, day) = civil_from_days(days);
+        UtcNow {
+            year,
+            month,
+            day,
+            hour: rem / 3600,
+            minute: (rem % 3600) / 60,
+            second: rem % 60,
+            micros: now.subsec_micros(),
+        }
+    }
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
