@@ -141,7 +141,9 @@ fn be_u32(b: &[u8]) -> u32 {
 pub fn oversized_frame(buf: &[u8], max: usize) -> Option<usize> {
     let first = *buf.first()?;
     if first & 0xf0 == 0x80 || first == 0xde {
-        let size = measure(buf, true).ok()??;
+        // Only what the first `max` bytes tell, so the answer does not depend on how the
+        // bytes arrived: a frame whose size shows later is an error for `next_frame`.
+        let size = measure(&buf[..buf.len().min(max)], true).ok()??;
         return (size > max).then_some(size);
     }
     let len = be_u32(buf.get(..4)?) as usize;
@@ -335,5 +337,41 @@ pub(crate) mod tests {
         assert_eq!(msgpack_size(&out), Ok(Some(out.len())));
         out.push(0);
         assert_eq!(msgpack_size(&out), Ok(Some(out.len() - 1)));
+    }
+
+    /// Everything `FrameBuffer` gives for `stream` read `size` bytes at a time, and
+    /// whether it ended in an error.
+    fn cut(stream: &[u8], size: usize, max: usize) -> (Vec<Result<Vec<u8>, usize>>, bool) {
+        let mut frames = FrameBuffer::new(max);
+        let mut found = Vec::new();
+        for part in stream.chunks(size) {
+            frames.buffer().extend_from_slice(part);
+            let ended = frames.drain(|p| match p {
+                Piece::Frame(f) => found.push(Ok(f.to_vec())),
+                Piece::Skipped(n) => found.push(Err(n)),
+            });
+            if ended.is_err() {
+                return (found, true);
+            }
+        }
+        (found, false)
+    }
+
+    /// Found by the event_stream fuzz target: a bare map whose size shows only after
+    /// `max` bytes was skipped when it arrived whole and an error when it arrived in pieces.
+    #[test]
+    fn the_outcome_does_not_depend_on_read_boundaries() {
+        let stream = b"\x82\xa4head\x80\xa4bod\x05\xff\x01\x79\xc4\x02\x00\x00\x00";
+        let whole = cut(stream, stream.len(), 8);
+        for size in 1..stream.len() {
+            assert_eq!(cut(stream, size, 8), whole, "reads of {size}");
+        }
+        assert!(whole.1, "not measurable within max: an error");
+        let big = frame("t", &json!({"x": "y".repeat(100)}));
+        let whole = cut(&big, big.len(), 50);
+        assert_eq!(whole, (vec![Err(big.len())], false), "measurable: skipped");
+        for size in 1..big.len() {
+            assert_eq!(cut(&big, size, 50), whole, "reads of {size}");
+        }
     }
 }
