@@ -210,7 +210,10 @@ class Simulator:
         lo, _, hi = args.delay.partition(":")
         self.delay = (float(lo or 0), float(hi or lo or 0))
         self.running = {}  # id -> {jid: load}
-        self.outbox = asyncio.Queue()
+        # (priority, sequence, item): find_job answers overtake queued returns, as a real
+        # minion answers find_job at once whatever its other jobs do.
+        self.outbox = asyncio.PriorityQueue()
+        self.seq = 0
         self.stats = {}
         self.stats_dirty = False
 
@@ -230,7 +233,7 @@ class Simulator:
             for i in ids:
                 job = self.running.get(i, {}).get(asked)
                 ret = {"jid": asked, "fun": job.get("fun"), "pid": 1} if job else {}
-                self.outbox.put_nowait((i, load, ret))
+                self.send(0, (i, load, ret))
             return
         value = "x" * self.args.size if self.args.size > 0 else True
         lo, hi = self.delay
@@ -238,9 +241,13 @@ class Simulator:
             self.running.setdefault(i, {})[jid] = load
             loop.call_later(random.uniform(lo, hi), self.finish, i, load, value)
 
+    def send(self, priority, item):
+        self.seq += 1
+        self.outbox.put_nowait((priority, self.seq, item))
+
     def finish(self, minion_id, load, value):
-        self.running.get(minion_id, {}).pop(load.get("jid"), None)
-        self.outbox.put_nowait((minion_id, load, value))
+        # Still "running" (for find_job) until the master has the return.
+        self.send(1, (minion_id, load, value))
 
     def return_load(self, minion_id, load, value):
         return {
@@ -260,12 +267,14 @@ class Simulator:
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(self.fleet.master_uri)
         while True:
-            minion_id, load, value = await self.outbox.get()
+            _, _, (minion_id, load, value) = await self.outbox.get()
             body = self.crypticle(minion_id).dumps(self.return_load(minion_id, load, value))
             payload = {"enc": "aes", "load": body, "version": 3, "id": minion_id}
             await sock.send(salt.payload.dumps(payload))
             await sock.recv()
             jid = load.get("jid")
+            if load.get("fun") != "saltutil.find_job":
+                self.running.get(minion_id, {}).pop(jid, None)
             st = self.stats.setdefault(jid, {"fun": load.get("fun"), "returns": 0})
             st["returns"] += 1
             st["last_return"] = time.time()
