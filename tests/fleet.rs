@@ -19,6 +19,8 @@ use serde_json::{Value as Json, json};
 const N: usize = 1000;
 /// Every 100th minion never answers.
 const SILENT: f64 = 0.01;
+/// The silent minion among the first 100 (`fleet-000*`), whose value Salt's client gives.
+const SALT_SAMPLE_SILENT: &str = "fleet-00099";
 
 /// A private master with no real minion and the simulated fleet; stopped on drop.
 struct Fleet {
@@ -189,16 +191,19 @@ fn without_jid(v: &Json) -> Json {
 
 /// All of `*` with 1 % silent, through `send`; compared with Salt's answer for the silent.
 fn star_with_silent_minions(fleet: &Fleet, salts: &Json, send: &dyn Fn(&Json) -> Response) {
-    let chunk = ping(json!({"tgt": "*", "timeout": 4, "gather_job_timeout": 2}));
+    // `timeout` covers the whole return stream even on a loaded machine (a master on 2
+    // busy cores stores under 100 returns a second); then find_job asks the silent ones.
+    let chunk = ping(json!({"tgt": "*", "timeout": 20, "gather_job_timeout": 5}));
     let out = answer(&send(&json!([chunk])), &fleet.ids);
     assert_eq!(out.len(), N, "every targeted minion is in the answer");
     for id in fleet.answering() {
         assert_eq!(out[&id], json!(true), "{id} returned");
     }
     for id in &fleet.silent {
+        let salt_says = salts.get(id).unwrap_or(&salts[SALT_SAMPLE_SILENT]);
         assert_eq!(
             without_jid(&out[id]),
-            without_jid(&salts[id]),
+            without_jid(salt_says),
             "{id} is reported as Salt reports a silent minion"
         );
     }
