@@ -13,8 +13,10 @@ use serde_json::{Value as Json, json};
 use tokio::sync::mpsc;
 use tokio::time::{Duration, Instant};
 
-use super::local::{self, CollectOptions, Job, truthy};
-use super::{Chunk, Credentials, Master, seconds, timeout_of};
+use super::collect::{self, CollectOptions};
+use super::job::{self, Job};
+use super::local;
+use super::{Chunk, Credentials, Master, seconds, timeout_of, truthy};
 use crate::salt::error::{SaltError, SaltResult};
 
 /// What a sub-batch task reports.
@@ -40,8 +42,8 @@ pub async fn local_batch(
             "local_batch publishes one job per sub-batch: a 'jid' cannot be given".into(),
         ));
     }
-    let opts = local::collect_options(chunk, &master.settings);
-    let wait = local::publish_wait(chunk, &master.settings);
+    let opts = collect::collect_options(chunk, &master.settings);
+    let wait = job::publish_wait(chunk, &master.settings);
     let up = minions_up(master, &job, creds, wait, &opts).await?;
     let size = batch_size(chunk.get("batch"), up.len())?;
     let batch_wait = seconds(timeout_of(chunk.get("batch_wait"), 0.0));
@@ -186,15 +188,12 @@ async fn sub_batch(
         })
         .unwrap_or_default();
     let result = async {
-        let mut sub = master
-            .bus
-            .subscribe(local::prefixes_before_publish())
-            .await?;
-        let Some(published) = local::publish(&master, &job, &creds, "local_batch", wait).await?
+        let mut sub = master.bus.subscribe(job::prefixes_before_publish()).await?;
+        let Some(published) = job::publish(&master, &job, &creds, "local_batch", wait).await?
         else {
             return Ok(Vec::new());
         };
-        let seen = local::collect(&master, &mut sub, &published, &creds, &opts, |id, entry| {
+        let seen = collect::collect(&master, &mut sub, &published, &creds, &opts, |id, entry| {
             let _ = tx.send(Report::Returned(id.to_string(), entry));
         })
         .await?;

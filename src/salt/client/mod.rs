@@ -5,7 +5,10 @@
 //! kept in a type that never prints them.
 
 pub mod batch;
+pub mod collect;
+pub mod job;
 pub mod local;
+mod nodegroup;
 pub mod runner;
 pub mod wheel;
 mod yaml11;
@@ -155,6 +158,18 @@ pub fn timeout_of(value: Option<&Json>, default: f64) -> f64 {
     };
     secs.filter(|s| s.is_finite() && *s >= 0.0)
         .unwrap_or(default)
+}
+
+/// Python truthiness of a JSON value.
+pub fn truthy(v: &Json) -> bool {
+    match v {
+        Json::Null => false,
+        Json::Bool(b) => *b,
+        Json::Number(n) => n.as_f64() != Some(0.0),
+        Json::String(s) => !s.is_empty(),
+        Json::Array(a) => !a.is_empty(),
+        Json::Object(o) => !o.is_empty(),
+    }
 }
 
 /// Seconds as a Duration, bounded to something sane.
