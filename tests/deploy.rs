@@ -772,14 +772,17 @@ fn nginx_upstream_of_two_processes_shares_sessions() {
         s.push(("@SOCKET@", "POOL"));
         let site = template("nginx/salt-fcgi.conf", &s);
         assert!(
-            site.contains("fastcgi_pass unix:POOL;"),
+            site.contains("    server unix:POOL;\n") && site.contains("fastcgi_pass salt_fcgi;"),
             "shipped nginx config changed"
         );
-        format!(
-            "upstream salt_fcgi_pool {{\n    server unix:{};\n    server unix:{};\n}}\n{}",
-            sockets[0].display(),
-            sockets[1].display(),
-            site.replace("fastcgi_pass unix:POOL;", "fastcgi_pass salt_fcgi_pool;")
+        // The shipped upstream (with its keep-alive), holding both processes.
+        site.replace(
+            "    server unix:POOL;\n",
+            &format!(
+                "    server unix:{};\n    server unix:{};\n",
+                sockets[0].display(),
+                sockets[1].display()
+            ),
         )
     });
     let client = Client::new(&wd, &format!("https://127.0.0.1:{}/", nginx.port), &tls);
