@@ -6,7 +6,7 @@
 //! exactly once, the silent ones are reported as Salt's own NetapiClient reports them, and
 //! when all answer, the answer follows the last return at once (not at a timeout).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -11,6 +11,7 @@ mod clients;
 mod deploy;
 mod errors;
 mod fault_injection;
+mod fleet;
 mod frontends;
 mod fuzz_regressions;
 mod master_faults;
