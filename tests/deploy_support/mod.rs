@@ -171,7 +171,7 @@ pub fn require(tool: &str, package: &str) -> PathBuf {
         }
     }
     panic!(
-        "the deploy tests need `{tool}` (Debian package {package}); .ci/run installs it: \
+        "the deploy tests need `{tool}` (Debian package {package}); scripts/install-deps (run by scripts/test) installs it: \
          apt-get install {package}"
     );
 }
@@ -180,7 +180,7 @@ pub fn require(tool: &str, package: &str) -> PathBuf {
 pub fn require_file(path: &str, package: &str) {
     assert!(
         Path::new(path).is_file(),
-        "the deploy tests need {path} (Debian package {package}); .ci/run installs it: \
+        "the deploy tests need {path} (Debian package {package}); scripts/install-deps (run by scripts/test) installs it: \
          apt-get install {package}"
     );
 }
