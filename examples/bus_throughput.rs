@@ -18,22 +18,13 @@ use salt_fcgi::salt::client::Credentials;
 use salt_fcgi::salt::client::collect::{CollectOptions, collect};
 use salt_fcgi::salt::client::job::Published;
 use salt_fcgi::salt::events::EventBus;
-use salt_fcgi::salt::payload;
 use salt_fcgi::settings::Settings;
 use serde_json::{Value as Json, json};
 
-/// One frame: `{"head": {}, "body": bin(tag + "\n\n" + msgpack(data))}`.
+/// One frame as the master's event pusher writes it (length-prefixed, which the reader
+/// reads like the bare frames of 3007/3008).
 fn frame(tag: &str, data: &Json) -> Vec<u8> {
-    let mut body = tag.as_bytes().to_vec();
-    body.extend_from_slice(b"\n\n");
-    body.extend(payload::encode(data));
-    let map = rmpv::Value::Map(vec![
-        (rmpv::Value::from("head"), rmpv::Value::Map(vec![])),
-        (rmpv::Value::from("body"), rmpv::Value::Binary(body)),
-    ]);
-    let mut out = Vec::new();
-    rmpv::encode::write_value(&mut out, &map).expect("encode frame");
-    out
+    salt_fcgi::salt::event_fire::frame(tag, data)
 }
 
 fn main() {

@@ -53,15 +53,17 @@ impl RequestChannel {
     /// `timeout` bounds the wait for the reply after the master accepted the request.
     pub async fn send(self: &Arc<Self>, load: Json, timeout: Duration) -> SaltResult<Json> {
         let frame = payload::encode(&json!({"enc": "clear", "load": load, "version": 3}));
+        let capped = timeout > self.max_wait;
         let timeout = timeout.min(self.max_wait);
         let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || this.round_trip(&frame, timeout))
+        tokio::task::spawn_blocking(move || this.round_trip(&frame, timeout, capped))
             .await
             .unwrap_or_else(|e| Err(SaltError::Master(format!("request channel failed: {e}"))))
     }
 
-    /// One blocking request/reply on a pooled or new REQ socket.
-    fn round_trip(&self, frame: &[u8], timeout: Duration) -> SaltResult<Json> {
+    /// One blocking request/reply on a pooled or new REQ socket; `capped`: the wait was cut
+    /// to `request_deadline` (the error then says so, as the request's own deadline would).
+    fn round_trip(&self, frame: &[u8], timeout: Duration, capped: bool) -> SaltResult<Json> {
         let socket = match self.take() {
             Some(s) => s,
             None => self
@@ -84,6 +86,13 @@ impl RequestChannel {
         }
         let reply = match socket.recv_bytes(0) {
             Ok(bytes) => bytes,
+            Err(zmq::Error::EAGAIN) if capped => {
+                return Err(SaltError::Timeout(format!(
+                    "Salt request timed out: the master did not answer within request_deadline \
+                     ({:.1} s).",
+                    timeout.as_secs_f64()
+                )));
+            }
             Err(zmq::Error::EAGAIN) => {
                 return Err(SaltError::Timeout(format!(
                     "Salt request timed out. The master is not responding (waited {:.1} s).",
