@@ -59,7 +59,7 @@ fn main() {
     });
     let yaml = format!("sock_dir: {}\n", dir.display());
     let mapping: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(&yaml).expect("yaml");
-    let settings = Settings::from_mapping(dir.join("master"), &mapping);
+    let settings = Settings::from_mapping(&mapping);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -67,8 +67,6 @@ pub struct Limits {
 /// Everything salt-fcgi reads from the master config, with Salt's defaults.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The main config file that was read.
-    pub config_path: PathBuf,
     /// Master address as a client connects to it (0.0.0.0 → 127.0.0.1, :: → ::1).
     pub interface: String,
     /// Request server port (`ret_port`, 4506).
@@ -167,11 +165,11 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
         };
         let opts = read_with_includes(&path)?;
-        Ok(Settings::from_mapping(path, &opts))
+        Ok(Settings::from_mapping(&opts))
     }
 
     /// Builds settings from an already merged top-level mapping.
-    pub fn from_mapping(config_path: PathBuf, opts: &Mapping) -> Settings {
+    pub fn from_mapping(opts: &Mapping) -> Settings {
         let get = |k: &str| opts.get(k);
         let root_dir = get_str(get("root_dir")).unwrap_or_else(|| "/".into());
         let under_root = |p: String| prepend_root_dir(&root_dir, &p);
@@ -247,7 +245,6 @@ impl Settings {
                 stats_disable_auth: cherrypy_bool("stats_disable_auth"),
                 cors_origins: get_str_list(own.and_then(|m| m.get("cors_origins"))),
             },
-            config_path,
         }
     }
 
@@ -436,7 +433,7 @@ mod tests {
 
     fn settings(yaml: &str) -> Settings {
         let m: Mapping = serde_yaml_ng::from_str(yaml).expect("test yaml");
-        Settings::from_mapping(PathBuf::from("/x/master"), &m)
+        Settings::from_mapping(&m)
     }
 
     #[test]

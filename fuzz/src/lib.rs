@@ -4,7 +4,6 @@
 //! See `docs/fuzzing.md` for the targets and how to run them.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use salt_fcgi::api::{Api, ApiResponse};
@@ -23,13 +22,13 @@ pub fn settings(yaml: &str) -> Settings {
     if !m.contains_key(&key) {
         m.insert(key, NO_MASTER_SOCK_DIR.into());
     }
-    Settings::from_mapping(PathBuf::from("/fuzz/master"), &m)
+    Settings::from_mapping(&m)
 }
 
 /// salt-fcgi's default limits (an empty master config).
 pub fn default_limits() -> &'static Limits {
     static L: OnceLock<Limits> = OnceLock::new();
-    L.get_or_init(|| Settings::from_mapping("/x".into(), &serde_yaml_ng::Mapping::new()).limits)
+    L.get_or_init(|| Settings::from_mapping(&serde_yaml_ng::Mapping::new()).limits)
 }
 
 /// Tiny limits, so the fuzzer reaches every limit check with short inputs.

@@ -204,7 +204,7 @@ mod tests {
     use serde_json::json;
 
     fn limits() -> Limits {
-        Settings::from_mapping("/x".into(), &serde_yaml_ng::Mapping::new()).limits
+        Settings::from_mapping(&serde_yaml_ng::Mapping::new()).limits
     }
 
     fn parsed(ct: &str, body: &str) -> Json {

@@ -234,7 +234,7 @@ mod tests {
             "sock_dir: /nonexistent/salt-fcgi-test\nnetapi_enable_clients: [local]\n{extra}"
         );
         let m: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(&yaml).expect("yaml");
-        Api::new(Settings::from_mapping("/x".into(), &m))
+        Api::new(Settings::from_mapping(&m))
     }
 
     fn post(path: &str, body: &str, ct: Option<&str>) -> ApiRequest {

@@ -117,7 +117,7 @@ mod tests {
     use crate::settings::Settings;
 
     fn limits() -> Limits {
-        Settings::from_mapping("/x".into(), &serde_yaml_ng::Mapping::new()).limits
+        Settings::from_mapping(&serde_yaml_ng::Mapping::new()).limits
     }
 
     #[test]

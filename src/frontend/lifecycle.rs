@@ -217,8 +217,7 @@ mod tests {
 
     #[tokio::test]
     async fn max_requests_triggers_shutdown_and_drain_waits() {
-        let limits =
-            crate::settings::Settings::from_mapping("/x".into(), &Default::default()).limits;
+        let limits = crate::settings::Settings::from_mapping(&Default::default()).limits;
         let life = Lifecycle::new(ServeOptions {
             max_requests: Some(2),
             ..ServeOptions::new(&limits)

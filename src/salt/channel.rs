@@ -221,7 +221,7 @@ mod tests {
             "interface: 127.0.0.1\nret_port: {port}\nsalt_fcgi: {{request_deadline: 0.5}}\n"
         );
         let m: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(&yaml).expect("yaml");
-        let channel = RequestChannel::new(&Settings::from_mapping("/x".into(), &m));
+        let channel = RequestChannel::new(&Settings::from_mapping(&m));
         let started = std::time::Instant::now();
         // The master (our REP socket) receives the request and never answers.
         let reply = channel

@@ -185,7 +185,7 @@ mod tests {
 
     fn settings(yaml: &str) -> Settings {
         let m: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(yaml).expect("yaml");
-        Settings::from_mapping("/x".into(), &m)
+        Settings::from_mapping(&m)
     }
 
     fn token(v: Json) -> Token {

@@ -308,7 +308,7 @@ mod tests {
         let m: serde_yaml_ng::Mapping =
             serde_yaml_ng::from_str("ext_job_cache: redis\nsalt_fcgi: {allow_caller_jid: true}\n")
                 .expect("yaml");
-        let settings = Settings::from_mapping("/x".into(), &m);
+        let settings = Settings::from_mapping(&m);
         let chunk = json!({"tgt": "*", "fun": "cmd.run", "arg": ["ls"], "ret": "mine", "jid": "20990101000000000000", "metadata": {"a": 1}});
         let job = Job::from_chunk(chunk.as_object().expect("object"), &settings).expect("job");
         assert_eq!(job.ret, "mine,redis");
@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn publish_load_keeps_credentials_in_kwargs_only() {
-        let settings = Settings::from_mapping("/x".into(), &serde_yaml_ng::Mapping::new());
+        let settings = Settings::from_mapping(&serde_yaml_ng::Mapping::new());
         let chunk = json!({"client": "local", "tgt": "*", "fun": "test.ping", "eauth": "file",
             "username": "u", "password": "p", "auth_list": ["x"], "service": "login", "delimiter": "|"});
         let chunk = chunk.as_object().cloned().expect("object");
