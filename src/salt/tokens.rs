@@ -64,6 +64,8 @@ pub fn is_token_shaped(token: &str) -> bool {
 
 /// The master's `mk_token`: a new token for these credentials, or an authentication error.
 /// `token_expire` is honoured only where the master's `token_expire_user_override` allows.
+/// The caller has checked that the master runs (`/login` does that before it reads the
+/// credentials, as rest_cherrypy does).
 pub async fn mk_token(
     master: &Master,
     eauth: &str,
@@ -71,7 +73,6 @@ pub async fn mk_token(
     password: &Secret,
     token_expire: Option<&Json>,
 ) -> SaltResult<Token> {
-    super::netapi::check_master_running(master)?;
     let mut load = json!({"cmd": "mk_token", "eauth": eauth, "username": username,
         "password": password.expose()});
     if let Some(expire) = token_expire.filter(|v| v.is_number()) {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde_json::{Value as Json, json};
 
 use super::body;
-use super::error::ApiError;
+use super::error::{ApiError, status_of};
 use super::lowstate;
 use super::request::ApiRequest;
 use super::response::ApiResponse;
@@ -127,11 +127,11 @@ pub(crate) async fn run_chunks(
     match tokio::time::timeout(deadline, run_all).await {
         Ok(Ok(results)) => Ok(results),
         Ok(Err((e, chunk))) => {
-            let err = ApiError::from(e.clone());
-            if err.status == 401 || err.status == 403 {
-                log_refusal(err.status, &e, chunk, call.remote());
+            let status = status_of(&e);
+            if status == 401 || status == 403 {
+                log_refusal(status, &e, chunk, call.remote());
             }
-            Err(err)
+            Err(ApiError::from(e))
         }
         Err(_) => Err(ApiError::from(SaltError::Timeout(format!(
             "request_deadline of {:.0} s exceeded",
