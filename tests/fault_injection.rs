@@ -680,8 +680,9 @@ fn a_queued_return_counts_even_past_the_deadlines() {
                     "salt/job/20240101000000000011/ret/a",
                     json!({"id": "a", "return": "late", "retcode": 0}),
                 );
-                // Let the event reach the request's queue before the reply does.
-                std::thread::sleep(Duration::from_millis(100));
+                // Let the event reach the request's queue before the reply does (100 ms
+                // was not always enough on a loaded 2-core machine; nothing else waits).
+                std::thread::sleep(Duration::from_millis(1000));
                 return Reply::Value(publish_reply("20240101000000000012", &["a"]));
             }
             Reply::Value(publish_reply("20240101000000000011", &["a"]))
