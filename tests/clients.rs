@@ -139,24 +139,33 @@ fn local_subset_picks_the_requested_number() {
     assert!(env().minions.contains(m.keys().next().expect("one")));
 }
 
+/// As rest_cherrypy yields them: each `{minion: ret}` of a batch is its own item of
+/// `return`, and the next chunk's result follows them.
 #[test]
-fn local_batch_returns_a_flat_list() {
-    let r = run(json!({"client": "local_batch", "tgt": "*", "fun": "test.ping", "batch": "1"}));
-    let items = r.as_array().expect("list");
-    assert_eq!(items.len(), env().minions.len(), "{r}");
-    let mut seen: Vec<String> = items
+fn local_batch_items_join_the_return_list() {
+    let e = env();
+    let batch =
+        e.auth(json!({"client": "local_batch", "tgt": "*", "fun": "test.ping", "batch": "1"}));
+    let local = e.auth(json!({"client": "local", "tgt": "*", "fun": "test.ping"}));
+    let resp = cgi_post(&e.config, &json!([batch, local]));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let items = resp.ret().as_array().cloned().expect("a list");
+    assert_eq!(items.len(), e.minions.len() + 1, "{items:?}");
+    let mut seen: Vec<String> = items[..e.minions.len()]
         .iter()
         .map(|i| {
-            let (k, v) = i
+            let one = i
                 .as_object()
-                .and_then(|o| o.iter().next())
+                .filter(|o| o.len() == 1)
                 .expect("{minion: ret}");
+            let (k, v) = one.iter().next().expect("one entry");
             assert_eq!(*v, json!(true));
             k.clone()
         })
         .collect();
     seen.sort();
-    assert_eq!(seen, env().minions);
+    assert_eq!(seen, e.minions);
+    assert_eq!(items[e.minions.len()], e.all_true());
 }
 
 #[test]

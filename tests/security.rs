@@ -569,7 +569,7 @@ fn probes_carry_neither_the_callers_returners_nor_its_jid() {
         "batch": "1", "ret": "local", "metadata": meta});
     let resp = cgi_post(&e.config, &json!([e.auth(batch.clone())]));
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
-    assert_eq!(resp.ret()[0].as_array().map(Vec::len), Some(2));
+    assert_eq!(resp.ret().as_array().map(Vec::len), Some(2));
     // A caller jid cannot be shared by several sub-batches.
     let mut with_jid = batch.clone();
     with_jid["jid"] = json!("20991231235959000001");

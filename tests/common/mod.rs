@@ -828,6 +828,10 @@ pub fn pepper_cli_everyday(url: &str, extra: &[&str], home: &Path) {
     assert!(r.text.contains("ms-0") && r.code == 0, "{}", r.text);
     let r = run(&["-r", "*", "test.ping"]);
     assert_eq!((r.code, &r.out), (0, &e.all_true()), "-r: {}", r.text);
+    // --batch: pepper prints each item of `return` (one per minion, as rest_cherrypy
+    // yields them).
+    let r = run(&["--batch", "1", "*", "test.ping"]);
+    assert_eq!((r.code, &r.out), (0, &e.all_true()), "--batch: {}", r.text);
     let r = run(&["--fail-if-incomplete", "--timeout", "30", "*", "test.ping"]);
     assert_eq!(
         (r.code, &r.out),

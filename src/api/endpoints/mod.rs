@@ -100,6 +100,8 @@ pub(crate) async fn lowstate(
 }
 
 /// Runs chunks in order within `request_deadline`; the first failure ends the request.
+/// A `local_batch` chunk's `{minion: return}` items go into the result list one by one, as
+/// rest_cherrypy yields them (so pepper's `--batch` prints every minion).
 pub(crate) async fn run_chunks(
     master: &Arc<Master>,
     call: &Call,
@@ -118,6 +120,7 @@ pub(crate) async fn run_chunks(
         let mut results = Vec::with_capacity(chunks.len());
         for chunk in &chunks {
             match netapi::run(master, chunk).await {
+                Ok(Json::Array(items)) if is_batch(chunk) => results.extend(items),
                 Ok(r) => results.push(r),
                 Err(e) => return Err((e, chunk)),
             }
@@ -138,6 +141,11 @@ pub(crate) async fn run_chunks(
             deadline.as_secs_f64()
         )))),
     }
+}
+
+/// Whether a chunk runs the `local_batch` client.
+fn is_batch(chunk: &Chunk) -> bool {
+    chunk.get("client").and_then(Json::as_str) == Some("local_batch")
 }
 
 /// Runs one chunk made by an endpoint (`/minions`, `/jobs`, `/keys`) with the session.
