@@ -2,7 +2,8 @@
 """A fleet of simulated minions that are real to the salt-master (test tooling only).
 
     minion_sim.py --master-config DIR/master --count N [--prefix fleet-] [--delay 0:2]
-                  [--silent 0.01] [--size 0] [--senders 16] [--ready FILE] [--stats FILE]
+                  [--silent 0.01] [--size 0] [--senders 16] [--reply-timeout 60]
+                  [--ready FILE] [--stats FILE]
     minion_sim.py --master-config DIR/master --remove [--prefix fleet-]
 
 Run it with the Python of Salt's venv: it uses Salt's own crypto and serialisation.
@@ -26,7 +27,11 @@ fraction of ids (every k-th id, deterministic) never answers anything, so LocalC
 
 --ready FILE is written once every id signed in and the subscriber is connected:
 {"ids": [...], "silent": [...]}. --stats FILE is rewritten after each return burst:
-{jid: {"fun", "returns", "last_return": unix time}}. SIGTERM/SIGINT stop it.
+{jid: {"fun", "tgt_type", "returns", "last_return": unix time}}. SIGTERM/SIGINT stop it.
+
+Returns and find_job answers leave through separate connections (--senders, and a quarter
+as many for find_job), so neither waits behind the other; a reply the master does not
+send within --reply-timeout is sent again on a new connection.
 """
 
 import argparse
@@ -59,7 +64,10 @@ def parse_args():
     p.add_argument("--delay", default="0:2", help="uniform return delay, lo:hi seconds")
     p.add_argument("--silent", type=float, default=0.0, help="fraction that never answers")
     p.add_argument("--size", type=int, default=0, help="return size in bytes (0: True)")
-    p.add_argument("--senders", type=int, default=16, help="parallel return connections")
+    p.add_argument("--senders", type=int, default=16,
+                   help="parallel return connections (a quarter more answer find_job)")
+    p.add_argument("--reply-timeout", type=float, default=60.0,
+                   help="seconds to wait for the master's reply before sending again")
     p.add_argument("--ready")
     p.add_argument("--stats")
     p.add_argument("--remove", action="store_true", help="remove the prefix's keys, exit")
@@ -210,10 +218,14 @@ class Simulator:
         lo, _, hi = args.delay.partition(":")
         self.delay = (float(lo or 0), float(hi or lo or 0))
         self.running = {}  # id -> {jid: load}
-        # (priority, sequence, item): find_job answers overtake queued returns, as a real
-        # minion answers find_job at once whatever its other jobs do.
-        self.outbox = asyncio.PriorityQueue()
-        self.seq = 0
+        # Two queues, each with its own connections: a real minion answers find_job at once
+        # whatever its other jobs do, and its returns do not wait for other minions'
+        # find_job answers either. (One priority queue starved the returns at 10,000
+        # minions: each find_job round is N answers, and the rounds came faster than the
+        # master took them.)
+        self.returns = asyncio.Queue()
+        self.find_job_answers = asyncio.Queue()
+        self.resent = 0
         self.stats = {}
         self.stats_dirty = False
 
@@ -233,7 +245,7 @@ class Simulator:
             for i in ids:
                 job = self.running.get(i, {}).get(asked)
                 ret = {"jid": asked, "fun": job.get("fun"), "pid": 1} if job else {}
-                self.send(0, (i, load, ret))
+                self.find_job_answers.put_nowait((i, load, ret))
             return
         value = "x" * self.args.size if self.args.size > 0 else True
         lo, hi = self.delay
@@ -241,13 +253,9 @@ class Simulator:
             self.running.setdefault(i, {})[jid] = load
             loop.call_later(random.uniform(lo, hi), self.finish, i, load, value)
 
-    def send(self, priority, item):
-        self.seq += 1
-        self.outbox.put_nowait((priority, self.seq, item))
-
     def finish(self, minion_id, load, value):
         # Still "running" (for find_job) until the master has the return.
-        self.send(1, (minion_id, load, value))
+        self.returns.put_nowait((minion_id, load, value))
 
     def return_load(self, minion_id, load, value):
         return {
@@ -262,20 +270,39 @@ class Simulator:
             "tok": self.fleet.tok,
         }
 
-    async def sender(self, ctx):
+    def connect(self, ctx):
         sock = ctx.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(self.fleet.master_uri)
+        return sock
+
+    async def request(self, ctx, sock, frame):
+        """Sends one `_return` and waits for the master's reply; a reply that does not come
+        within --reply-timeout is sent again on a new connection, as a minion's channel
+        retries (the master may then store it twice, as it would for a minion)."""
         while True:
-            _, _, (minion_id, load, value) = await self.outbox.get()
+            await sock.send(frame)
+            if await sock.poll(self.args.reply_timeout * 1000):
+                await sock.recv()
+                return sock
+            sock.close()
+            sock = self.connect(ctx)
+            self.resent += 1
+            print(f"minion_sim: no reply in {self.args.reply_timeout} s, sending again",
+                  file=sys.stderr, flush=True)
+
+    async def sender(self, ctx, queue):
+        sock = self.connect(ctx)
+        while True:
+            minion_id, load, value = await queue.get()
             body = self.crypticle(minion_id).dumps(self.return_load(minion_id, load, value))
             payload = {"enc": "aes", "load": body, "version": 3, "id": minion_id}
-            await sock.send(salt.payload.dumps(payload))
-            await sock.recv()
+            sock = await self.request(ctx, sock, salt.payload.dumps(payload))
             jid = load.get("jid")
             if load.get("fun") != "saltutil.find_job":
                 self.running.get(minion_id, {}).pop(jid, None)
-            st = self.stats.setdefault(jid, {"fun": load.get("fun"), "returns": 0})
+            st = self.stats.setdefault(jid, {"fun": load.get("fun"), "returns": 0,
+                                             "tgt_type": load.get("tgt_type", "glob")})
             st["returns"] += 1
             st["last_return"] = time.time()
             self.stats_dirty = True
@@ -331,7 +358,14 @@ async def main():
     for s in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(s, stop.set)
     tasks = [asyncio.create_task(sim.subscriber(sub)), asyncio.create_task(sim.stats_writer())]
-    tasks += [asyncio.create_task(sim.sender(ctx)) for _ in range(args.senders)]
+    tasks += [asyncio.create_task(sim.sender(ctx, sim.returns)) for _ in range(args.senders)]
+    tasks += [asyncio.create_task(sim.sender(ctx, sim.find_job_answers))
+              for _ in range(max(1, args.senders // 4))]
+    for t in tasks:
+        # A task that dies must say so (and stop the fleet), not leave the rest waiting.
+        t.add_done_callback(lambda t: t.cancelled() or t.exception() is None or (
+            print(f"minion_sim: a task failed: {t.exception()!r}", file=sys.stderr,
+                  flush=True), stop.set()))
     await stop.wait()
     for t in tasks:
         t.cancel()
