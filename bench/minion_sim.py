@@ -288,8 +288,8 @@ class Simulator:
             sock.close()
             sock = self.connect(ctx)
             self.resent += 1
-            print(f"minion_sim: no reply in {self.args.reply_timeout} s, sending again",
-                  file=sys.stderr, flush=True)
+            print(f"minion_sim: no reply in {self.args.reply_timeout} s, sending again "
+                  f"({self.resent} so far)", file=sys.stderr, flush=True)
 
     async def sender(self, ctx, queue):
         sock = self.connect(ctx)
