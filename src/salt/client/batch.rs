@@ -4,7 +4,8 @@
 //! credentials stop everything before anything runs: CVE-2017-5192). Then at most `batch`
 //! minions (a count or `N%`) run at once; each finished minion frees its slot after
 //! `batch_wait` seconds. The result is a flat list of `{minion: return}` in completion
-//! order, as rest_cherrypy yields it; a minion that never returned gives `{minion: {}}`.
+//! order, as rest_cherrypy yields it (the lowstate endpoint puts each item into `return`
+//! on its own); a minion that never returned gives `{minion: {}}`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
