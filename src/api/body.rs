@@ -10,6 +10,7 @@ use serde_json::{Map, Value as Json};
 
 use super::lowstate::{LowstateError, nesting_exceeds, too_deep};
 use super::response::ApiResponse;
+use super::yaml_body::{self, YamlRefusal};
 use crate::salt::client::runner::yamlify_arg;
 use crate::settings::Limits;
 
@@ -67,30 +68,14 @@ fn json(body: &[u8], limits: &Limits) -> Result<Json, LowstateError> {
 }
 
 fn yaml(body: &[u8], limits: &Limits) -> Result<Json, LowstateError> {
-    let value: serde_yaml_ng::Value =
-        serde_yaml_ng::from_slice(body).map_err(|e| refused(400, &format!("invalid YAML: {e}")))?;
-    let value =
-        serde_json::to_value(value).map_err(|e| refused(400, &format!("invalid YAML: {e}")))?;
-    if depth(&value) > limits.max_json_depth {
-        return Err(too_deep(limits));
-    }
-    Ok(value)
-}
-
-/// Nesting of arrays and objects (a scalar is 0), without recursion.
-fn depth(value: &Json) -> usize {
-    let mut max = 0;
-    let mut stack = vec![(value, 0usize)];
-    while let Some((v, d)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Json>> = match v {
-            Json::Array(items) => Box::new(items.iter()),
-            Json::Object(map) => Box::new(map.values()),
-            _ => continue,
-        };
-        max = max.max(d + 1);
-        stack.extend(children.map(|c| (c, d + 1)));
-    }
-    max
+    yaml_body::parse(body, limits.max_json_depth).map_err(|why| match why {
+        YamlRefusal::Invalid(e) => refused(400, &format!("invalid YAML: {e}")),
+        YamlRefusal::TooDeep => too_deep(limits),
+        YamlRefusal::Expands => refused(
+            400,
+            "YAML aliases expand the body past its own size; send the values themselves",
+        ),
+    })
 }
 
 /// `a=1&arg=x&arg=y` → `{"a": "1", "arg": ["x", "y"]}`, with `arg` and `kwarg` values typed

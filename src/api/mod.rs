@@ -12,6 +12,7 @@ pub mod lowstate;
 pub mod request;
 pub mod response;
 pub mod stats;
+mod yaml_body;
 
 pub use dispatch::Api;
 pub use request::{ApiRequest, BodyError};

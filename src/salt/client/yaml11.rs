@@ -47,6 +47,7 @@ pub(crate) fn load(text: &str) -> Parsed<Node> {
         pos: 0,
         anchors: HashMap::new(),
         depth: 0,
+        alias_budget: text.len().saturating_mul(8).saturating_add(4096),
     };
     p.document()
 }
@@ -57,6 +58,10 @@ struct Parser {
     anchors: HashMap<String, Node>,
     /// Collections open around the current position.
     depth: usize,
+    /// Bytes of text aliases may still copy: 8 times the document plus 4 KiB, so no
+    /// document reads into much more than its own size (`[&a "…", *a, *a, …]` would
+    /// otherwise copy a long string once per alias). Past it, the string is kept.
+    alias_budget: usize,
 }
 
 /// Deepest nesting read (Python's recursion limit stops PyYAML near 1000; a bound keeps
@@ -315,10 +320,16 @@ impl Parser {
                 let word = self.word(flow);
                 // Aliases of collections are refused: copies of copies would grow
                 // exponentially ("billion laughs"); PyYAML shares one object instead.
-                match self.anchors.get(&word[1..]) {
-                    Some(Node::Seq(_) | Node::Map(_)) | None => Err(Invalid),
-                    Some(scalar) => Ok(scalar.clone()),
-                }
+                let scalar = match self.anchors.get(&word[1..]) {
+                    Some(Node::Seq(_) | Node::Map(_)) | None => return Err(Invalid),
+                    Some(scalar) => scalar.clone(),
+                };
+                let cost = match &scalar {
+                    Node::Str(s) => s.len().max(1),
+                    _ => 1,
+                };
+                self.alias_budget = self.alias_budget.checked_sub(cost).ok_or(Invalid)?;
+                Ok(scalar)
             }
             _ => {
                 let text = self.plain(flow)?;
@@ -834,5 +845,16 @@ mod tests {
         let nested = format!("{}1{}", "[".repeat(64), "]".repeat(64));
         assert!(load(&nested).is_ok());
         assert_eq!(load("[&a [1, 1], *a]"), Err(Invalid));
+    }
+
+    #[test]
+    fn aliases_copy_no_more_than_the_document_holds() {
+        // Issue 17 item 1's class: a long anchored string and many aliases of it.
+        let long = "x".repeat(10_000);
+        let bomb = format!("[&a '{long}'{}]", ", *a".repeat(2_000));
+        assert_eq!(load(&bomb), Err(Invalid));
+        // A few copies of a short string are fine.
+        let few = format!("[&a '{}'{}]", "y".repeat(100), ", *a".repeat(40));
+        assert!(matches!(load(&few), Ok(Node::Seq(items)) if items.len() == 41));
     }
 }
