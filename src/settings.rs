@@ -56,6 +56,18 @@ pub struct Limits {
     /// SSE streams: a comment line this often keeps proxies from closing an idle stream
     /// (`stream_heartbeat`, default 15 s).
     pub stream_heartbeat: Duration,
+    /// Event streams open at once in this process (`max_streams`, default three quarters
+    /// of `max_connections`, so ordinary requests always keep a quarter) → 503.
+    pub max_streams: usize,
+    /// Event streams one token may hold open (`stream_max_per_token`, default 10) → 429.
+    pub stream_max_per_token: usize,
+    /// Event streams one user (eauth backend + name) may hold open across all their
+    /// tokens (`stream_max_per_user`, default 50) → 429.
+    pub stream_max_per_user: usize,
+    /// How long a write to a stream's client may go on once the stream has ended (token
+    /// expired or revoked, fell behind, server stopping) before the connection is dropped
+    /// (`stream_end_grace`, default 2 s).
+    pub stream_end_grace: Duration,
     /// Accept a caller-chosen `jid` on `local`/`local_async`/`local_subset`
     /// (`allow_caller_jid`, default false: such a chunk is refused with 403).
     pub allow_caller_jid: bool,
@@ -130,6 +142,10 @@ pub struct ApiOptions {
     /// Origins allowed to call the API from a browser with credentials
     /// (`salt_fcgi: cors_origins`, default none: no CORS headers at all).
     pub cors_origins: Vec<String>,
+    /// Who may open `/events` and `/ws` (`salt_fcgi: stream_users`): eauth user names and
+    /// `group%` entries, as in `external_auth`; empty (the default) is any valid token,
+    /// as rest_cherrypy allows.
+    pub stream_users: Vec<String>,
 }
 
 /// A nodegroup definition: a compound string or a list of minion ids.
@@ -186,6 +202,7 @@ impl Settings {
             under_root(get_str(get("cachedir")).unwrap_or_else(|| "/var/cache/salt/master".into()))
                 .into();
         let cherrypy = get("rest_cherrypy").and_then(Yaml::as_mapping);
+        let max_connections = own_usize("max_connections", 256).max(1);
         let cherrypy_bool = |k: &str| get_bool(cherrypy.and_then(|m| m.get(k))).unwrap_or(false);
         Settings {
             interface: client_interface(&get_str(get("interface")).unwrap_or_default()),
@@ -222,11 +239,15 @@ impl Settings {
                 max_reply_bytes: own_usize("max_reply_bytes", 64 << 20),
                 master_connect_timeout: secs(own_f64("master_connect_timeout").unwrap_or(2.0)),
                 request_deadline: secs(own_f64("request_deadline").unwrap_or(rest_timeout + 30.0)),
-                max_connections: own_usize("max_connections", 256).max(1),
+                max_connections,
                 shutdown_grace: secs(own_f64("shutdown_grace").unwrap_or(30.0)),
                 stream_queue_events: own_usize("stream_queue_events", 1000).max(1),
                 stream_token_check: secs(own_f64("stream_token_check").unwrap_or(10.0).max(0.1)),
                 stream_heartbeat: secs(own_f64("stream_heartbeat").unwrap_or(15.0).max(0.1)),
+                max_streams: own_usize("max_streams", max_connections.saturating_mul(3) / 4).max(1),
+                stream_max_per_token: own_usize("stream_max_per_token", 10).max(1),
+                stream_max_per_user: own_usize("stream_max_per_user", 50).max(1),
+                stream_end_grace: secs(own_f64("stream_end_grace").unwrap_or(2.0)),
                 body_read_timeout: secs(own_f64("body_read_timeout").unwrap_or(30.0))
                     .max(Duration::from_millis(100)),
                 allow_caller_jid: own
@@ -244,6 +265,7 @@ impl Settings {
                 webhook_disable_auth: cherrypy_bool("webhook_disable_auth"),
                 stats_disable_auth: cherrypy_bool("stats_disable_auth"),
                 cors_origins: get_str_list(own.and_then(|m| m.get("cors_origins"))),
+                stream_users: get_str_list(own.and_then(|m| m.get("stream_users"))),
             },
         }
     }

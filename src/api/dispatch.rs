@@ -7,12 +7,10 @@
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
-
 use serde_json::json;
 
 use super::body;
-use super::endpoints::{self, Call};
+use super::endpoints::{self, Call, Streams};
 use super::error::{ApiError, body_error};
 use super::request::{ApiRequest, BodyError};
 use super::response::ApiResponse;
@@ -24,8 +22,8 @@ use crate::settings::Settings;
 pub struct Api {
     master: Arc<Master>,
     stats: Stats,
-    /// Flips to `true` when the server stops: every event stream ends.
-    streams_stop: watch::Sender<bool>,
+    /// The open event streams (counted, and ended all at once when the server stops).
+    streams: Arc<Streams>,
 }
 
 /// What a path names.
@@ -96,13 +94,13 @@ impl Api {
         Api {
             master: Arc::new(Master::new(Arc::new(settings))),
             stats: Stats::new(),
-            streams_stop: watch::channel(false).0,
+            streams: Arc::new(Streams::new()),
         }
     }
 
     /// Ends every event stream (the server is stopping; their requests then finish).
     pub fn stop_streams(&self) {
-        self.streams_stop.send_replace(true);
+        self.streams.stop_all();
     }
 
     /// The settings in use.
@@ -164,10 +162,8 @@ impl Api {
             Route::Keys(id) if method == "GET" => endpoints::keys(master, &call, id).await,
             Route::Keys(_) => endpoints::gen_key(master, &mut call).await,
             Route::Hook(path) => endpoints::hook(master, &call, &path).await,
-            Route::Events => endpoints::events(master, &call, self.streams_stop.subscribe()).await,
-            Route::Ws(token) => {
-                endpoints::websocket(master, &call, token, self.streams_stop.subscribe()).await
-            }
+            Route::Events => endpoints::events(master, &call, &self.streams).await,
+            Route::Ws(token) => endpoints::websocket(master, &call, token, &self.streams).await,
             Route::NotFound => Err(ApiError::new(404, "404: Not Found")),
         }
     }

@@ -5,6 +5,7 @@
 //! [`ApiResponse`]; every failure is an `ApiError` (`error`).
 
 pub mod body;
+pub mod body_stream;
 pub mod dispatch;
 pub(crate) mod endpoints;
 pub mod error;

@@ -1,8 +1,8 @@
 //! The response every front end writes out: status, headers, body bytes and their type.
 
-use bytes::Bytes;
 use serde_json::{Value as Json, json};
-use tokio::sync::mpsc;
+
+use super::body_stream::BodyStream;
 
 /// A response; the body is JSON unless a handler chose another type (YAML on request, a
 /// key tarball, an event stream).
@@ -18,9 +18,9 @@ pub struct ApiResponse {
     pub body: Vec<u8>,
     /// A body that arrives over time (`/events`; for a 101, one WebSocket text message per
     /// chunk): the front end writes each chunk as it comes and flushes whenever no more is
-    /// waiting, with no Content-Length; the channel's end is the body's end. Chunks are
+    /// waiting, with no Content-Length; the stream's end is the body's end. Chunks are
     /// shared: one event's bytes serve every stream.
-    pub stream: Option<mpsc::Receiver<Bytes>>,
+    pub stream: Option<BodyStream>,
 }
 
 impl ApiResponse {
@@ -63,11 +63,7 @@ impl ApiResponse {
     }
 
     /// A body that arrives over time from `chunks`.
-    pub fn streaming(
-        status: u16,
-        content_type: &'static str,
-        chunks: mpsc::Receiver<Bytes>,
-    ) -> ApiResponse {
+    pub fn streaming(status: u16, content_type: &'static str, chunks: BodyStream) -> ApiResponse {
         ApiResponse {
             stream: Some(chunks),
             ..ApiResponse::bytes(status, content_type, Vec::new())
@@ -106,6 +102,7 @@ pub fn reason(status: u16) -> &'static str {
         406 => "Not Acceptable",
         411 => "Length Required",
         413 => "Payload Too Large",
+        429 => "Too Many Requests",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",

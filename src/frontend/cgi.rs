@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::api::body_stream::BodyStream;
 use crate::api::request::parse_content_length;
 use crate::api::{Api, ApiRequest, ApiResponse, BodyError};
 use crate::settings::Settings;
@@ -162,22 +163,37 @@ fn write_whole(response: &ApiResponse) -> std::io::Result<()> {
 
 /// Writes a streamed response to stdout, flushed whenever no more is waiting, until the
 /// stream ends or the client is gone (the web server closed our stdout: EPIPE, as SIGPIPE
-/// is ignored in Rust programs).
-async fn write_stream(
-    head: &[u8],
-    chunks: &mut tokio::sync::mpsc::Receiver<bytes::Bytes>,
-) -> std::io::Result<()> {
-    let mut out = std::io::stdout();
-    out.write_all(head)?;
-    out.flush()?;
-    while let Some(chunk) = chunks.recv().await {
-        out.write_all(&chunk)?;
-        while let Ok(more) = chunks.try_recv() {
-            out.write_all(&more)?;
+/// is ignored in Rust programs). Writes go through tokio's stdout, so a client that stops
+/// reading blocks a pool thread, not the stream: once the stream has ended (token,
+/// falling behind), the write is abandoned after `stream_end_grace` and the process exits.
+async fn write_stream(head: &[u8], body: &mut BodyStream) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut out = tokio::io::stdout();
+    let mut ready = head.to_vec();
+    loop {
+        let written = body
+            .bounded(async {
+                out.write_all(&ready).await?;
+                out.flush().await
+            })
+            .await;
+        match written {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(e),
+            None => {
+                crate::log::warn("CGI stream abandoned: its client stopped reading");
+                return Ok(());
+            }
         }
-        out.flush()?;
+        ready.clear();
+        let Some(chunk) = body.next().await else {
+            return Ok(());
+        };
+        ready.extend_from_slice(&chunk);
+        while let Some(more) = body.try_next() {
+            ready.extend_from_slice(&more);
+        }
     }
-    Ok(())
 }
 
 fn serve(settings: Settings) -> std::io::Result<()> {
@@ -212,7 +228,7 @@ fn serve(settings: Settings) -> std::io::Result<()> {
     // The head first: a streamed one has no Content-Length.
     let head = response_head(&response);
     let written = match response.stream.take() {
-        Some(mut chunks) => runtime.block_on(write_stream(&head, &mut chunks)),
+        Some(mut body) => runtime.block_on(write_stream(&head, &mut body)),
         None => write_whole(&response),
     };
     // A blocking ZeroMQ wait that outlived its request (deadline hit) must not hold the exit.

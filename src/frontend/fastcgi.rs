@@ -21,6 +21,7 @@ use super::handle_guarded;
 use super::lifecycle::{Lifecycle, ServeOptions, accept_loop};
 use super::listener::{Listener, Stream};
 use super::record_check::RecordCheck;
+use crate::api::body_stream::BodyStream;
 use crate::api::{Api, ApiResponse};
 
 /// Serves FastCGI on `listener` until SIGTERM, max-requests or idle exit.
@@ -28,9 +29,10 @@ pub async fn serve(listener: Listener, api: Arc<Api>, options: ServeOptions) {
     let life = Lifecycle::new(options);
     life.watch_signals_and_idle();
     crate::log!(info, "serving FastCGI on {}", listener.describe());
-    accept_loop(listener, &api, &life, |stream| {
+    accept_loop(listener, &api, &life, |stream, slot| {
         let (api, life) = (Arc::clone(&api), Arc::clone(&life));
         async move {
+            let _slot = slot;
             match stream {
                 Stream::Tcp(s) => connection(s, api, life).await,
                 Stream::Unix(s) => connection(s, api, life).await,
@@ -80,12 +82,22 @@ where
         let _in_flight = life.begin();
         let api = Arc::clone(&api);
         let max_body = limits.max_body_bytes;
-        let outcome = request
-            .process(|req| async move {
-                respond(&req, &api, max_body).await;
-                RequestResult::Complete(0)
-            })
-            .await;
+        // A stream whose client stopped reading is abandoned: the connection is dropped
+        // (tokio-fastcgi would wait forever to write the request's end on it).
+        let (abandon, mut abandoned) = tokio::sync::oneshot::channel();
+        let process = request.process(|req| async move {
+            if respond(&req, &api, max_body).await == Delivery::Abandoned {
+                let _ = abandon.send(());
+            }
+            RequestResult::Complete(0)
+        });
+        let outcome = tokio::select! {
+            outcome = process => outcome,
+            Ok(()) = &mut abandoned => {
+                crate::log::warn("FastCGI stream abandoned: its client stopped reading; connection closed");
+                break;
+            }
+        };
         if let Err(e) = outcome {
             crate::log!(warn, "FastCGI response not delivered: {e:?}");
             break;
@@ -93,8 +105,21 @@ where
     }
 }
 
+/// How a response went out.
+#[derive(Debug, PartialEq)]
+enum Delivery {
+    /// Written, or the web server is gone (nothing more to do).
+    Done,
+    /// A stream ended while its client had stopped reading: the connection must go.
+    Abandoned,
+}
+
 /// Builds the ApiRequest from params and stdin, runs it, writes the CGI response.
-async fn respond<W: AsyncWrite + Unpin>(req: &Request<W>, api: &Arc<Api>, max_body: usize) {
+async fn respond<W: AsyncWrite + Unpin>(
+    req: &Request<W>,
+    api: &Arc<Api>,
+    max_body: usize,
+) -> Delivery {
     let request = cgi::request_from_vars(
         &params(req),
         // FCGI_STDIN is complete in memory; it is read the way a CGI body is.
@@ -106,37 +131,49 @@ async fn respond<W: AsyncWrite + Unpin>(req: &Request<W>, api: &Arc<Api>, max_bo
     // The head first: a streamed one has no Content-Length.
     let head = response_head(&response);
     let written = match response.stream.take() {
-        Some(mut chunks) => write_stream(&mut out, &head, &mut chunks).await,
+        Some(mut body) => match write_stream(&mut out, &head, &mut body).await {
+            Some(written) => written,
+            None => return Delivery::Abandoned,
+        },
         None => write_response(&mut out, &response).await,
     };
     if let Err(e) = written {
         crate::log!(warn, "FastCGI write failed (client gone?): {e:?}");
     }
+    Delivery::Done
 }
 
 /// Writes a streamed response: the head, then what the stream has ready as one flushed
-/// STDOUT record at a time, until the stream ends or the web server is gone.
+/// STDOUT record at a time, until the stream ends or the web server is gone. `None`: the
+/// stream ended while a write was stuck (the client stopped reading), so it was abandoned.
 async fn write_stream<W: AsyncWrite + Unpin>(
     out: &mut OutStream<W>,
     head: &[u8],
-    chunks: &mut tokio::sync::mpsc::Receiver<bytes::Bytes>,
-) -> Result<(), tokio_fastcgi::Error> {
-    out.write(head).await?;
-    out.flush().await?;
-    let mut ready = Vec::new();
-    while let Some(chunk) = chunks.recv().await {
+    body: &mut BodyStream,
+) -> Option<Result<(), tokio_fastcgi::Error>> {
+    let mut ready = head.to_vec();
+    loop {
+        let written = body
+            .bounded(async {
+                out.write(&ready).await?;
+                out.flush().await.map_err(tokio_fastcgi::Error::from)
+            })
+            .await?;
+        if let Err(e) = written {
+            return Some(Err(e));
+        }
+        ready.clear();
+        ready.shrink_to(COPY_BODY_MAX);
+        let Some(chunk) = body.next().await else {
+            return Some(Ok(()));
+        };
         ready.extend_from_slice(&chunk);
         while ready.len() < COPY_BODY_MAX
-            && let Ok(more) = chunks.try_recv()
+            && let Some(more) = body.try_next()
         {
             ready.extend_from_slice(&more);
         }
-        out.write(&ready).await?;
-        out.flush().await?;
-        ready.clear();
-        ready.shrink_to(COPY_BODY_MAX);
     }
-    Ok(())
 }
 
 /// A request's FastCGI params as CGI variables (values that are not UTF-8 left out).

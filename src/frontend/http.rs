@@ -17,14 +17,15 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::handle_guarded;
-use super::lifecycle::{Lifecycle, ServeOptions, accept_loop};
+use super::lifecycle::{Lifecycle, ServeOptions, Slot, accept_loop};
 use super::listener::{Listener, Stream};
+use crate::api::body_stream::BodyStream;
 use crate::api::request::parse_content_length;
 use crate::api::{Api, ApiRequest, ApiResponse, BodyError};
 
@@ -33,29 +34,38 @@ pub async fn serve(listener: Listener, api: Arc<Api>, options: ServeOptions) {
     let life = Lifecycle::new(options);
     life.watch_signals_and_idle();
     crate::log!(info, "serving HTTP on {}", listener.describe());
-    accept_loop(listener, &api, &life, |stream| {
+    accept_loop(listener, &api, &life, |stream, slot| {
         let (api, life) = (Arc::clone(&api), Arc::clone(&life));
         async move {
             match stream {
                 Stream::Tcp(s) => {
                     let peer = s.peer_addr().ok().map(|a| a.ip().to_string());
-                    connection(s, peer, api, life).await;
+                    connection(s, peer, api, life, slot).await;
                 }
-                Stream::Unix(s) => connection(s, None, api, life).await,
+                Stream::Unix(s) => connection(s, None, api, life, slot).await,
             }
         }
     })
     .await;
 }
 
-/// Serves one HTTP/1.1 connection (keep-alive) until it closes or the server stops.
-async fn connection<S>(stream: S, peer: Option<String>, api: Arc<Api>, life: Arc<Lifecycle>)
-where
+/// Serves one HTTP/1.1 connection (keep-alive) until it closes or the server stops. A
+/// WebSocket it upgrades to keeps the connection's slot; an event stream that ended while
+/// its client had stopped reading gets the connection dropped.
+async fn connection<S>(
+    stream: S,
+    peer: Option<String>,
+    api: Arc<Api>,
+    life: Arc<Lifecycle>,
+    slot: Slot,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     let options = life.options.clone();
+    let (drop_tx, mut drop_rx) = watch::channel(false);
     let service = service_fn(|mut req: Request<Incoming>| {
         let (api, life, peer) = (Arc::clone(&api), Arc::clone(&life), peer.clone());
+        let (slot, drop_tx) = (Arc::clone(&slot), drop_tx.clone());
         async move {
             let _in_flight = life.begin();
             let on_upgrade = hyper::upgrade::on(&mut req);
@@ -63,12 +73,26 @@ where
             request.remote_addr = peer;
             request.can_upgrade = true;
             let mut resp = handle_guarded(&api, request).await;
-            if resp.status == 101
-                && let Some(chunks) = resp.stream.take()
-            {
-                tokio::spawn(websocket(on_upgrade, chunks, life.options.stream_heartbeat));
-            }
-            Ok::<_, Infallible>(to_hyper(resp))
+            let chunks = match resp.stream.take() {
+                Some(body) if resp.status == 101 => {
+                    let ping_every = life.options.stream_heartbeat;
+                    tokio::spawn(websocket(on_upgrade, body, ping_every, slot));
+                    None
+                }
+                Some(body) => {
+                    let (chunks, end) = body.into_parts();
+                    tokio::spawn(async move {
+                        end.and_grace().await;
+                        drop_tx.send_replace(true);
+                    });
+                    // A stream is the connection's last response, so dropping the
+                    // connection after it never cuts another one short.
+                    resp.headers.push(("Connection", "close".into()));
+                    Some(chunks)
+                }
+                None => None,
+            };
+            Ok::<_, Infallible>(to_hyper(resp, chunks))
         }
     });
     let conn = http1::Builder::new()
@@ -81,9 +105,12 @@ where
     let mut stop = life.subscribe();
     tokio::select! {
         _ = conn.as_mut() => {}
+        _ = drop_rx.changed() => {
+            crate::log::warn("event stream abandoned: its client stopped reading; connection closed");
+        }
         _ = stop.changed() => {
             conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            let _ = tokio::time::timeout(options.shutdown_grace, conn).await;
         }
     }
 }
@@ -153,7 +180,8 @@ async fn from_hyper(req: Request<Incoming>, options: &ServeOptions) -> ApiReques
 /// A response body: whole, or chunks that arrive over time (an event stream).
 type Body = Either<Full<Bytes>, StreamBody>;
 
-fn to_hyper(mut resp: ApiResponse) -> Response<Body> {
+/// The hyper response: `resp`'s head, and its whole body or the stream's `chunks`.
+fn to_hyper(resp: ApiResponse, chunks: Option<mpsc::Receiver<Bytes>>) -> Response<Body> {
     let mut builder = Response::builder()
         .status(StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
     if resp.status != 101 {
@@ -162,7 +190,7 @@ fn to_hyper(mut resp: ApiResponse) -> Response<Body> {
     for (name, value) in &resp.headers {
         builder = builder.header(*name, value.as_str());
     }
-    let body = match resp.stream.take() {
+    let body = match chunks {
         Some(chunks) => Either::Right(StreamBody(chunks)),
         None => Either::Left(Full::new(Bytes::from(resp.body))),
     };
@@ -191,12 +219,28 @@ impl hyper::body::Body for StreamBody {
     }
 }
 
+/// The only messages a client of `/ws` sends are `websocket client ready`, pings, pongs
+/// and a close: anything larger is refused, and buffers stay small (an idle WebSocket
+/// costs a few KiB, not tungstenite's default 128 KiB read buffer and 64 MiB messages).
+const WS_MAX_MESSAGE: usize = 4096;
+
+fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(WS_MAX_MESSAGE)
+        .write_buffer_size(0)
+        .max_message_size(Some(WS_MAX_MESSAGE))
+        .max_frame_size(Some(WS_MAX_MESSAGE))
+}
+
 /// After a 101: the connection as a WebSocket, one text message per chunk, a ping every
-/// `ping_every` (proxies close idle connections); ends when either side does.
+/// `ping_every` (proxies close idle connections); ends when either side does. It holds
+/// the connection's slot until then; a write the client does not take is abandoned
+/// `stream_end_grace` after the stream ended.
 async fn websocket(
     on_upgrade: hyper::upgrade::OnUpgrade,
-    mut chunks: mpsc::Receiver<Bytes>,
+    mut body: BodyStream,
     ping_every: Duration,
+    _slot: Slot,
 ) {
     let upgraded = match on_upgrade.await {
         Ok(u) => u,
@@ -205,34 +249,29 @@ async fn websocket(
             return;
         }
     };
-    let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+    let io = TokioIo::new(upgraded);
+    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(websocket_config())).await;
     let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
     loop {
-        tokio::select! {
-            chunk = chunks.recv() => match chunk {
-                Some(c) => {
-                    // Event text is JSON, so UTF-8; the shared bytes are not copied.
-                    let text = Utf8Bytes::try_from(c).unwrap_or_default();
-                    if ws.send(Message::Text(text)).await.is_err() {
-                        return;
-                    }
-                }
+        let message = tokio::select! {
+            chunk = body.next() => match chunk {
+                // Event text is JSON, so UTF-8; the shared bytes are not copied.
+                Some(c) => Message::Text(Utf8Bytes::try_from(c).unwrap_or_default()),
                 None => {
-                    let _ = ws.close(None).await;
+                    let _ = body.bounded(ws.close(None)).await;
                     return;
                 }
             },
             incoming = ws.next() => match incoming {
-                // "websocket client ready", pongs: nothing to do.
+                // "websocket client ready", pongs: nothing to do. Oversized: an error.
                 Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => continue,
             },
-            _ = ping.tick() => {
-                if ws.send(Message::Ping(Default::default())).await.is_err() {
-                    return;
-                }
-            }
+            _ = ping.tick() => Message::Ping(Default::default()),
+        };
+        if !matches!(body.bounded(ws.send(message)).await, Some(Ok(()))) {
+            return;
         }
     }
 }

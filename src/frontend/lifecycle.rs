@@ -7,18 +7,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use super::listener::{Listener, Stream};
 use crate::api::Api;
 use crate::settings::Limits;
 
+/// One of the `max_connections` connection slots. A connection holds it while it lives,
+/// and so does anything the connection hands itself over to (a WebSocket after its
+/// upgrade): the slot is free again when the last holder drops it.
+pub type Slot = Arc<OwnedSemaphorePermit>;
+
 /// Accepts connections until shutdown, at most `max_connections` at once, running
-/// `serve_one` on each in its own task; then waits (up to `shutdown_grace`) for the
-/// requests in flight. Shared by the FastCGI and HTTP servers.
+/// `serve_one` on each in its own task with the connection's [`Slot`]; then waits (up to
+/// `shutdown_grace`) for the requests in flight. Shared by the FastCGI and HTTP servers.
 pub async fn accept_loop<F, Fut>(listener: Listener, api: &Api, life: &Lifecycle, serve_one: F)
 where
-    F: Fn(Stream) -> Fut,
+    F: Fn(Stream, Slot) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(life.options.max_connections));
@@ -34,11 +39,7 @@ where
         };
         match accepted {
             Ok(stream) => {
-                let work = serve_one(stream);
-                tokio::spawn(async move {
-                    work.await;
-                    drop(permit);
-                });
+                tokio::spawn(serve_one(stream, Arc::new(permit)));
             }
             Err(e) => {
                 crate::log!(warn, "accept failed: {e}");

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value as Json;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::error::{SaltError, SaltResult};
 use super::event_frame::{FrameBuffer, Piece, split_frame};
@@ -67,7 +67,12 @@ enum Queue {
     Job(mpsc::UnboundedSender<Arc<Event>>),
     /// A client's event stream: every event as public JSON text, credentials redacted, at
     /// most the channel's capacity behind; a stream that falls further behind is closed.
-    Stream(mpsc::Sender<Arc<PublicEvent>>),
+    Stream {
+        tx: mpsc::Sender<Arc<PublicEvent>>,
+        /// Dropped with the subscriber: tells the stream it was closed even while its
+        /// reader is not reading.
+        _open: oneshot::Sender<()>,
+    },
 }
 
 /// Every event of the bus for one client (`/events`, `/ws`), with every credential field
@@ -76,6 +81,25 @@ pub struct EventStream {
     id: u64,
     reader: Arc<Reader>,
     rx: mpsc::Receiver<Arc<PublicEvent>>,
+    closed: Option<oneshot::Receiver<()>>,
+}
+
+/// Resolves once the bus has closed an [`EventStream`] (it fell behind, or the bus
+/// connection is gone), whether or not its events were read.
+pub struct StreamClosed(Option<oneshot::Receiver<()>>);
+
+impl std::future::Future for StreamClosed {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        match self.0.as_mut() {
+            Some(rx) => std::pin::Pin::new(rx).poll(cx).map(|_| ()),
+            None => std::task::Poll::Pending,
+        }
+    }
 }
 
 /// Events whose tag starts with one of a set of prefixes, in bus order.
@@ -114,8 +138,15 @@ impl EventBus {
     /// `capacity` events behind, or when the bus connection ends.
     pub async fn stream(&self, capacity: usize) -> SaltResult<EventStream> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        let (id, reader) = self.register(Vec::new(), Queue::Stream(tx)).await?;
-        Ok(EventStream { id, reader, rx })
+        let (open, closed) = oneshot::channel();
+        let queue = Queue::Stream { tx, _open: open };
+        let (id, reader) = self.register(Vec::new(), queue).await?;
+        Ok(EventStream {
+            id,
+            reader,
+            rx,
+            closed: Some(closed),
+        })
     }
 
     /// Registers a subscriber with a live reader.
@@ -248,6 +279,12 @@ impl EventStream {
     pub async fn recv(&mut self) -> Option<Arc<PublicEvent>> {
         self.rx.recv().await
     }
+
+    /// A future that resolves once the bus has closed this stream (taken once; later
+    /// calls get one that never resolves).
+    pub fn closed(&mut self) -> StreamClosed {
+        StreamClosed(self.closed.take())
+    }
 }
 
 impl Drop for EventStream {
@@ -309,7 +346,7 @@ fn dispatch(reader: &Reader, frame: &[u8]) {
         match &sub.queue {
             // A closed receiver means the request is gone: drop its subscription.
             Queue::Job(tx) => tx.send(Arc::clone(ev)).is_ok(),
-            Queue::Stream(tx) => {
+            Queue::Stream { tx, .. } => {
                 let text = public.get_or_insert_with(|| redact::public_event(&ev.tag, &ev.data));
                 match tx.try_send(Arc::clone(text)) {
                     Ok(()) => true,
@@ -350,16 +387,20 @@ mod tests {
         let reader = new_reader();
         let stream = |capacity| {
             let (tx, rx) = mpsc::channel(capacity);
-            let id =
-                Reader::register(&reader, vec![], &mut Some(Queue::Stream(tx))).expect("alive");
+            let (open, closed) = oneshot::channel();
+            let queue = Queue::Stream { tx, _open: open };
+            let id = Reader::register(&reader, vec![], &mut Some(queue)).expect("alive");
             EventStream {
                 id,
                 reader: Arc::clone(&reader),
                 rx,
+                closed: Some(closed),
             }
         };
         let mut slow = stream(2);
+        let mut slow_closed = slow.closed();
         let mut fast = stream(100);
+        let mut fast_closed = fast.closed();
         let mut job = register(&reader).expect("alive");
         for n in 0..3 {
             dispatch(
@@ -367,6 +408,12 @@ mod tests {
                 &frame(&format!("t/{n}"), &json!({"password": "pw", "n": n})),
             );
         }
+        // Closed as soon as the third did not fit, before anything was read.
+        tokio::time::timeout(std::time::Duration::from_secs(5), &mut slow_closed)
+            .await
+            .expect("the slow stream knows it was closed");
+        let open = tokio::time::timeout(std::time::Duration::from_millis(10), &mut fast_closed);
+        assert!(open.await.is_err(), "the fast one is open");
         assert_eq!(slow.recv().await.expect("first").tag, "t/0");
         assert_eq!(slow.recv().await.expect("second").tag, "t/1");
         assert!(

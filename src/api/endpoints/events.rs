@@ -7,22 +7,29 @@
 //! never slowing the reader, the other streams or the synchronous requests. The token is
 //! checked with the master every `stream_token_check` seconds and the stream ends at its
 //! expiry; SSE streams carry a comment every `stream_heartbeat` seconds so proxies keep
-//! them open.
+//! them open. Every wait of a stream (for an event, for the client to take a chunk, for
+//! the master's answer) also ends on the token's end, on falling behind and on shutdown.
+//!
+//! Who may stream is bounded: `stream_users` (default: any valid token), at most
+//! `stream_max_per_token` streams per token and `stream_max_per_user` per user (429), and
+//! `max_streams` in the process (503), so streams never take every connection slot.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use serde_json::Value as Json;
+use tokio::sync::watch;
 
 use super::Call;
+use crate::api::body_stream::{self, BodySender, BodyStream};
 use crate::api::error::ApiError;
 use crate::api::response::ApiResponse;
 use crate::salt::Master;
 use crate::salt::events::EventStream;
 use crate::salt::redact::PublicEvent;
-use crate::salt::tokens::{self, is_token_shaped};
+use crate::salt::tokens::{self, Token, is_token_shaped};
 
 /// Chunks waiting between a stream's task and the front end that writes them.
 const CHUNKS_IN_FLIGHT: usize = 16;
@@ -36,16 +43,119 @@ enum Framing {
     WebSocket = 1,
 }
 
+/// The event streams of a process: how many are open (in all, per token, per user) and
+/// the signal that ends them all when the server stops.
+pub(crate) struct Streams {
+    stop: watch::Sender<bool>,
+    open: Mutex<OpenCounts>,
+}
+
+#[derive(Default)]
+struct OpenCounts {
+    total: usize,
+    by_token: HashMap<String, usize>,
+    by_user: HashMap<String, usize>,
+}
+
+impl Streams {
+    /// No stream open yet.
+    pub fn new() -> Streams {
+        Streams {
+            stop: watch::channel(false).0,
+            open: Mutex::new(OpenCounts::default()),
+        }
+    }
+
+    /// Ends every stream (the server is stopping).
+    pub fn stop_all(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Counts a new stream of `token` (of user `user`) unless a cap is reached.
+    fn open(
+        self: &Arc<Self>,
+        master: &Master,
+        token: &str,
+        user: &str,
+    ) -> Result<OpenStream, ApiError> {
+        let limits = &master.settings.limits;
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.total >= limits.max_streams {
+            return Err(ApiError::new(
+                503,
+                format!(
+                    "503: this server holds max_streams ({}) event streams; try again later",
+                    limits.max_streams
+                ),
+            ));
+        }
+        let per_token = open.by_token.get(token).copied().unwrap_or(0);
+        if per_token >= limits.stream_max_per_token {
+            return Err(ApiError::new(
+                429,
+                format!(
+                    "429: this session already has stream_max_per_token ({}) event streams open; close one first",
+                    limits.stream_max_per_token
+                ),
+            ));
+        }
+        let per_user = open.by_user.get(user).copied().unwrap_or(0);
+        if per_user >= limits.stream_max_per_user {
+            return Err(ApiError::new(
+                429,
+                format!(
+                    "429: this user already has stream_max_per_user ({}) event streams open; close one first",
+                    limits.stream_max_per_user
+                ),
+            ));
+        }
+        open.total += 1;
+        *open.by_token.entry(token.to_string()).or_default() += 1;
+        *open.by_user.entry(user.to_string()).or_default() += 1;
+        Ok(OpenStream {
+            streams: Arc::clone(self),
+            token: token.to_string(),
+            user: user.to_string(),
+        })
+    }
+}
+
+/// One open stream, counted until dropped.
+struct OpenStream {
+    streams: Arc<Streams>,
+    token: String,
+    user: String,
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        let mut guard = self.streams.open.lock().unwrap_or_else(|e| e.into_inner());
+        let open = &mut *guard;
+        open.total = open.total.saturating_sub(1);
+        for (map, key) in [
+            (&mut open.by_token, &self.token),
+            (&mut open.by_user, &self.user),
+        ] {
+            if let Some(n) = map.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(key);
+                }
+            }
+        }
+    }
+}
+
 /// `GET /events`: the session's token (header or cookie, never the query string) must be
 /// valid; then the stream.
 pub(crate) async fn events(
     master: &Arc<Master>,
     call: &Call,
-    stop: watch::Receiver<bool>,
+    streams: &Arc<Streams>,
 ) -> Result<ApiResponse, ApiError> {
     let token = call.session()?.to_string();
-    let rx = start(master, token, Framing::Sse, stop).await?;
-    Ok(ApiResponse::streaming(200, "text/event-stream", rx)
+    let body = start(master, token, Framing::Sse, streams).await?;
+    Ok(ApiResponse::streaming(200, "text/event-stream", body)
         .with_header("Cache-Control", "no-cache")
         .with_header("X-Accel-Buffering", "no"))
 }
@@ -56,7 +166,7 @@ pub(crate) async fn websocket(
     master: &Arc<Master>,
     call: &Call,
     path_token: Option<String>,
-    stop: watch::Receiver<bool>,
+    streams: &Arc<Streams>,
 ) -> Result<ApiResponse, ApiError> {
     if !call.req.can_upgrade {
         return Err(ApiError::new(
@@ -82,35 +192,69 @@ pub(crate) async fn websocket(
         Some(_) => return Err(ApiError::unauthorized("Invalid token")),
         None => call.session()?.to_string(),
     };
-    let rx = start(master, token, Framing::WebSocket, stop).await?;
+    let body = start(master, token, Framing::WebSocket, streams).await?;
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    Ok(ApiResponse::streaming(101, "application/json", rx)
+    Ok(ApiResponse::streaming(101, "application/json", body)
         .with_header("Upgrade", "websocket")
         .with_header("Connection", "Upgrade")
         .with_header("Sec-WebSocket-Accept", &accept))
 }
 
-/// Checks the token, subscribes, and starts the task that feeds the returned channel.
+/// Checks the token and who may stream, counts the stream, subscribes, and starts the
+/// task that feeds the returned body.
 async fn start(
     master: &Arc<Master>,
     token: String,
     framing: Framing,
-    stop: watch::Receiver<bool>,
-) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+    streams: &Arc<Streams>,
+) -> Result<BodyStream, ApiError> {
     let Some(valid) = tokens::get_token(master, &token).await? else {
         return Err(ApiError::unauthorized("Invalid or expired token"));
     };
-    let limits = &master.settings.limits;
-    let stream = master.bus.stream(limits.stream_queue_events).await?;
-    let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let settings = &master.settings;
+    if !may_stream(&settings.api.stream_users, &valid) {
+        crate::log!(
+            warn,
+            "403 event stream refused for user {} (not in stream_users)",
+            crate::log::quoted(&valid.name)
+        );
+        return Err(ApiError::new(
+            403,
+            "403: this user may not read the event stream (stream_users)",
+        ));
+    }
+    let user = format!("{}\u{0}{}", valid.eauth, valid.name);
+    let counted = streams.open(master, &token, &user)?;
+    let stream = master
+        .bus
+        .stream(settings.limits.stream_queue_events)
+        .await?;
+    let (tx, body) = body_stream::channel(CHUNKS_IN_FLIGHT, settings.limits.stream_end_grace);
     let pump = Pump {
         master: Arc::clone(master),
         token,
         expire: valid.expire,
         framing,
+        _counted: counted,
     };
-    tokio::spawn(pump.run(stream, tx, stop));
-    Ok(rx)
+    tokio::spawn(pump.run(stream, tx, streams.stop.subscribe()));
+    Ok(body)
+}
+
+/// `stream_users`: empty allows every user; else the user's name, `*`, or one of the
+/// token's groups as `group%`.
+fn may_stream(allowed: &[String], token: &Token) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let groups: Vec<&str> = match token.data.get("groups") {
+        Some(Json::Array(groups)) => groups.iter().filter_map(Json::as_str).collect(),
+        _ => Vec::new(),
+    };
+    allowed.iter().any(|entry| match entry.strip_suffix('%') {
+        Some(group) => groups.contains(&group),
+        None => entry == "*" || *entry == token.name,
+    })
 }
 
 /// One client's stream.
@@ -119,56 +263,69 @@ struct Pump {
     token: String,
     expire: f64,
     framing: Framing,
+    _counted: OpenStream,
 }
 
 impl Pump {
-    /// Feeds events (and heartbeats) to `tx` until the client goes, the token ends, the
-    /// stream falls behind or the server stops.
+    /// Feeds events (and heartbeats) to `out` until the client goes, the token ends, the
+    /// stream falls behind or the server stops. At most one chunk waits here for the
+    /// client; while it waits, the other ends are still watched.
     async fn run(
         mut self,
         mut stream: EventStream,
-        tx: mpsc::Sender<Bytes>,
+        out: BodySender,
         mut stop: watch::Receiver<bool>,
     ) {
         let limits = self.master.settings.limits.clone();
         if *stop.borrow_and_update() {
             return;
         }
-        if self.framing == Framing::Sse
-            && tx.send(Bytes::from_static(b"retry: 400\n")).await.is_err()
-        {
-            return;
-        }
+        let tx = &out.chunks;
+        let mut pending =
+            (self.framing == Framing::Sse).then(|| Bytes::from_static(b"retry: 400\n"));
         let mut heartbeat = tokio::time::interval(limits.stream_heartbeat);
         let mut check = tokio::time::interval(limits.stream_token_check);
         heartbeat.tick().await;
         check.tick().await;
         let expiry = tokio::time::sleep(self.left());
         tokio::pin!(expiry);
+        let closed = stream.closed();
+        tokio::pin!(closed);
         loop {
-            let chunk = tokio::select! {
-                event = stream.recv() => match event {
-                    Some(event) => event.framed(self.framing as usize, |e| self.frame(e)),
+            tokio::select! {
+                permit = tx.reserve(), if pending.is_some() => match (permit, pending.take()) {
+                    (Ok(permit), Some(chunk)) => permit.send(chunk),
+                    _ => return,
+                },
+                event = stream.recv(), if pending.is_none() => match event {
+                    Some(event) => {
+                        pending = Some(event.framed(self.framing as usize, |e| self.frame(e)));
+                    }
                     None => return,
                 },
-                _ = heartbeat.tick() => match self.framing {
-                    Framing::Sse => Bytes::from_static(b": heartbeat\n\n"),
-                    // The front end pings a WebSocket itself.
-                    Framing::WebSocket => continue,
-                },
+                // The bus closed the stream while a chunk waited for the client: it fell
+                // behind (the bus logged it).
+                () = &mut closed, if pending.is_some() => return,
+                _ = heartbeat.tick() => {
+                    // The front end pings a WebSocket itself; a waiting chunk is as good.
+                    if self.framing == Framing::Sse && pending.is_none() {
+                        pending = Some(Bytes::from_static(b": heartbeat\n\n"));
+                    }
+                }
                 _ = check.tick() => {
-                    if !self.still_valid().await {
+                    let valid = tokio::select! {
+                        valid = self.still_valid() => valid,
+                        _ = stop.changed() => return,
+                        () = &mut expiry => return,
+                    };
+                    if !valid {
                         return;
                     }
                     expiry.as_mut().reset(tokio::time::Instant::now() + self.left());
-                    continue;
                 }
                 () = &mut expiry => return,
                 _ = stop.changed() => return,
                 () = tx.closed() => return,
-            };
-            if tx.send(chunk).await.is_err() {
-                return;
             }
         }
     }

@@ -6,7 +6,7 @@ mod events;
 mod resources;
 mod session;
 
-pub(crate) use events::{events, websocket};
+pub(crate) use events::{Streams, events, websocket};
 pub(crate) use resources::{gen_key, hook, jobs, keys, minion_grains, start_job, stats};
 pub(crate) use session::{login, logout, token};
 
@@ -163,25 +163,18 @@ async fn run_one(master: &Arc<Master>, call: &Call, chunk: Json) -> Result<Json,
 
 /// One log line per refused request, for the operator and for fail2ban: who (user name,
 /// eauth backend, or that a token was used), from where, and why. Never the secret itself.
+/// Caller-chosen fields are quoted with `log::quoted`, so none can forge the address.
 fn log_refusal(status: u16, e: &SaltError, chunk: &Chunk, remote: &str) {
-    let text = |k: &str| -> String {
-        chunk
-            .get(k)
-            .and_then(Json::as_str)
-            .unwrap_or("-")
-            .chars()
-            .take(64)
-            .collect::<String>()
-    };
+    let text = |k: &str| crate::log::quoted(chunk.get(k).and_then(Json::as_str).unwrap_or("-"));
     let who = if chunk.contains_key("token") {
         "token".to_string()
     } else {
-        format!("user '{}' eauth '{}'", text("username"), text("eauth"))
+        format!("user {} eauth {}", text("username"), text("eauth"))
     };
     // crate::log escapes every character that could end or disguise the line.
     crate::log!(
         warn,
-        "{status} for {who} client '{}' from {remote}: {}",
+        "{status} for {who} client {} from {remote}: {}",
         text("client"),
         e.message()
     );

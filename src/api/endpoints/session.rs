@@ -141,7 +141,7 @@ fn log_refused(what: &str, e: &SaltError, creds: &Map<String, Json>, call: &Call
     if matches!(e, SaltError::Authentication(_)) {
         crate::log!(
             warn,
-            "401 {what} for user '{}' eauth '{}' from {}",
+            "401 {what} for user {} eauth {} from {}",
             shown(creds, "username"),
             shown(creds, "eauth"),
             call.remote()
@@ -149,10 +149,9 @@ fn log_refused(what: &str, e: &SaltError, creds: &Map<String, Json>, call: &Call
     }
 }
 
-/// A credential field for a log line: at most 64 characters (`crate::log` escapes them).
+/// A credential field for a log line, quoted (`crate::log` escapes the rest).
 fn shown(creds: &Map<String, Json>, key: &str) -> String {
-    let text = creds.get(key).and_then(Json::as_str).unwrap_or("-");
-    text.chars().take(64).collect()
+    crate::log::quoted(creds.get(key).and_then(Json::as_str).unwrap_or("-"))
 }
 
 /// `session_id=<token>` for the mount point, expiring with the token (an empty token at

@@ -588,7 +588,8 @@ mod tests {
     }
 
     /// 10,000 minions returning one after the other: each event must cost O(log n), not a
-    /// pass over the fleet (the old loop took ~10 s here, and grew with the square).
+    /// pass over the fleet (the old loop took ~10 s here, and grew with the square; this
+    /// one takes ~0.2 s on an idle machine and 0.8 s on a loaded one, so the bound is 5 s).
     #[test]
     fn a_ten_thousand_minion_fleet_is_collected_in_linear_time() {
         const N: usize = 10_000;
@@ -625,7 +626,7 @@ mod tests {
         assert_eq!((got, state.seen.found.len()), (N, N));
         let took = begun.elapsed();
         assert!(
-            took < Duration::from_secs(1),
+            took < Duration::from_secs(5),
             "10,000 returns took {took:?}"
         );
     }
