@@ -125,6 +125,10 @@ impl Api {
         } else if !self.settings().api.cors_origins.is_empty() {
             resp.headers.push(("Vary", "Origin".into()));
         }
+        // Answers carry tokens, keys, job results: no cache keeps any of them.
+        if !resp.headers.iter().any(|(k, _)| *k == "Cache-Control") {
+            resp.headers.push(("Cache-Control", "no-store".into()));
+        }
         self.stats.end(resp.status);
         resp
     }
@@ -146,6 +150,7 @@ impl Api {
             return Ok(ApiResponse::json(200, &json!({"return": "Please log in"}))
                 .with_header("WWW-Authenticate", "Session"));
         }
+        self.refuse_cross_site(&req, &route)?;
         let mut call = self.call(req)?;
         let master = &self.master;
         match route {
@@ -185,6 +190,46 @@ impl Api {
         Ok(Call::new(req, raw, data))
     }
 
+    /// Refuses (403) a request that rides on the session cookie alone and that another site
+    /// could have made: a POST, or any `/events` and `/ws`, whose `Origin` (else `Referer`)
+    /// is present and is neither this API's own origin nor in `cors_origins`. `SameSite=Lax`
+    /// alone lets any same-site origin (a sibling subdomain, another port) through.
+    /// Requests with `X-Auth-Token` (no browser adds it cross-site unasked) pass.
+    fn refuse_cross_site(&self, req: &ApiRequest, route: &Route) -> Result<(), ApiError> {
+        let by_cookie = req.cookie("session_id").is_some_and(|c| !c.is_empty())
+            && req
+                .header("x-auth-token")
+                .is_none_or(|t| t.trim().is_empty());
+        let guarded = req.method == "POST" || matches!(route, Route::Events | Route::Ws(None));
+        if !by_cookie || !guarded {
+            return Ok(());
+        }
+        let Some(origin) = request_origin(req) else {
+            return Ok(());
+        };
+        let own = req
+            .header("host")
+            .map(|host| format!("{}://{host}", if req.https { "https" } else { "http" }));
+        let allowed = own.is_some_and(|own| own.eq_ignore_ascii_case(&origin))
+            || self.settings().api.cors_origins.contains(&origin);
+        if allowed {
+            return Ok(());
+        }
+        crate::log!(
+            warn,
+            "403 cross-site request refused: {} {} from origin {} (remote {})",
+            req.method,
+            req.path,
+            crate::log::quoted(&origin),
+            req.remote_addr.as_deref().unwrap_or("-")
+        );
+        Err(ApiError::new(
+            403,
+            "403: cross-site request refused: its Origin is neither this API nor in cors_origins; \
+             send the token as X-Auth-Token",
+        ))
+    }
+
     /// `Access-Control-*` headers for a request from an allowed origin.
     fn cors_headers(&self, req: &ApiRequest) -> Option<Vec<(&'static str, String)>> {
         let origin = req.header("origin")?;
@@ -210,6 +255,20 @@ impl Api {
             .with_header("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS)
             .with_header("Access-Control-Max-Age", "1400")
     }
+}
+
+/// The origin a browser says a request comes from: `Origin`, else the scheme, host and
+/// port of `Referer` (`null` and anything unparsable count as an origin of their own).
+fn request_origin(req: &ApiRequest) -> Option<String> {
+    if let Some(origin) = req.header("origin") {
+        return Some(origin.trim().to_string());
+    }
+    let referer = req.header("referer")?.trim();
+    let Some((scheme, rest)) = referer.split_once("://") else {
+        return Some(referer.to_string());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    Some(format!("{scheme}://{authority}"))
 }
 
 /// `GET /`: rest_cherrypy's welcome, a health check for API clients.
@@ -333,6 +392,62 @@ mod tests {
             got: 2,
         });
         assert_eq!(api.handle(req).await.status, 400);
+    }
+
+    #[tokio::test]
+    async fn cookie_requests_from_other_sites_are_refused() {
+        let api = api("salt_fcgi: {cors_origins: ['https://gui.example']}");
+        let cookie = "session_id=abcd";
+        let req = |method: &str, path: &str| {
+            ApiRequest::new(method, path, Some("text/plain"), b"[]".to_vec())
+                .with_header("Host", "salt.example")
+                .with_header("Cookie", cookie)
+        };
+        let status = |r: ApiRequest| async { api.handle(r).await.status };
+        let evil = req("POST", "/").with_header("Origin", "https://evil.example");
+        assert_eq!(status(evil).await, 403);
+        let sibling = req("POST", "/minions").with_header("Origin", "http://salt.example:8080");
+        assert_eq!(status(sibling).await, 403);
+        let null = req("POST", "/logout").with_header("Origin", "null");
+        assert_eq!(status(null).await, 403);
+        let referer = req("GET", "/events").with_header("Referer", "https://evil.example/x?y");
+        assert_eq!(status(referer).await, 403);
+        let ws = req("GET", "/ws").with_header("Origin", "https://evil.example");
+        assert_eq!(status(ws).await, 403);
+        // Not refused: the API's own origin, a listed one, no origin at all, a header
+        // token, no cookie, a GET of a resource, /ws/<token>.
+        let mut own = req("POST", "/").with_header("Origin", "https://salt.example");
+        own.https = true;
+        let passing = [
+            own,
+            req("POST", "/").with_header("Origin", "https://gui.example"),
+            req("POST", "/"),
+            req("POST", "/")
+                .with_header("Origin", "https://evil.example")
+                .with_header("X-Auth-Token", "abcd"),
+            ApiRequest::new("POST", "/", Some("text/plain"), b"[]".to_vec())
+                .with_header("Origin", "https://evil.example"),
+            req("GET", "/jobs").with_header("Referer", "https://evil.example/"),
+            req("GET", "/ws/abcd").with_header("Origin", "https://evil.example"),
+        ];
+        for r in passing {
+            let shown = format!("{} {} {:?}", r.method, r.path, r.headers);
+            assert_ne!(status(r).await, 403, "{shown}");
+        }
+    }
+
+    #[tokio::test]
+    async fn no_answer_is_cached() {
+        let api = api("");
+        for r in [
+            ApiRequest::new("GET", "/", None, vec![]),
+            post("/token", "[]", Some("application/json")),
+            ApiRequest::new("GET", "/nowhere", None, vec![]),
+        ] {
+            let resp = api.handle(r).await;
+            let cache = resp.headers.iter().find(|(k, _)| *k == "Cache-Control");
+            assert_eq!(cache.map(|(_, v)| v.as_str()), Some("no-store"));
+        }
     }
 
     #[tokio::test]

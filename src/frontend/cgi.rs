@@ -99,7 +99,10 @@ pub fn read_body(
         .by_ref()
         .take(want as u64)
         .read_to_end(&mut buf)
-        .map_err(|e| BodyError::Io(e.kind().to_string()))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::TimedOut => BodyError::Io(e.to_string()),
+            kind => BodyError::Io(kind.to_string()),
+        })?;
     match declared {
         Some(expected) if buf.len() < expected => Err(BodyError::Truncated {
             expected,
@@ -107,6 +110,54 @@ pub fn read_body(
         }),
         None if buf.len() > max => Err(BodyError::TooLarge(buf.len())),
         _ => Ok(buf),
+    }
+}
+
+/// stdin with a deadline: each read waits only until `body_read_timeout` after the
+/// process started reading, so a client that trickles its body (through a web server that
+/// passes it on as it comes) cannot hold the CGI process.
+struct DeadlineStdin {
+    deadline: std::time::Instant,
+    limit: std::time::Duration,
+}
+
+impl Read for DeadlineStdin {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        if !stdin_ready_within(left) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the body did not arrive within body_read_timeout ({} s)",
+                    self.limit.as_secs_f64()
+                ),
+            ));
+        }
+        std::io::stdin().lock().read(buf)
+    }
+}
+
+/// Waits until stdin has bytes or its end (true), or `wait` has passed (false).
+fn stdin_ready_within(wait: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut pfd = libc::pollfd {
+            fd: 0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd for fd 0.
+        match unsafe { libc::poll(&mut pfd, 1, ms) } {
+            0 => return false,
+            n if n > 0 => return true,
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+            // Not pollable: let the read itself tell.
+            _ => return true,
+        }
     }
 }
 
@@ -198,6 +249,7 @@ async fn write_stream(head: &[u8], body: &mut BodyStream) -> std::io::Result<()>
 
 fn serve(settings: Settings) -> std::io::Result<()> {
     let max = settings.limits.max_body_bytes;
+    let limit = settings.limits.body_read_timeout;
     let stdin_is_tty = unsafe { libc::isatty(0) } == 1;
     let request = request_from_vars(
         &environment(),
@@ -206,7 +258,11 @@ fn serve(settings: Settings) -> std::io::Result<()> {
                 // Run by hand without CONTENT_LENGTH: do not wait for a terminal.
                 return Ok(Vec::new());
             }
-            read_body(std::io::stdin().lock(), declared, max)
+            let stdin = DeadlineStdin {
+                deadline: std::time::Instant::now() + limit,
+                limit,
+            };
+            read_body(stdin, declared, max)
         },
         max,
     );
@@ -223,7 +279,7 @@ fn serve(settings: Settings) -> std::io::Result<()> {
     let api = Arc::new(Api::new(settings));
     let mut response = runtime.block_on(super::handle_guarded(&api, request));
     if !stdin_is_tty {
-        drain_stdin();
+        drain_stdin(limit);
     }
     // The head first: a streamed one has no Content-Length.
     let head = response_head(&response);
@@ -239,23 +295,20 @@ fn serve(settings: Settings) -> std::io::Result<()> {
 /// Most bytes of an unread body consumed before answering.
 const DRAIN_CAP: usize = 64 << 20;
 /// Longest wait for more body bytes while draining.
-const DRAIN_IDLE_MS: i32 = 1000;
+const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Reads and discards what is left on stdin. mod_cgid writes the whole request body
-/// before it reads the response: answering a body we refused (413) without consuming it
-/// would leave Apache with a broken pipe and the client with no response at all.
-fn drain_stdin() {
+/// Reads and discards what is left on stdin, for at most `limit` in all. mod_cgid writes
+/// the whole request body before it reads the response: answering a body we refused (413)
+/// without consuming it would leave Apache with a broken pipe and the client with no
+/// response at all.
+fn drain_stdin(limit: std::time::Duration) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0usize;
     let mut stdin = std::io::stdin().lock();
+    let deadline = std::time::Instant::now() + limit;
     while total < DRAIN_CAP {
-        let mut pfd = libc::pollfd {
-            fd: 0,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for fd 0.
-        if unsafe { libc::poll(&mut pfd, 1, DRAIN_IDLE_MS) } <= 0 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || !stdin_ready_within(left.min(DRAIN_IDLE)) {
             return;
         }
         match stdin.read(&mut buf) {

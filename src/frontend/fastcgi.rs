@@ -55,7 +55,7 @@ where
     let (rd, wr) = tokio::io::split(stream);
     let taken = Arc::new(AtomicUsize::new(0));
     let reader = CappedReader {
-        inner: RecordCheck::new(rd),
+        inner: RecordCheck::new(rd).with_body_timeout(limits.body_read_timeout),
         taken: Arc::clone(&taken),
         cap,
     };

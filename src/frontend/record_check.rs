@@ -6,19 +6,31 @@
 //! the record (2 × 2 GiB for a 32-byte request, fatal where address space is limited).
 //! [`RecordCheck`] hands a record on only once it holds the whole record and has found
 //! neither; otherwise the read fails and tokio-fastcgi ends the connection.
+//!
+//! It also times request bodies: tokio-fastcgi assembles a whole request before handing
+//! it over, so a web server that streams a client's body as it trickles in (nginx with
+//! `fastcgi_request_buffering off`) would hold a connection slot for as long as the client
+//! likes. From a request's BEGIN_REQUEST to the end of its STDIN at most
+//! `body_read_timeout` may pass; past it the read fails and the connection closes.
+//! An idle kept-alive connection (no request begun) is not timed.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 /// Bytes of a record header: version, type, request id (2), content length (2), padding, reserved.
 const HEADER: usize = 8;
 /// Bytes of an FCGI_BeginRequestBody (role (2), flags, 5 reserved).
 const BEGIN_REQUEST_BODY: usize = 8;
 const BEGIN_REQUEST: u8 = 1;
+const ABORT_REQUEST: u8 = 2;
 const PARAMS: u8 = 4;
+const STDIN: u8 = 5;
 const GET_VALUES: u8 = 9;
 /// Bytes asked of the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
@@ -34,10 +46,16 @@ pub struct RecordCheck<R> {
     ready: usize,
     end: usize,
     eof: bool,
+    /// Requests begun whose STDIN has not ended yet.
+    receiving: Vec<u16>,
+    /// How long a request may take to arrive whole (`body_read_timeout`); untimed if None.
+    body_timeout: Option<Duration>,
+    /// When the oldest request still arriving must be whole.
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl<R> RecordCheck<R> {
-    /// Wraps the read half of a FastCGI connection.
+    /// Wraps the read half of a FastCGI connection (requests are not timed).
     pub fn new(inner: R) -> Self {
         RecordCheck {
             inner,
@@ -46,7 +64,53 @@ impl<R> RecordCheck<R> {
             ready: 0,
             end: 0,
             eof: false,
+            receiving: Vec::new(),
+            body_timeout: None,
+            deadline: None,
         }
+    }
+
+    /// A request must arrive whole within `timeout` of its BEGIN_REQUEST (needs a tokio
+    /// runtime with its timer).
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = Some(timeout);
+        self
+    }
+
+    /// Follows which requests are still arriving, from the header of a whole record.
+    fn track(&mut self, header: &[u8]) {
+        let id = u16::from_be_bytes([header[2], header[3]]);
+        let content_len = u16::from_be_bytes([header[4], header[5]]);
+        match header[1] {
+            BEGIN_REQUEST => {
+                if let (true, Some(timeout)) = (self.receiving.is_empty(), self.body_timeout) {
+                    let at = Instant::now() + timeout;
+                    self.deadline = Some(Box::pin(tokio::time::sleep_until(at)));
+                }
+                self.receiving.retain(|r| *r != id);
+                self.receiving.push(id);
+            }
+            STDIN if content_len == 0 => self.receiving.retain(|r| *r != id),
+            ABORT_REQUEST => self.receiving.retain(|r| *r != id),
+            _ => {}
+        }
+        if self.receiving.is_empty() {
+            self.deadline = None;
+        }
+    }
+
+    /// An error once a request has been arriving for longer than `body_timeout`.
+    fn overdue(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let deadline = self.deadline.as_mut()?;
+        deadline.as_mut().poll(cx).is_ready().then(|| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "a request did not arrive whole within body_read_timeout ({} s)",
+                    self.body_timeout.unwrap_or_default().as_secs_f64()
+                ),
+            )
+        })
     }
 }
 
@@ -76,9 +140,19 @@ impl<R: AsyncRead + Unpin> AsyncRead for RecordCheck<R> {
                 });
             }
             match check_record(pending) {
-                Ok(Some(len)) => this.ready = len,
+                Ok(Some(len)) => {
+                    let header: [u8; HEADER] = pending[..HEADER].try_into().unwrap_or_default();
+                    this.track(&header);
+                    this.ready = len;
+                }
                 Ok(None) => match this.fill(cx) {
                     Poll::Ready(Ok(())) => {}
+                    Poll::Pending => {
+                        return match this.overdue(cx) {
+                            Some(e) => Poll::Ready(Err(e)),
+                            None => Poll::Pending,
+                        };
+                    }
                     other => return other,
                 },
                 // The connection loop logs it as the reason the connection closed.
@@ -286,5 +360,41 @@ mod tests {
         }
         assert_eq!(check_record(&record(PARAMS, b"\x00\x00", 0)), Ok(Some(10)));
         assert_eq!(check_record(&record(6, b"", 0)), Ok(Some(8)));
+    }
+
+    /// Issue 17 item 6: a request that never finishes arriving ends the connection after
+    /// body_read_timeout; an idle connection and a request that did arrive are not timed.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_body_that_trickles_is_cut_off() {
+        let begin = record(BEGIN_REQUEST, &[0, 1, 1, 0, 0, 0, 0, 0], 0);
+        let stdin_end = record(STDIN, &[], 0);
+        let timeout = Duration::from_secs(30);
+        // Begun, then silence: the read fails at 30 s, not before.
+        let (mut server, client) = tokio::io::duplex(1024);
+        let mut reader = RecordCheck::new(client).with_body_timeout(timeout);
+        use tokio::io::AsyncWriteExt;
+        server.write_all(&begin).await.expect("write");
+        let mut buf = vec![0u8; 64];
+        assert_eq!(
+            reader.read(&mut buf).await.expect("the begin record"),
+            begin.len()
+        );
+        let started = Instant::now();
+        let err = reader.read(&mut buf).await.expect_err("timed out");
+        assert_eq!(
+            (err.kind(), started.elapsed()),
+            (io::ErrorKind::TimedOut, timeout)
+        );
+        // Begun and ended: the wait for the next request is not timed.
+        let (mut server, client) = tokio::io::duplex(1024);
+        let mut reader = RecordCheck::new(client).with_body_timeout(timeout);
+        server.write_all(&begin).await.expect("write");
+        server.write_all(&stdin_end).await.expect("write");
+        let mut got = 0;
+        while got < begin.len() + stdin_end.len() {
+            got += reader.read(&mut buf).await.expect("records");
+        }
+        let idle = tokio::time::timeout(Duration::from_secs(3600), reader.read(&mut buf)).await;
+        assert!(idle.is_err(), "an idle connection waits");
     }
 }

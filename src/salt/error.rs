@@ -65,5 +65,19 @@ impl fmt::Display for SaltError {
 
 impl std::error::Error for SaltError {}
 
+/// `Exception occurred in runner f: Traceback … KeyError: 'f'` → the first and last line
+/// (`Exception occurred in runner f: KeyError: 'f'`); `None` if there is no traceback.
+pub fn without_traceback(text: &str) -> Option<String> {
+    let at = text.find("Traceback (most recent call last)")?;
+    let head = text[..at].trim_end();
+    let last = text
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    Some(format!("{head} {last}").trim().to_string())
+}
+
 /// Shorthand for results of Salt calls.
 pub type SaltResult<T> = Result<T, SaltError>;

@@ -10,7 +10,7 @@ use super::{Call, run_chunks, run_one};
 use crate::api::Stats;
 use crate::api::error::ApiError;
 use crate::api::response::ApiResponse;
-use crate::salt::{Master, event_fire, tokens};
+use crate::salt::{Master, event_fire, redact, tokens};
 
 /// `GET /minions[/<id>]`: `grains.items` of every minion or of one.
 pub(crate) async fn minion_grains(
@@ -121,12 +121,24 @@ pub(crate) async fn gen_key(
     };
     let (public, private) = (text("pub"), text("priv"));
     if public.is_empty() || private.is_empty() {
-        let why = ret
-            .pointer("/data/return")
-            .map_or_else(|| ret.to_string(), Json::to_string);
+        // The wheel's own words, short (a raised exception is already cut to its last
+        // line; anything longer stays in the log).
+        let why = match ret.pointer("/data/return") {
+            Some(Json::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        crate::log!(warn, "POST /keys: key.gen_accept made no key: {why}");
+        let shown: String = why
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect();
         return Err(ApiError::new(
             400,
-            format!("400: key.gen_accept made no key: {why}"),
+            format!("400: key.gen_accept made no key: {shown}"),
         ));
     }
     let tar = tarball(&[("minion.pub", &public), ("minion.pem", &private)]);
@@ -142,8 +154,9 @@ pub(crate) async fn gen_key(
         .with_header("Cache-Control", "no-store"))
 }
 
-/// `POST /hook/<path>`: fires `salt/netapi/hook/<path>` with the raw body, the parsed body
-/// and the request headers (never the credentials among them).
+/// `POST /hook/<path>`: fires `salt/netapi/hook/<path>` with the parsed body (`post`),
+/// the body re-serialised from it with its secrets redacted (`body`: never the raw bytes,
+/// which could hold a secret in any shape) and an allow-list of request headers.
 pub(crate) async fn hook(
     master: &Arc<Master>,
     call: &Call,
@@ -152,23 +165,67 @@ pub(crate) async fn hook(
     if !master.settings.api.webhook_disable_auth {
         valid_session(master, call).await?;
     }
-    let mut tag = "salt/netapi/hook".to_string();
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        tag.push('/');
-        tag.push_str(part);
-    }
+    let tag = hook_tag(path)?;
+    let post = call.data.clone().unwrap_or_else(|| json!({}));
     let data = json!({
-        "body": String::from_utf8_lossy(&call.raw),
-        "post": call.data.clone().unwrap_or_else(|| json!({})),
+        "body": redact::redacted(&post).to_string(),
+        "post": post,
         "headers": hook_headers(call),
     });
     event_fire::fire(&master.settings, &tag, data).await?;
     Ok(call.answer(200, &json!({"success": true})))
 }
 
-/// Headers as rest_cherrypy's webhook hands them on (`Content-Type`, `X-Github-Event`, …),
-/// without `Cookie`, `Authorization` and `X-Auth-Token`: the bus is readable by every
-/// event listener and reactor.
+/// Longest hook path taken into a tag.
+const MAX_HOOK_PATH: usize = 256;
+
+/// `salt/netapi/hook/<path>` for a path of printable segments; empty, `.` and `..`
+/// segments, control characters and `%` (an encoding the web server left undone) are
+/// refused: a tag is matched by reactors, and a line break would split an SSE frame.
+fn hook_tag(path: &str) -> Result<String, ApiError> {
+    let bad = |why: &str| ApiError::new(400, format!("400: hook path refused: {why}"));
+    if path.len() > MAX_HOOK_PATH {
+        return Err(bad("longer than 256 bytes"));
+    }
+    let mut tag = "salt/netapi/hook".to_string();
+    if path.is_empty() {
+        return Ok(tag);
+    }
+    for part in path.split('/') {
+        if part.is_empty() || part == "." || part == ".." {
+            return Err(bad("empty, '.' or '..' segment"));
+        }
+        if part
+            .chars()
+            .any(|c| c.is_control() || c == '%' || c.is_whitespace())
+        {
+            return Err(bad("control characters, blanks or '%'"));
+        }
+        tag.push('/');
+        tag.push_str(part);
+    }
+    Ok(tag)
+}
+
+/// Request headers a webhook's event carries: what webhook senders use to say what
+/// happened, never credentials (`X-Gitlab-Token`, `Authorization`, API keys, cookies):
+/// the bus is readable by every event listener and reactor.
+const HOOK_HEADERS: [&str; 11] = [
+    "accept",
+    "user-agent",
+    "x-request-id",
+    "x-github-event",
+    "x-github-delivery",
+    "x-hub-signature",
+    "x-hub-signature-256",
+    "x-gitlab-event",
+    "x-gitea-event",
+    "x-gitea-delivery",
+    "x-event-key",
+];
+
+/// Headers as rest_cherrypy's webhook hands them on (`Content-Type`, `X-Github-Event`,
+/// …), only those in [`HOOK_HEADERS`].
 fn hook_headers(call: &Call) -> Map<String, Json> {
     let mut out = Map::new();
     if let Some(ct) = &call.req.content_type {
@@ -179,10 +236,9 @@ fn hook_headers(call: &Call) -> Map<String, Json> {
         Json::from(call.raw.len().to_string()),
     );
     for (name, value) in &call.req.headers {
-        if matches!(name.as_str(), "cookie" | "authorization" | "x-auth-token") {
-            continue;
+        if HOOK_HEADERS.contains(&name.as_str()) {
+            out.insert(title_case(name), Json::from(value.as_str()));
         }
-        out.insert(title_case(name), Json::from(value.as_str()));
     }
     out
 }
@@ -270,6 +326,23 @@ mod tests {
             .expect("octal");
         head[148..156].copy_from_slice(b"        ");
         assert_eq!(stored, head.iter().map(|&b| u32::from(b)).sum::<u32>());
+    }
+
+    #[test]
+    fn hook_paths() {
+        assert_eq!(hook_tag("").expect("root"), "salt/netapi/hook");
+        assert_eq!(hook_tag("gh/push").expect("ok"), "salt/netapi/hook/gh/push");
+        for bad in [
+            "a//b",
+            "../x",
+            "a/./b",
+            "a\nb",
+            "a%2Fb",
+            "a b",
+            &"x".repeat(300),
+        ] {
+            assert_eq!(hook_tag(bad).expect_err(bad).status, 400, "{bad:?}");
+        }
     }
 
     #[test]

@@ -44,12 +44,20 @@ pub(crate) async fn login(master: &Arc<Master>, call: &Call) -> Result<ApiRespon
 /// `POST /logout`: revoke the session's token and expire the cookie.
 ///
 /// The token's file is removed from the master's token store when this process may write
-/// there (it runs as the master's user); otherwise the master's own `auth.del_token` runner
-/// removes it, with the token itself as the credentials (the user's ACL must allow it).
+/// there (it runs as the master's user, with the master's `cachedir`); otherwise the
+/// master's own `auth.del_token` runner removes it, with the token itself as the
+/// credentials (the user's ACL must allow it). Either way the master is asked afterwards
+/// whether the token still works: "cleared" is said only when it does not; otherwise the
+/// answer (a 500) and the log say that it stays valid until it expires.
 pub(crate) async fn logout(master: &Arc<Master>, call: &Call) -> Result<ApiResponse, ApiError> {
     let token = call.session()?;
-    let why = match tokens::revoke(&master.settings, token) {
-        Ok(Revocation::Removed | Revocation::Unknown) => None,
+    let cookie = session_cookie(call, "", 0.0);
+    let local = match tokens::revoke(&master.settings, token) {
+        Ok(Revocation::Removed) => None,
+        Ok(Revocation::Unknown) => Some(format!(
+            "no such token in {}",
+            master.settings.token_dir.display()
+        )),
         Ok(Revocation::Unsupported(backend)) => Some(format!(
             "eauth_tokens backend '{backend}' is not a token directory"
         )),
@@ -58,25 +66,44 @@ pub(crate) async fn logout(master: &Arc<Master>, call: &Call) -> Result<ApiRespo
             master.settings.token_dir.display()
         )),
     };
-    if let Some(why) = why {
-        let chunk = json!({"client": "runner", "fun": "auth.del_token", "token": token,
-            "kwarg": {"token": token}, "timeout": 30});
-        let deleted = match chunk {
-            Json::Object(chunk) => netapi::run(master, &chunk).await,
-            _ => Ok(Json::Null),
-        };
-        if let Err(e) = deleted {
+    let mut why = local.clone().unwrap_or_default();
+    if local.is_some()
+        && let Err(e) = del_token_on_master(master, token).await
+    {
+        why = format!("{why}; the master's auth.del_token runner: {e}");
+    }
+    match tokens::get_token(master, token).await {
+        Ok(None) => Ok(call
+            .answer(200, &json!({"return": "Your token has been cleared"}))
+            .with_header("Set-Cookie", &cookie)),
+        still => {
+            let state = match still {
+                Ok(Some(t)) => format!("it stays valid until {}", http_date(t.expire)),
+                Err(e) => format!("the master could not confirm it is gone ({e})"),
+                Ok(None) => String::new(),
+            };
             crate::log!(
                 warn,
-                "logout from {}: the token was not revoked ({why}; the master's \
-                 auth.del_token runner: {e}); it stays valid until it expires",
+                "logout from {}: the token was not revoked ({why}); {state}",
                 call.remote()
             );
+            let message = format!(
+                "500: the session cookie is cleared, but the master did not revoke the \
+                 token: {state}"
+            );
+            Ok(ApiResponse::error(500, &message).with_header("Set-Cookie", &cookie))
         }
     }
-    Ok(call
-        .answer(200, &json!({"return": "Your token has been cleared"}))
-        .with_header("Set-Cookie", &session_cookie(call, "", 0.0)))
+}
+
+/// The master's `auth.del_token` runner for `token`, authenticated by the token itself.
+async fn del_token_on_master(master: &Arc<Master>, token: &str) -> Result<Json, SaltError> {
+    let chunk = json!({"client": "runner", "fun": "auth.del_token", "token": token,
+        "kwarg": {"token": token}, "timeout": 30});
+    match chunk {
+        Json::Object(chunk) => netapi::run(master, &chunk).await,
+        _ => Ok(Json::Null),
+    }
 }
 
 /// `POST /token`: one token per credentials chunk, as a bare list (pepper's `-r`).

@@ -12,7 +12,7 @@ use super::local::truthy;
 use super::yaml11::{self, Node};
 use super::{Chunk, Credentials, Master, arg_list, required_str, seconds, timeout_of};
 use crate::salt::channel::check_reply;
-use crate::salt::error::{SaltError, SaltResult};
+use crate::salt::error::{SaltError, SaltResult, without_traceback};
 
 /// Chunk keys that are not runner arguments (`user`/`key` are never forwarded: they
 /// would select the master's root-key authentication).
@@ -149,20 +149,6 @@ fn runner_exception(data: &Json) -> Option<String> {
         return None;
     }
     without_traceback(text)
-}
-
-/// `Exception occurred in runner f: Traceback … KeyError: 'f'` → the first and last line
-/// (`Exception occurred in runner f: KeyError: 'f'`); `None` if there is no traceback.
-pub fn without_traceback(text: &str) -> Option<String> {
-    let at = text.find("Traceback (most recent call last)")?;
-    let head = text[..at].trim_end();
-    let last = text
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
-    Some(format!("{head} {last}").trim().to_string())
 }
 
 /// Salt's `parse_input(args, condition=False)`: `name=value` strings become kwargs,

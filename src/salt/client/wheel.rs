@@ -14,7 +14,7 @@ use serde_json::{Map, Value as Json, json};
 
 use super::{Chunk, Credentials, Master, arg_list, new_jid, required_str, seconds};
 use crate::salt::channel::check_reply;
-use crate::salt::error::{SaltError, SaltResult};
+use crate::salt::error::{SaltError, SaltResult, without_traceback};
 
 /// Chunk keys that are never wheel arguments: the request's own keys, the credentials,
 /// and keys that would steer the master (`auth_list`, `key`, `user` select its root-key
@@ -118,10 +118,34 @@ fn wheel_load(chunk: &Chunk, creds: &Credentials) -> SaltResult<Chunk> {
 }
 
 /// `wheel`: one request, the master's reply (`{"tag", "data": {…, "return", "success"}}`).
+/// A function that raised keeps Salt's shape (`success: false`, the exception as the
+/// return), but its traceback (the master's file paths) goes to the log, not the caller.
 pub async fn wheel(master: &Master, chunk: &Chunk, creds: &Credentials) -> SaltResult<Json> {
     let load = wheel_load(chunk, creds)?;
     let wait = seconds(master.settings.rest_timeout);
-    check_reply(master.channel.send(Json::Object(load), wait).await?)
+    let mut reply = check_reply(master.channel.send(Json::Object(load), wait).await?)?;
+    shorten_exception(&mut reply);
+    Ok(reply)
+}
+
+/// `data.return` of a wheel function that raised, without its traceback (logged whole).
+fn shorten_exception(reply: &mut Json) {
+    let Some(data) = reply.get_mut("data") else {
+        return;
+    };
+    if data.get("success") != Some(&Json::Bool(false)) {
+        return;
+    }
+    let Some(Json::String(text)) = data.get_mut("return") else {
+        return;
+    };
+    if !text.starts_with("Exception occurred in wheel ") {
+        return;
+    }
+    if let Some(short) = without_traceback(text) {
+        crate::log!(warn, "{text}");
+        *text = short;
+    }
 }
 
 /// `wheel_async`: `{"tag", "jid"}` once the master started the job (or finished it).
@@ -184,6 +208,20 @@ mod tests {
 
     fn chunk(v: Json) -> Chunk {
         v.as_object().cloned().expect("object")
+    }
+
+    #[test]
+    fn a_raising_wheel_function_shows_no_traceback() {
+        let text = "Exception occurred in wheel key.gen_accept: Traceback (most recent call last):\n  File \"/srv/venv/lib/python3.11/site-packages/salt/wheel/key.py\", line 1\nValueError: bad id";
+        let mut reply = json!({"tag": "t", "data": {"success": false, "return": text}});
+        shorten_exception(&mut reply);
+        assert_eq!(
+            reply["data"]["return"],
+            "Exception occurred in wheel key.gen_accept: ValueError: bad id"
+        );
+        let mut fine = json!({"data": {"success": true, "return": text}});
+        shorten_exception(&mut fine);
+        assert_eq!(fine["data"]["return"], text);
     }
 
     #[test]
