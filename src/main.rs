@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use salt_fcgi::api::Api;
-use salt_fcgi::frontend::lifecycle::ServeOptions;
+use salt_fcgi::frontend::lifecycle::{ServeOptions, ensure_fd_limit};
 use salt_fcgi::frontend::listener::{Listener, is_listening_socket};
 use salt_fcgi::frontend::{cgi, fastcgi, http};
 use salt_fcgi::log;
@@ -169,6 +169,7 @@ fn serve(args: Args) -> ExitCode {
         idle_timeout: args.idle_timeout,
         ..ServeOptions::new(&settings.limits)
     };
+    ensure_fd_limit(settings.limits.max_connections);
     let api = Arc::new(Api::new(settings));
     let result: std::io::Result<()> = runtime.block_on(async move {
         let mode = args.socket_mode.unwrap_or(0o660);

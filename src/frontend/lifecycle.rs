@@ -52,6 +52,40 @@ where
     life.drain(life.options.shutdown_grace).await;
 }
 
+/// File descriptors a server needs beyond one per connection: the listener, the master's
+/// request channel and event bus, ZeroMQ's own, logs.
+const SPARE_FDS: u64 = 128;
+
+/// Makes room for `max_connections` open connections: raises the soft `RLIMIT_NOFILE` up
+/// to the hard limit where it is lower than `max_connections` + 128, and warns when even
+/// the hard limit is (then `accept` would fail with EMFILE before the slots run out;
+/// systemd's `LimitNOFILE=` sets the hard limit).
+pub fn ensure_fd_limit(max_connections: usize) {
+    let needed = (max_connections as u64).saturating_add(SPARE_FDS);
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur >= needed
+    {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: needed.min(limit.rlim_max),
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit reads one rlimit we own; the soft limit stays within the hard one.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 || raised.rlim_cur < needed {
+        crate::log!(
+            warn,
+            "max_connections is {max_connections}, which needs about {needed} open files, but \
+             the limit is {}: raise it (systemd LimitNOFILE=, ulimit -n) or lower max_connections",
+            raised.rlim_cur.max(limit.rlim_cur)
+        );
+    }
+}
+
 /// What a FastCGI or HTTP server needs to know: how it ends (command line) and its
 /// limits (`salt_fcgi:` in the config).
 #[derive(Debug, Clone)]
