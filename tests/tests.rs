@@ -6,6 +6,7 @@
 mod common;
 mod deploy_support;
 
+mod attacks;
 mod cherrypy;
 mod clients;
 mod deploy;
