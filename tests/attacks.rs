@@ -1083,15 +1083,20 @@ const sleep = ms => new Promise(r => setTimeout(r, ms));
       const sock = new WebSocket({ws_url:?} + '/ws');
       sock.onopen = () => {{ out.ws_open = true; sock.send('websocket client ready'); }};
       sock.onmessage = () => {{ out.ws_messages += 1; }};
+      window.sock = sock;
     }}
-    const sse = new EventSource(api + '/events', {{withCredentials: true}});
-    sse.onopen = () => {{ out.sse_open = true; }};
+    // An open EventSource would hold the page's (virtual) clock: opened, then closed.
+    out.sse_open = await new Promise(resolve => {{
+      const sse = new EventSource(api + '/events', {{withCredentials: true}});
+      sse.onopen = () => {{ sse.close(); resolve(true); }};
+      sse.onerror = () => {{ sse.close(); resolve(false); }};
+    }});
     await sleep(1500);
     await fetch(api + '/', {{method: 'POST', mode: 'no-cors', credentials: 'include',
       headers: {{'Content-Type': 'text/plain'}},
       body: JSON.stringify({{client: 'local', tgt: 'ms-0', fun: 'cmd.run', arg: ['touch ' + marker]}})}});
     await sleep(3000);
-    sse.close();
+    if (window.sock) window.sock.close();
   }} catch (e) {{ out.error = String(e); }}
   document.getElementById('out').textContent = 'RESULT' + JSON.stringify(out) + 'END';
 }})();
