@@ -460,6 +460,94 @@ fn websockets_hold_their_connection_slot() {
     }
 }
 
+/// A WebSocket whose client stops reading ends with its token like an SSE stream: the
+/// stalled write is abandoned (the connection's slot and the user's stream count freed).
+#[test]
+fn a_stalled_websocket_ends_with_its_token() {
+    let e = env();
+    let config = e.config_variant(
+        "ws-stalled",
+        "salt_fcgi: {stream_queue_events: 5, stream_token_check: 1, stream_end_grace: 2, \
+         stream_max_per_user: 1}\n",
+    );
+    let http = Server::http(&config);
+    let front = Front::Http(&http.address);
+    let token = login(&front, &e.user, &e.password);
+    // A raw WebSocket handshake, then nothing is read any more.
+    let mut stalled = connect_with_small_receive_buffer(&http.address);
+    let handshake = format!(
+        "GET /ws/{token} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        http.address
+    );
+    stalled.write_all(handshake.as_bytes()).expect("handshake");
+    let mut head = [0u8; 12];
+    stalled.read_exact(&mut head).expect("101");
+    assert_eq!(&head, b"HTTP/1.1 101", "{}", String::from_utf8_lossy(&head));
+    let probe = |front: &Front| {
+        let other = login(front, &e.user, &e.password);
+        let (text, _) = read_stream(
+            &http.address,
+            "/events",
+            &[("X-Auth-Token", &other)],
+            Duration::from_secs(2),
+        );
+        text.get(9..12).unwrap_or_default().to_string()
+    };
+    assert_eq!(probe(&front), "429", "the WebSocket counts for its user");
+    let payload = json!({"fill": "w".repeat(400_000)});
+    for _ in 0..6 {
+        let r = front.send(
+            &Req::new("POST", "/hook/fill")
+                .json(&payload)
+                .header("X-Auth-Token", &token),
+        );
+        assert_eq!(r.status, 200);
+    }
+    let r = front.send(&Req::new("POST", "/logout").header("X-Auth-Token", &token));
+    assert_eq!(r.status, 200);
+    wait_for(
+        "a stalled WebSocket outlived its token",
+        Duration::from_secs(60),
+        || probe(&front) != "429",
+    );
+}
+
+/// A TCP connection to `address` with a 4 KiB receive buffer (a client that stops reading
+/// fills it quickly).
+fn connect_with_small_receive_buffer(address: &str) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let addr: std::net::SocketAddrV4 = address.parse().expect("an IPv4 address");
+    // SAFETY: a new socket we own; the options and connect get valid pointers and sizes.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket");
+        let size: libc::c_int = 4096;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            4,
+        );
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: addr.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*addr.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::connect(
+            fd,
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        );
+        assert_eq!(rc, 0, "connect");
+        std::net::TcpStream::from_raw_fd(fd)
+    }
+}
+
 /// Reads `GET path` from `address` until the server ends it or `limit` passes.
 fn read_stream(
     address: &str,
