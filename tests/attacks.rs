@@ -113,56 +113,72 @@ impl NginxSite {
             .unwrap_or_default()
     }
 
-    /// `openssl s_client` connected to nginx, with `request` sent and nothing read after
-    /// the first `until` (if any): a client that stalls (its output pipe fills, then TCP's
-    /// windows, then nginx's buffers). Killed on drop.
+    /// A TLS client with a 4 KiB receive buffer connected to nginx, with `request` sent and
+    /// nothing read after the first `until` (if any): a client that stalls (its buffer
+    /// fills, then nginx's). Python's `ssl` (python3 is a test dependency already); killed
+    /// on drop.
     fn stalled_client(&self, request: &str, until: Option<&str>) -> Stalled {
-        let mut child = Command::new("openssl")
-            .args(["s_client", "-quiet", "-connect"])
-            .arg(format!("127.0.0.1:{}", self.nginx.port))
-            .stdin(Stdio::piped())
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(STALLED_CLIENT)
+            .arg(self.nginx.port.to_string())
+            .arg(hex(request.as_bytes()))
+            .arg(until.unwrap_or_default())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
-            .expect("run openssl s_client");
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin
-            .write_all(request.as_bytes())
-            .expect("send the request");
-        stdin.flush().expect("flush");
+            .expect("run python3");
         let mut stdout = child.stdout.take().expect("stdout");
-        if let Some(marker) = until {
-            let marker = marker.to_string();
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 256];
-                while !String::from_utf8_lossy(&seen).contains(&marker) {
-                    match stdout.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = tx.send((stdout, String::from_utf8_lossy(&seen).into_owned()));
-            });
-            let (out, seen) = rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("the stalled client's response began within 60 s");
-            assert!(seen.contains(until.unwrap_or_default()), "{seen}");
-            stdout = out;
-        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = [0u8; 6];
+            let ok = stdout.read_exact(&mut line).is_ok() && &line == b"READY\n";
+            let _ = tx.send((ok, stdout));
+        });
+        let (ok, stdout) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the stalled client was ready within 60 s");
+        assert!(
+            ok,
+            "the stalled client did not get what it waited for ({until:?})"
+        );
         Stalled {
             child,
-            _stdin: stdin,
             _stdout: stdout,
         }
     }
 }
 
+/// The stalled client: argv = port, the request in hex, a text to read up to ('' for none).
+const STALLED_CLIENT: &str = r#"
+import socket, ssl, sys, time
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+raw = socket.socket()
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+raw.connect(("127.0.0.1", int(sys.argv[1])))
+s = ctx.wrap_socket(raw)
+s.sendall(bytes.fromhex(sys.argv[2]))
+seen = b""
+while sys.argv[3].encode() not in seen:
+    data = s.recv(256)
+    if not data:
+        sys.exit("closed before " + sys.argv[3])
+    seen += data
+sys.stdout.write("READY\n")
+sys.stdout.flush()
+time.sleep(3600)
+"#;
+
+/// Bytes as lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A client that sent its request and reads nothing (more); killed on drop.
 struct Stalled {
     child: Child,
-    _stdin: std::process::ChildStdin,
     _stdout: std::process::ChildStdout,
 }
 
@@ -467,7 +483,7 @@ fn a_stalled_websocket_ends_with_its_token() {
     let e = env();
     let config = e.config_variant(
         "ws-stalled",
-        "salt_fcgi: {stream_queue_events: 5, stream_token_check: 1, stream_end_grace: 2, \
+        "salt_fcgi: {stream_queue_events: 100, stream_token_check: 1, stream_end_grace: 2, \
          stream_max_per_user: 1}\n",
     );
     let http = Server::http(&config);
@@ -495,8 +511,9 @@ fn a_stalled_websocket_ends_with_its_token() {
         text.get(9..12).unwrap_or_default().to_string()
     };
     assert_eq!(probe(&front), "429", "the WebSocket counts for its user");
+    // ~13 MB of events: more than loopback's socket buffers take, fewer than the queue.
     let payload = json!({"fill": "w".repeat(400_000)});
-    for _ in 0..6 {
+    for _ in 0..16 {
         let r = front.send(
             &Req::new("POST", "/hook/fill")
                 .json(&payload)
@@ -699,12 +716,16 @@ fn stalled_streams_end_on_falling_behind_logout_and_sigterm() {
         assert_eq!(probe(site), 429, "the stalled stream counts for its user");
         client
     };
-    let payload = json!({"fill": "y".repeat(400_000)});
+    // Events of ~200 KB (the hook's `post` and `body`): a dozen fill the client's and
+    // nginx's buffers; the stream falls behind only past 1 waiting + 16 in flight + 5
+    // queued beyond that.
+    let payload = json!({"fill": "y".repeat(100_000)});
+    let count = |site: &NginxSite, what: &str| site.log().matches(what).count();
     let fill = |site: &NginxSite, token: &str, n: usize| {
         for _ in 0..n {
             let r = site.send("POST", "hook/fill", token, Some(&payload));
             assert_eq!(r.status, 200, "{}", r.summary());
-            if site.log().contains("fell 5 events behind") {
+            if count(site, "fell 5 events behind") > 0 {
                 return;
             }
         }
@@ -712,7 +733,7 @@ fn stalled_streams_end_on_falling_behind_logout_and_sigterm() {
     // (a) Falling behind: big webhook events until the bus closes the stream.
     let watcher = site.login(&e.user, &e.password);
     let stalled = stall(&site, &watcher);
-    fill(&site, &watcher, 40);
+    fill(&site, &watcher, 80);
     assert!(
         site.log().contains("fell 5 events behind"),
         "{}",
@@ -729,10 +750,15 @@ fn stalled_streams_end_on_falling_behind_logout_and_sigterm() {
         || site.log().contains("FastCGI stream abandoned"),
     );
     drop(stalled);
-    // (b) Logout: the stalled stream ends within stream_token_check + stream_end_grace.
+    // (b) Logout: the stalled stream ends within stream_token_check + stream_end_grace,
+    // its stuck write abandoned (not closed for falling behind).
+    let (behind, abandoned) = (
+        count(&site, "fell 5 events behind"),
+        count(&site, "stream abandoned"),
+    );
     let watcher = site.login(&e.user, &e.password);
     let stalled = stall(&site, &watcher);
-    fill(&site, &watcher, 3);
+    fill(&site, &watcher, 12);
     let r = site.send("POST", "logout", &watcher, None);
     assert_eq!(r.status, 200, "{}", r.summary());
     wait_for(
@@ -740,11 +766,21 @@ fn stalled_streams_end_on_falling_behind_logout_and_sigterm() {
         Duration::from_secs(60),
         || probe(&site) != 429,
     );
+    wait_for(
+        "the stuck write was abandoned",
+        Duration::from_secs(30),
+        || count(&site, "stream abandoned") > abandoned,
+    );
+    assert_eq!(
+        count(&site, "fell 5 events behind"),
+        behind,
+        "ended by the logout"
+    );
     drop(stalled);
     // (c) SIGTERM with a stalled stream: the process exits within shutdown_grace.
     let watcher = site.login(&e.user, &e.password);
     let _stalled = stall(&site, &watcher);
-    fill(&site, &watcher, 3);
+    fill(&site, &watcher, 12);
     site.salt_fcgi.signal(libc::SIGTERM);
     let exited = site.salt_fcgi.wait_exit(Duration::from_secs(40));
     assert!(

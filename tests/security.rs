@@ -99,14 +99,18 @@ fn ssh_never_runs_with_any_credentials() {
 #[test]
 fn expired_tokens_are_refused() {
     let e = env();
-    // A token the master itself makes with a 2-second lifetime.
-    let token = python(&format!(
+    // A token the master itself makes with a 15-second lifetime: long enough to be used
+    // while fresh on a loaded machine (a Python start, a CGI process), then waited out.
+    let made = python(&format!(
         "import os, salt.config, salt.auth\n\
          opts = salt.config.master_config(os.environ['SALT_MASTER_CONFIG'])\n\
-         opts['token_expire'] = 2\n\
-         print(salt.auth.LoadAuth(opts).mk_token({{'eauth': 'file', 'username': {:?}, 'password': {:?}}})['token'])",
+         opts['token_expire'] = 15\n\
+         t = salt.auth.LoadAuth(opts).mk_token({{'eauth': 'file', 'username': {:?}, 'password': {:?}}})\n\
+         print(t['token'], t['expire'])",
         e.user, e.password
     ));
+    let (token, expire) = made.split_once(' ').expect("token and expiry");
+    let expire: f64 = expire.trim().parse().expect("expiry");
     let ok = cgi_post(
         &e.config,
         &json!([{"client": "wheel", "fun": "key.list_all", "token": token}]),
@@ -117,7 +121,14 @@ fn expired_tokens_are_refused() {
         "fresh token works: {}",
         String::from_utf8_lossy(&ok.body)
     );
-    std::thread::sleep(Duration::from_secs(3));
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    while now() < expire + 0.5 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let resp = cgi_post(
         &e.config,
         &json!([{"client": "wheel", "fun": "key.list_all", "token": token}]),

@@ -207,11 +207,8 @@ impl Api {
         let Some(origin) = request_origin(req) else {
             return Ok(());
         };
-        let own = req
-            .header("host")
-            .map(|host| format!("{}://{host}", if req.https { "https" } else { "http" }));
-        let allowed = own.is_some_and(|own| own.eq_ignore_ascii_case(&origin))
-            || self.settings().api.cors_origins.contains(&origin);
+        let allowed =
+            is_own_origin(req, &origin) || self.settings().api.cors_origins.contains(&origin);
         if allowed {
             return Ok(());
         }
@@ -269,6 +266,47 @@ fn request_origin(req: &ApiRequest) -> Option<String> {
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     Some(format!("{scheme}://{authority}"))
+}
+
+/// Whether `origin` is the API's own: the request's scheme, `Host`'s host, and `Host`'s
+/// port — or, when `Host` has none (Debian's nginx passes `$host`), the scheme's default
+/// port or the port the web server took the request on.
+fn is_own_origin(req: &ApiRequest, origin: &str) -> bool {
+    let scheme = if req.https { "https" } else { "http" };
+    let default_port = if req.https { 443 } else { 80 };
+    let Some(authority) = origin
+        .split_once("://")
+        .filter(|(s, _)| s.eq_ignore_ascii_case(scheme))
+        .map(|(_, a)| a)
+    else {
+        return false;
+    };
+    let Some(host) = req.header("host") else {
+        return false;
+    };
+    let (origin_host, origin_port) = host_and_port(authority);
+    let (host, port) = host_and_port(host);
+    if !origin_host.eq_ignore_ascii_case(host) {
+        return false;
+    }
+    let origin_port = origin_port.unwrap_or(Some(default_port));
+    match port {
+        Some(port) => origin_port == port,
+        None => origin_port == Some(default_port) || origin_port == req.server_port,
+    }
+}
+
+/// `host[:port]` (IPv6 in brackets) → the host and, when given, the port (`Some(None)` for
+/// a port that is not a number).
+fn host_and_port(authority: &str) -> (&str, Option<Option<u16>>) {
+    let split = match authority.rfind(':') {
+        Some(at) if !authority[at..].contains(']') => Some(at),
+        _ => None,
+    };
+    match split {
+        Some(at) => (&authority[..at], Some(authority[at + 1..].parse().ok())),
+        None => (authority, None),
+    }
 }
 
 /// `GET /`: rest_cherrypy's welcome, a health check for API clients.
@@ -414,6 +452,24 @@ mod tests {
         assert_eq!(status(referer).await, 403);
         let ws = req("GET", "/ws").with_header("Origin", "https://evil.example");
         assert_eq!(status(ws).await, 403);
+        // Host without a port (Debian's nginx passes `$host`): the port the server took
+        // the request on, or the scheme's default, is the API's own; any other is not.
+        let on_port = |origin: &str, server_port: u16| {
+            let mut r = req("POST", "/").with_header("Origin", origin);
+            r.https = true;
+            r.server_port = Some(server_port);
+            r
+        };
+        assert_ne!(
+            status(on_port("https://salt.example:8443", 8443)).await,
+            403
+        );
+        assert_ne!(status(on_port("https://salt.example", 8443)).await, 403);
+        assert_eq!(
+            status(on_port("https://salt.example:9443", 8443)).await,
+            403
+        );
+        assert_eq!(status(on_port("http://salt.example:8443", 8443)).await, 403);
         // Not refused: the API's own origin, a listed one, no origin at all, a header
         // token, no cookie, a GET of a resource, /ws/<token>.
         let mut own = req("POST", "/").with_header("Origin", "https://salt.example");

@@ -39,6 +39,10 @@ pub struct ApiRequest {
     pub body: Result<Vec<u8>, BodyError>,
     /// The client's address as the web server saw it (`REMOTE_ADDR`), for the log.
     pub remote_addr: Option<String>,
+    /// The port the web server took the request on (`SERVER_PORT`; for `--http` its own):
+    /// the API's own origin when `Host` carries no port (Debian's `fastcgi_params` pass
+    /// `HTTP_HOST` as nginx's `$host`, without one).
+    pub server_port: Option<u16>,
     /// The client reached the web server over TLS (cookies get `Secure`).
     pub https: bool,
     /// The front end can hand the connection over to a WebSocket (HTTP only).
@@ -57,6 +61,7 @@ impl ApiRequest {
             content_type: content_type.map(str::to_string),
             body: Ok(body),
             remote_addr: None,
+            server_port: None,
             https: false,
             can_upgrade: false,
         }

@@ -54,6 +54,7 @@ pub fn request_from_vars(
         content_type: get("CONTENT_TYPE").filter(|c| !c.is_empty()),
         body,
         remote_addr: get("REMOTE_ADDR"),
+        server_port: var(vars, "SERVER_PORT").and_then(|p| p.trim().parse().ok()),
         https,
         can_upgrade: false,
     }

@@ -40,9 +40,10 @@ pub async fn serve(listener: Listener, api: Arc<Api>, options: ServeOptions) {
             match stream {
                 Stream::Tcp(s) => {
                     let peer = s.peer_addr().ok().map(|a| a.ip().to_string());
-                    connection(s, peer, api, life, slot).await;
+                    let port = s.local_addr().ok().map(|a| a.port());
+                    connection(s, (peer, port), api, life, slot).await;
                 }
-                Stream::Unix(s) => connection(s, None, api, life, slot).await,
+                Stream::Unix(s) => connection(s, (None, None), api, life, slot).await,
             }
         }
     })
@@ -54,7 +55,7 @@ pub async fn serve(listener: Listener, api: Arc<Api>, options: ServeOptions) {
 /// its client had stopped reading gets the connection dropped.
 async fn connection<S>(
     stream: S,
-    peer: Option<String>,
+    (peer, local_port): (Option<String>, Option<u16>),
     api: Arc<Api>,
     life: Arc<Lifecycle>,
     slot: Slot,
@@ -71,6 +72,7 @@ async fn connection<S>(
             let on_upgrade = hyper::upgrade::on(&mut req);
             let mut request = from_hyper(req, &life.options).await;
             request.remote_addr = peer;
+            request.server_port = local_port;
             request.can_upgrade = true;
             let mut resp = handle_guarded(&api, request).await;
             let chunks = match resp.stream.take() {
@@ -172,6 +174,7 @@ async fn from_hyper(req: Request<Incoming>, options: &ServeOptions) -> ApiReques
         content_type,
         body,
         remote_addr: None,
+        server_port: None,
         https,
         can_upgrade: false,
     }
