@@ -68,6 +68,16 @@ fn json(body: &[u8], limits: &Limits) -> Result<Json, LowstateError> {
 }
 
 fn yaml(body: &[u8], limits: &Limits) -> Result<Json, LowstateError> {
+    if body.len() > limits.max_yaml_body_bytes {
+        return Err(refused(
+            413,
+            &format!(
+                "YAML body of {} bytes is over max_yaml_body_bytes ({}); send JSON",
+                body.len(),
+                limits.max_yaml_body_bytes
+            ),
+        ));
+    }
     yaml_body::parse(body, limits.max_json_depth).map_err(|why| match why {
         YamlRefusal::Invalid(e) => refused(400, &format!("invalid YAML: {e}")),
         YamlRefusal::TooDeep => too_deep(limits),
@@ -249,6 +259,13 @@ mod tests {
                 .expect_err("bad yaml")
                 .status,
             400
+        );
+        let big = format!("a: '{}'", "x".repeat(70_000));
+        assert_eq!(
+            parse(Some("application/x-yaml"), big.as_bytes(), &l)
+                .expect_err("big yaml")
+                .status,
+            413
         );
         let deep = format!("{}1{}", "[".repeat(80), "]".repeat(80));
         assert_eq!(
