@@ -179,7 +179,7 @@ pub fn parse_input(args: Vec<Json>) -> (Vec<Json>, Map<String, Json>) {
                 None => positional.push(yamlify_arg(&s)),
             },
             Json::Object(mut m) if m.get("__kwarg__") == Some(&Json::Bool(true)) => {
-                m.remove("__kwarg__");
+                m.shift_remove("__kwarg__");
                 kwargs.extend(m);
             }
             other => positional.push(other),
