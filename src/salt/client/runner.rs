@@ -3,8 +3,11 @@
 //! The load is RunnerClient's: credentials at the top level, arguments as
 //! `kwarg: {"arg": [...], "kwarg": {...}}` so the master's ACL check sees them. String
 //! arguments go through Salt's `parse_input`: `name=value` becomes a keyword argument and
-//! values are YAML-typed (`yamlify_arg`). `runner` then waits on the event bus for
-//! `salt/run/<jid>/ret`.
+//! values are YAML-typed (`yamlify_arg`). Keyword arguments come from `name=value` strings,
+//! `kwarg` and the chunk's other top-level keys; like Salt's API process, salt-fcgi then
+//! drops those the function does not accept (`runner_signatures.json`, made from Salt's
+//! runner loader by `scripts/runner-signatures`; a function that is not in it takes them
+//! all). `runner` then waits on the event bus for `salt/run/<jid>/ret`.
 
 use serde_json::{Map, Value as Json, json};
 
@@ -48,6 +51,11 @@ fn runner_load(chunk: &Chunk, creds: &Credentials, client: &str) -> SaltResult<J
             kwargs.insert(k.clone(), v.clone());
         }
     }
+    // Salt's `load_args_and_kwargs(…, ignore_invalid=True)`: a keyword the function does
+    // not take is dropped (a client's `expr_form` on `manage.up`), not passed to fail.
+    if let Some(accepted) = accepted_keywords(fun) {
+        kwargs.retain(|k, _| accepted.iter().any(|a| a == k));
+    }
     let mut load = Map::new();
     load.insert("fun".into(), Json::from(fun));
     load.insert("kwarg".into(), json!({"arg": args, "kwarg": kwargs}));
@@ -55,6 +63,19 @@ fn runner_load(chunk: &Chunk, creds: &Credentials, client: &str) -> SaltResult<J
     load.insert("client".into(), Json::from(client));
     load.insert("cmd".into(), Json::from("runner"));
     Ok(Json::Object(load))
+}
+
+/// The keyword arguments `fun` accepts, if it is one of Salt's runner functions without
+/// `**kwargs`; `None` (take every keyword) for the others and for unknown functions.
+fn accepted_keywords(fun: &str) -> Option<&'static [String]> {
+    static TABLE: std::sync::OnceLock<std::collections::HashMap<String, Vec<String>>> =
+        std::sync::OnceLock::new();
+    TABLE
+        .get_or_init(|| {
+            serde_json::from_str(include_str!("runner_signatures.json")).unwrap_or_default()
+        })
+        .get(fun)
+        .map(Vec::as_slice)
 }
 
 /// Sends the runner load; returns the master's `{"tag", "jid"}`.
@@ -402,6 +423,32 @@ mod tests {
         }
     }
 
+    /// Issue 18 item 3: keywords a runner without `**kwargs` does not take are dropped, as
+    /// Salt's API drops them; positional arguments and open-ended functions are untouched.
+    #[test]
+    fn keywords_the_runner_does_not_take_are_dropped() {
+        let creds = Credentials::Token(super::super::Secret("ab".into()));
+        let load = |v: Json| {
+            let chunk = v.as_object().cloned().expect("object");
+            runner_load(&chunk, &creds, "runner").expect("load")["kwarg"].clone()
+        };
+        assert_eq!(
+            load(json!({"fun": "manage.up", "expr_form": "glob", "tgt": "*",
+                "kwarg": {"bogus": 1, "timeout": 5}, "arg": ["x", "tgt_type=glob", "nope=1"]})),
+            json!({"arg": ["x"], "kwarg": {"tgt_type": "glob", "timeout": 5, "tgt": "*"}})
+        );
+        assert_eq!(
+            load(json!({"fun": "test.arg", "expr_form": "glob", "kwarg": {"z": 1}})),
+            json!({"arg": [], "kwarg": {"z": 1, "expr_form": "glob"}})
+        );
+        assert_eq!(
+            load(json!({"fun": "custom.runner", "x": 1})),
+            json!({"arg": [], "kwarg": {"x": 1}})
+        );
+        let table = accepted_keywords("jobs.lookup_jid").expect("a Salt runner");
+        assert!(table.iter().any(|k| k == "jid"), "{table:?}");
+    }
+
     #[test]
     fn runner_load_shape() {
         let chunk = json!({"client": "runner", "fun": "jobs.lookup_jid", "jid": "1", "arg": ["a=1", "b"], "__tag__": "x",
@@ -411,7 +458,7 @@ mod tests {
         let load = runner_load(&chunk, &creds, "runner").expect("load");
         assert_eq!(
             load,
-            json!({"fun": "jobs.lookup_jid", "kwarg": {"arg": ["b"], "kwarg": {"a": 1, "jid": "1"}},
+            json!({"fun": "jobs.lookup_jid", "kwarg": {"arg": ["b"], "kwarg": {"jid": "1"}},
             "eauth": "file", "username": "u", "password": "p", "client": "runner", "cmd": "runner"})
         );
     }
