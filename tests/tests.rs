@@ -8,6 +8,7 @@ mod deploy_support;
 
 mod cherrypy;
 mod clients;
+mod compat;
 mod deploy;
 mod errors;
 mod fault_injection;

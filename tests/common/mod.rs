@@ -519,6 +519,14 @@ pub fn salt_netapi(chunk: &Json) -> Result<Json, (String, String)> {
 
 /// [`salt_netapi`] for several chunks, one after the other in one Python process.
 pub fn salt_netapi_all(chunks: &[Json]) -> Vec<Result<Json, (String, String)>> {
+    let results = salt_netapi_text(&Json::from(chunks.to_vec()).to_string());
+    assert_eq!(results.len(), chunks.len(), "one result per chunk");
+    results
+}
+
+/// [`salt_netapi_all`] for chunks given as JSON text (read by Python's `json`, so an
+/// integer past 64 bits stays one, as rest_cherrypy reads it).
+pub fn salt_netapi_text(chunks: &str) -> Vec<Result<Json, (String, String)>> {
     let e = env();
     let code = "import json, os, sys, types\n\
                 import salt.config, salt.netapi\n\
@@ -538,7 +546,7 @@ pub fn salt_netapi_all(chunks: &[Json]) -> Vec<Result<Json, (String, String)>> {
         .arg("-c")
         .arg(code)
         .env("SALT_MASTER_CONFIG", &e.config)
-        .env("SALT_FCGI_CHUNKS", Json::from(chunks.to_vec()).to_string())
+        .env("SALT_FCGI_CHUNKS", chunks)
         .output()
         .expect("run python");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -549,7 +557,6 @@ pub fn salt_netapi_all(chunks: &[Json]) -> Vec<Result<Json, (String, String)>> {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    assert_eq!(results.len(), chunks.len(), "one result per chunk: {text}");
     results
         .into_iter()
         .map(|v| match v.get("exception") {
