@@ -7,6 +7,7 @@ mod common;
 mod deploy_support;
 
 mod cherrypy;
+mod client_matrix;
 mod clients;
 mod compat;
 mod deploy;
