@@ -55,6 +55,9 @@ pub fn parse_json(body: &[u8]) -> Result<Json, serde_json::Error> {
 /// (the common case: nothing is copied). Only a valid JSON integer in a value position is
 /// changed, so no invalid body becomes valid.
 fn exact_integers(body: &[u8]) -> Option<Vec<u8>> {
+    if !may_change(body) {
+        return None;
+    }
     let mut big: Vec<(usize, usize)> = Vec::new();
     // Per open container: is it an object? And does a key come next?
     let mut objects: Vec<bool> = Vec::new();
@@ -116,6 +119,26 @@ fn exact_integers(body: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A quick first pass: whether `body` holds a run of 19 digits or a `-0` at all (else no
+/// integer in it can need a change, and the structural scan is skipped).
+fn may_change(body: &[u8]) -> bool {
+    let mut digits = 0;
+    for (i, &b) in body.iter().enumerate() {
+        if b.is_ascii_digit() {
+            digits += 1;
+            if digits >= 19 {
+                return true;
+            }
+        } else {
+            digits = 0;
+            if b == b'-' && body.get(i + 1) == Some(&b'0') {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// The index just past the closing quote of a string whose text starts at `i`.
 fn string_end(body: &[u8], mut i: usize) -> usize {
     while i < body.len() {
@@ -131,6 +154,9 @@ fn string_end(body: &[u8], mut i: usize) -> usize {
 /// A JSON integer token (`-?(0|[1-9][0-9]*)`) that fits neither i64 nor u64.
 fn is_big_integer(token: &[u8]) -> bool {
     let digits = token.strip_prefix(b"-").unwrap_or(token);
+    if digits.len() < 19 {
+        return false;
+    }
     let valid = !digits.is_empty()
         && digits.iter().all(u8::is_ascii_digit)
         && (digits[0] != b'0' || digits.len() == 1);
