@@ -75,7 +75,8 @@ impl std::fmt::Display for Run {
 }
 
 /// Runs `program args` with `envs`, HOME = `home`, `ca` trusted (SSL_CERT_FILE), at most
-/// 120 s.
+/// 300 s (a few seconds on an idle machine; guajillo polls `/jobs/<jid>` up to 30 times,
+/// and each is a runner job on the master, slow on a loaded one).
 fn run(
     program: &Path,
     args: &[&str],
@@ -85,7 +86,7 @@ fn run(
 ) -> Run {
     std::fs::create_dir_all(home).expect("client home");
     let mut cmd = Command::new("timeout");
-    cmd.arg("120")
+    cmd.arg("300")
         .arg(program)
         .args(args)
         .env("HOME", home)
