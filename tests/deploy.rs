@@ -14,6 +14,7 @@
 //! (`TestEnv::grant_master_group_access`). Under nginx, salt-fcgi runs as the master's
 //! user and hands nginx a socket it may connect to (group www-data, mode 0660).
 
+use crate::client_matrix;
 use crate::common;
 use crate::deploy_support;
 
@@ -832,6 +833,16 @@ fn nginx_upstream_of_two_processes_shares_sessions() {
         &["--ignore-ssl-errors"],
         &home,
     );
+    // The other clients of the matrix (they trust the certificate through SSL_CERT_FILE;
+    // peppa never verifies).
+    let url = format!("https://127.0.0.1:{}", nginx.port);
+    client_matrix::salt_mill_everyday(
+        &format!("{url}/"),
+        Some(&tls.cert),
+        &wd.join("salt-mill-home"),
+    );
+    client_matrix::peppa_everyday(&url, &wd.join("peppa-home"));
+    client_matrix::guajillo_everyday(&url, Some(&tls.cert), &wd.join("guajillo-home"));
 }
 
 /// What the page of `browser_session_through_the_webui_site` does, as SaltGUI does it:

@@ -457,6 +457,34 @@ fn log_lines_cannot_be_forged() {
     }
 }
 
+/// Issue 18 item 2: an ACL denial is a 401 like a failed login (what rest_cherrypy answers
+/// and every client handles), and its log line still says it was a denial.
+#[test]
+fn acl_denial_is_401_and_logged_as_a_denial() {
+    let e = env();
+    let denied = e.restricted(json!({"client": "local", "tgt": "ms-1", "fun": "test.ping"}));
+    let (status, log) = cgi_logged(&denied, "198.51.100.10");
+    assert_eq!(status, 401, "{log}");
+    assert!(
+        log.contains(&format!(
+            "401 (authorization denied) for user '{}' eauth 'file' client 'local' from 198.51.100.10: Authorization error occurred.",
+            e.restricted_user
+        )),
+        "{log:?}"
+    );
+    let mut wrong = denied.clone();
+    wrong["password"] = json!(BAD_PASSWORD);
+    let (status, log) = cgi_logged(&wrong, "198.51.100.10");
+    assert_eq!(status, 401, "{log}");
+    assert!(
+        log.contains(&format!(
+            "401 for user '{}' eauth 'file'",
+            e.restricted_user
+        )) && !log.contains("authorization denied"),
+        "{log:?}"
+    );
+}
+
 /// Issue 13 item 6: a runner's successful return that contains a traceback's text is a
 /// result (200); only the master's own "exception occurred in runner" shape is an error.
 #[test]

@@ -8,7 +8,9 @@ mod deploy_support;
 
 mod attacks;
 mod cherrypy;
+mod client_matrix;
 mod clients;
+mod compat;
 mod deploy;
 mod errors;
 mod fault_injection;

@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value as Json};
 
-use super::lowstate::{LowstateError, nesting_exceeds, too_deep};
+use super::lowstate::{LowstateError, nesting_exceeds, parse_json, too_deep};
 use super::response::ApiResponse;
 use super::yaml_body::{self, YamlRefusal};
 use crate::salt::client::runner::yamlify_arg;
@@ -64,7 +64,7 @@ fn json(body: &[u8], limits: &Limits) -> Result<Json, LowstateError> {
     if nesting_exceeds(body, limits.max_json_depth) {
         return Err(too_deep(limits));
     }
-    serde_json::from_slice(body).map_err(|e| refused(400, &format!("invalid JSON: {e}")))
+    parse_json(body).map_err(|e| refused(400, &format!("invalid JSON: {e}")))
 }
 
 fn yaml(body: &[u8], limits: &Limits) -> Result<Json, LowstateError> {

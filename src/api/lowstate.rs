@@ -34,9 +34,135 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<Vec<Chunk>, LowstateError> 
     if nesting_exceeds(body, limits.max_json_depth) {
         return Err(too_deep(limits));
     }
-    let value: Json =
-        serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let value = parse_json(body).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     from_value(value, limits)
+}
+
+/// Parses JSON without changing a number: an integer past 64 bits (which serde_json would
+/// read as a float) becomes its decimal text, what Salt's msgpack encoder sends for it
+/// (`salt.payload`: "msgpack can't handle the very long Python longs"), and `-0` is the
+/// integer 0 (not the float -0.0), as in Python. Floats are read to the nearest f64, as
+/// Python's json does.
+pub fn parse_json(body: &[u8]) -> Result<Json, serde_json::Error> {
+    match exact_integers(body) {
+        Some(quoted) => serde_json::from_slice(&quoted),
+        None => serde_json::from_slice(body),
+    }
+}
+
+/// `body` with every integer outside `i64::MIN..=u64::MAX` in a value position put in
+/// quotes and the sign of every `-0` dropped, or `None` when there is nothing to change
+/// (the common case: nothing is copied). Only a valid JSON integer in a value position is
+/// changed, so no invalid body becomes valid.
+fn exact_integers(body: &[u8]) -> Option<Vec<u8>> {
+    if !may_change(body) {
+        return None;
+    }
+    let mut big: Vec<(usize, usize)> = Vec::new();
+    // Per open container: is it an object? And does a key come next?
+    let mut objects: Vec<bool> = Vec::new();
+    let mut expect_key = false;
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'"' => {
+                i = string_end(body, i + 1);
+                continue;
+            }
+            b'{' => {
+                objects.push(true);
+                expect_key = true;
+            }
+            b'[' => {
+                objects.push(false);
+                expect_key = false;
+            }
+            b'}' | b']' => {
+                objects.pop();
+                expect_key = false;
+            }
+            b',' => expect_key = objects.last() == Some(&true),
+            b':' => expect_key = false,
+            b'-' | b'0'..=b'9' => {
+                let end = body[i..]
+                    .iter()
+                    .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                    .map_or(body.len(), |n| i + n);
+                let token = &body[i..end];
+                if !expect_key && (token == b"-0" || is_big_integer(token)) {
+                    big.push((i, end));
+                }
+                i = end;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if big.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len() + 2 * big.len());
+    let mut at = 0;
+    for (start, end) in big {
+        out.extend_from_slice(&body[at..start]);
+        if &body[start..end] == b"-0" {
+            out.push(b'0');
+        } else {
+            out.push(b'"');
+            out.extend_from_slice(&body[start..end]);
+            out.push(b'"');
+        }
+        at = end;
+    }
+    out.extend_from_slice(&body[at..]);
+    Some(out)
+}
+
+/// A quick first pass: whether `body` holds a run of 19 digits or a `-0` at all (else no
+/// integer in it can need a change, and the structural scan is skipped).
+fn may_change(body: &[u8]) -> bool {
+    let mut digits = 0;
+    for (i, &b) in body.iter().enumerate() {
+        if b.is_ascii_digit() {
+            digits += 1;
+            if digits >= 19 {
+                return true;
+            }
+        } else {
+            digits = 0;
+            if b == b'-' && body.get(i + 1) == Some(&b'0') {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The index just past the closing quote of a string whose text starts at `i`.
+fn string_end(body: &[u8], mut i: usize) -> usize {
+    while i < body.len() {
+        match body[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    body.len()
+}
+
+/// A JSON integer token (`-?(0|[1-9][0-9]*)`) that fits neither i64 nor u64.
+fn is_big_integer(token: &[u8]) -> bool {
+    let digits = token.strip_prefix(b"-").unwrap_or(token);
+    if digits.len() < 19 {
+        return false;
+    }
+    let valid = !digits.is_empty()
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits[0] != b'0' || digits.len() == 1);
+    // Only ASCII digits and '-' reach here.
+    let text = std::str::from_utf8(token).unwrap_or_default();
+    valid && text.parse::<i64>().is_err() && text.parse::<u64>().is_err()
 }
 
 /// The 400 for JSON nested deeper than `max_json_depth`.
@@ -115,6 +241,7 @@ pub fn nesting_exceeds(body: &[u8], max: usize) -> bool {
 mod tests {
     use super::*;
     use crate::settings::Settings;
+    use serde_json::json;
 
     fn limits() -> Limits {
         Settings::from_mapping(&serde_yaml_ng::Mapping::new()).limits
@@ -165,6 +292,94 @@ mod tests {
         for (text, got) in EXACT_FLOATS.iter().zip(args) {
             let want: f64 = text.parse().expect("std parses");
             assert_eq!(got.to_bits(), want.to_bits(), "{text} became {got}");
+        }
+    }
+
+    /// Issue 18 item 1: integers past 64 bits arrive as Salt sends them (their decimal
+    /// text), never as a float; everything else is untouched.
+    #[test]
+    fn integers_past_64_bits_are_never_floats() {
+        let body = br#"[{"jid": 20261203072555932498, "arg": [18446744073709551615,
+            18446744073709551616, -9223372036854775808, -9223372036854775809, 1.5e3, 0,
+            -0, "20261203072555932498", "a\"1", 123456789012345678901234567890123456789012345],
+            "kwarg": {"n": -20261203072555932498}}]"#;
+        let chunks = parse(body, &limits()).expect("parse");
+        let c = &chunks[0];
+        assert_eq!(c["jid"], json!("20261203072555932498"));
+        assert_eq!(
+            c["arg"],
+            json!([
+                u64::MAX,
+                "18446744073709551616",
+                i64::MIN,
+                "-9223372036854775809",
+                1500.0,
+                0,
+                0,
+                "20261203072555932498",
+                "a\"1",
+                "123456789012345678901234567890123456789012345"
+            ])
+        );
+        assert_eq!(c["kwarg"]["n"], json!("-20261203072555932498"));
+        // What the master receives: a msgpack str, as from Salt.
+        let packed = crate::salt::payload::encode(&c["jid"]);
+        assert_eq!(packed[0], 0xa0 | 20, "fixstr of 20 bytes");
+        // Invalid JSON stays invalid: a number where a key belongs is not quoted.
+        for bad in [
+            &br#"{20261203072555932498: 1}"#[..],
+            br#"{"a": 1, 20261203072555932498: 1}"#,
+            br#"[020261203072555932498]"#,
+            br#"[20261203072555932498 1]"#,
+            br#"[1e400]"#,
+        ] {
+            assert!(parse_json(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        // No big integer: nothing copied.
+        assert!(
+            exact_integers(br#"[{"a": [1, -2.5e10, -0.0, "99999999999999999999"]}]"#).is_none()
+        );
+    }
+
+    /// The same for YAML and form bodies (`api::body`): a jid is the same text in each.
+    #[test]
+    fn every_body_type_keeps_big_integers() {
+        let parsed = |ct: &str, body: &str| {
+            crate::api::body::parse(Some(ct), body.as_bytes(), &limits())
+                .map(|v| v.expect("a body"))
+        };
+        let jid = "20261203072555932498";
+        let want = json!({"fun": "jobs.lookup_jid", "jid": jid, "arg": [jid], "n": -1});
+        for (ct, body) in [
+            (
+                "application/json",
+                format!(r#"{{"fun":"jobs.lookup_jid","jid":{jid},"arg":[{jid}],"n":-1}}"#),
+            ),
+            (
+                "application/x-yaml",
+                format!("fun: jobs.lookup_jid\njid: {jid}\narg: [{jid}]\nn: -1\n"),
+            ),
+        ] {
+            assert_eq!(parsed(ct, &body).expect(ct), want, "{ct}");
+        }
+        let form = parsed(
+            "application/x-www-form-urlencoded",
+            &format!("jid={jid}&arg={jid}&arg=-{jid}"),
+        )
+        .expect("form");
+        assert_eq!(form["jid"], json!(jid));
+        assert_eq!(form["arg"], json!([jid, format!("-{jid}")]));
+        let i128_min = format!("a: {}", i128::MIN);
+        assert_eq!(
+            parsed("application/x-yaml", &i128_min).expect("i128")["a"],
+            json!(i128::MIN.to_string())
+        );
+        let huge = format!("a: -{jid}{jid}");
+        for nan in ["a: .inf", "a: .nan", "[-.inf]", &huge, "a: 1.8e38"] {
+            assert_eq!(
+                parsed("application/x-yaml", nan).expect_err(nan).status,
+                400
+            );
         }
     }
 

@@ -132,8 +132,35 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
         self.scalar(Json::from(v))
     }
 
+    /// Integers past 64 bits (serde_yaml_ng reads up to 128) become their decimal text:
+    /// what Salt's msgpack encoder sends for them.
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Json, E> {
+        match (i64::try_from(v), u64::try_from(v)) {
+            (Ok(n), _) => self.scalar(Json::from(n)),
+            (_, Ok(n)) => self.scalar(Json::from(n)),
+            _ => self.visit_str(&v.to_string()),
+        }
+    }
+
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Json, E> {
+        match u64::try_from(v) {
+            Ok(n) => self.scalar(Json::from(n)),
+            Err(_) => self.visit_str(&v.to_string()),
+        }
+    }
+
+    /// `.inf` and `.nan` have no JSON form, and serde_yaml_ng hands an integer past 128
+    /// bits over as a float (indistinguishable from a float of 2^127 or more): refused
+    /// rather than sent as something else.
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json, E> {
-        self.scalar(Number::from_f64(v).map_or(Json::Null, Json::Number))
+        match Number::from_f64(v) {
+            Some(n) if v.abs() < 2f64.powi(127) => self.scalar(Json::Number(n)),
+            _ => Err(self.budget.refuse(YamlRefusal::Invalid(
+                "`.inf`, `.nan` and numbers of 2^127 or more are not supported in YAML \
+                 request bodies (send JSON, or quote the number)"
+                    .into(),
+            ))),
+        }
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Json, E> {

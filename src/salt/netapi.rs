@@ -115,7 +115,7 @@ fn check_client<'a>(master: &Master, chunk: &'a Chunk) -> SaltResult<&'a str> {
         .iter()
         .any(|c| c == client)
     {
-        return Err(SaltError::Authorization(format!(
+        return Err(SaltError::Forbidden(format!(
             "Client disabled: '{client}'. Add to 'netapi_enable_clients' master config option to enable."
         )));
     }

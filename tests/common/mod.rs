@@ -40,6 +40,10 @@ pub struct TestEnv {
     /// Wheel user whose ACL allows key.print / key.finger with `match: ms-0` only.
     pub wheel_user: String,
     pub wheel_password: String,
+    /// A system user with full access through eauth `pam` (empty unless salt-env ran as
+    /// root).
+    pub pam_user: String,
+    pub pam_password: String,
 }
 
 /// The test environment; panics with instructions when the suite was not started by
@@ -83,6 +87,11 @@ pub fn env() -> &'static TestEnv {
             restricted_password: get("SALT_TEST_RESTRICTED_PASSWORD"),
             wheel_user: get("SALT_TEST_WHEEL_USER"),
             wheel_password: get("SALT_TEST_WHEEL_PASSWORD"),
+            pam_user: vars.get("SALT_TEST_PAM_USER").cloned().unwrap_or_default(),
+            pam_password: vars
+                .get("SALT_TEST_PAM_PASSWORD")
+                .cloned()
+                .unwrap_or_default(),
         }
     })
 }
@@ -519,6 +528,14 @@ pub fn salt_netapi(chunk: &Json) -> Result<Json, (String, String)> {
 
 /// [`salt_netapi`] for several chunks, one after the other in one Python process.
 pub fn salt_netapi_all(chunks: &[Json]) -> Vec<Result<Json, (String, String)>> {
+    let results = salt_netapi_text(&Json::from(chunks.to_vec()).to_string());
+    assert_eq!(results.len(), chunks.len(), "one result per chunk");
+    results
+}
+
+/// [`salt_netapi_all`] for chunks given as JSON text (read by Python's `json`, so an
+/// integer past 64 bits stays one, as rest_cherrypy reads it).
+pub fn salt_netapi_text(chunks: &str) -> Vec<Result<Json, (String, String)>> {
     let e = env();
     let code = "import json, os, sys, types\n\
                 import salt.config, salt.netapi\n\
@@ -538,7 +555,7 @@ pub fn salt_netapi_all(chunks: &[Json]) -> Vec<Result<Json, (String, String)>> {
         .arg("-c")
         .arg(code)
         .env("SALT_MASTER_CONFIG", &e.config)
-        .env("SALT_FCGI_CHUNKS", Json::from(chunks.to_vec()).to_string())
+        .env("SALT_FCGI_CHUNKS", chunks)
         .output()
         .expect("run python");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -549,7 +566,6 @@ pub fn salt_netapi_all(chunks: &[Json]) -> Vec<Result<Json, (String, String)>> {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    assert_eq!(results.len(), chunks.len(), "one result per chunk: {text}");
     results
         .into_iter()
         .map(|v| match v.get("exception") {
@@ -878,6 +894,39 @@ pub fn pepper_cli_everyday(url: &str, extra: &[&str], home: &Path) {
         "wrong password: {}",
         r.text
     );
+    // An ACL denial is a 401 too ("Uncaught Pepper error" on a 403).
+    let all: Vec<&str> = extra
+        .iter()
+        .chain(&["ms-1", "test.ping"])
+        .copied()
+        .collect();
+    let r = pepper_cli(url, &e.restricted_user, &e.restricted_password, home, &all);
+    assert!(
+        r.code != 0 && r.text.contains("Authentication denied"),
+        "ACL denial: {}",
+        r.text
+    );
+    // A job id as pepper sends it: `jid=<20 digits>` becomes a bare JSON number.
+    let r = run(&["--client", "local_async", "ms-0", "test.echo", "found"]);
+    let jid = r.out["jid"].as_str().unwrap_or_default().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = run(&[
+            "--client",
+            "runner",
+            "jobs.lookup_jid",
+            &format!("jid={jid}"),
+        ]);
+        if r.out == json!({"ms-0": "found"}) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "jobs.lookup_jid jid={jid}: {}",
+            r.text
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 // ---------------------------------------------------------------------------------------
