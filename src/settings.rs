@@ -34,6 +34,9 @@ pub struct Limits {
     pub max_chunks: usize,
     /// Deepest JSON nesting accepted (`max_json_depth`, default 64) → 400.
     pub max_json_depth: usize,
+    /// Most values (scalars, lists, objects) one request body may build
+    /// (`max_body_values`, default 131072) → 413.
+    pub max_body_values: usize,
     /// Largest YAML request body (`max_yaml_body_bytes`, default 64 KiB) → 413: the YAML
     /// parser holds a whole document's events (~80 bytes per value) before building it,
     /// so a YAML body costs about twice what a JSON body of its size does.
@@ -240,6 +243,7 @@ impl Settings {
                 max_chunks: own_usize("max_chunks", 100),
                 max_json_depth: own_usize("max_json_depth", 64),
                 max_yaml_body_bytes: own_usize("max_yaml_body_bytes", 64 << 10),
+                max_body_values: own_usize("max_body_values", 1 << 17).max(16),
                 max_header_bytes: own_usize("max_header_bytes", 64 << 10).max(8192),
                 max_reply_bytes: own_usize("max_reply_bytes", 64 << 20),
                 master_connect_timeout: secs(own_f64("master_connect_timeout").unwrap_or(2.0)),

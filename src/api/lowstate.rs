@@ -5,6 +5,7 @@
 
 use serde_json::Value as Json;
 
+use super::body_value::{self, Bounds, Refusal};
 use crate::salt::Chunk;
 use crate::settings::Limits;
 
@@ -34,135 +35,30 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<Vec<Chunk>, LowstateError> 
     if nesting_exceeds(body, limits.max_json_depth) {
         return Err(too_deep(limits));
     }
-    let value = parse_json(body).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let bounds = Bounds {
+        max_depth: limits.max_json_depth,
+        max_values: limits.max_body_values,
+    };
+    let value = body_value::from_json(body, bounds).map_err(|why| refusal(why, "JSON", limits))?;
     from_value(value, limits)
 }
 
-/// Parses JSON without changing a number: an integer past 64 bits (which serde_json would
-/// read as a float) becomes its decimal text, what Salt's msgpack encoder sends for it
-/// (`salt.payload`: "msgpack can't handle the very long Python longs"), and `-0` is the
-/// integer 0 (not the float -0.0), as in Python. Floats are read to the nearest f64, as
-/// Python's json does.
-pub fn parse_json(body: &[u8]) -> Result<Json, serde_json::Error> {
-    match exact_integers(body) {
-        Some(quoted) => serde_json::from_slice(&quoted),
-        None => serde_json::from_slice(body),
-    }
-}
-
-/// `body` with every integer outside `i64::MIN..=u64::MAX` in a value position put in
-/// quotes and the sign of every `-0` dropped, or `None` when there is nothing to change
-/// (the common case: nothing is copied). Only a valid JSON integer in a value position is
-/// changed, so no invalid body becomes valid.
-fn exact_integers(body: &[u8]) -> Option<Vec<u8>> {
-    if !may_change(body) {
-        return None;
-    }
-    let mut big: Vec<(usize, usize)> = Vec::new();
-    // Per open container: is it an object? And does a key come next?
-    let mut objects: Vec<bool> = Vec::new();
-    let mut expect_key = false;
-    let mut i = 0;
-    while i < body.len() {
-        match body[i] {
-            b'"' => {
-                i = string_end(body, i + 1);
-                continue;
-            }
-            b'{' => {
-                objects.push(true);
-                expect_key = true;
-            }
-            b'[' => {
-                objects.push(false);
-                expect_key = false;
-            }
-            b'}' | b']' => {
-                objects.pop();
-                expect_key = false;
-            }
-            b',' => expect_key = objects.last() == Some(&true),
-            b':' => expect_key = false,
-            b'-' | b'0'..=b'9' => {
-                let end = body[i..]
-                    .iter()
-                    .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
-                    .map_or(body.len(), |n| i + n);
-                let token = &body[i..end];
-                if !expect_key && (token == b"-0" || is_big_integer(token)) {
-                    big.push((i, end));
-                }
-                i = end;
-                continue;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    if big.is_empty() {
-        return None;
-    }
-    let mut out = Vec::with_capacity(body.len() + 2 * big.len());
-    let mut at = 0;
-    for (start, end) in big {
-        out.extend_from_slice(&body[at..start]);
-        if &body[start..end] == b"-0" {
-            out.push(b'0');
-        } else {
-            out.push(b'"');
-            out.extend_from_slice(&body[start..end]);
-            out.push(b'"');
-        }
-        at = end;
-    }
-    out.extend_from_slice(&body[at..]);
-    Some(out)
-}
-
-/// A quick first pass: whether `body` holds a run of 19 digits or a `-0` at all (else no
-/// integer in it can need a change, and the structural scan is skipped).
-fn may_change(body: &[u8]) -> bool {
-    let mut digits = 0;
-    for (i, &b) in body.iter().enumerate() {
-        if b.is_ascii_digit() {
-            digits += 1;
-            if digits >= 19 {
-                return true;
-            }
-        } else {
-            digits = 0;
-            if b == b'-' && body.get(i + 1) == Some(&b'0') {
-                return true;
-            }
+/// The error for a body the value builder refused (`syntax`: JSON or YAML).
+pub(crate) fn refusal(why: Refusal, syntax: &str, limits: &Limits) -> LowstateError {
+    match why {
+        Refusal::Invalid(e) => bad(format!("invalid {syntax}: {e}")),
+        Refusal::TooDeep => too_deep(limits),
+        Refusal::TooMany => LowstateError {
+            status: 413,
+            message: format!(
+                "413: request body holds more than max_body_values ({}) values",
+                limits.max_body_values
+            ),
+        },
+        Refusal::Expands => {
+            bad("YAML aliases expand the body past its own size; send the values themselves".into())
         }
     }
-    false
-}
-
-/// The index just past the closing quote of a string whose text starts at `i`.
-fn string_end(body: &[u8], mut i: usize) -> usize {
-    while i < body.len() {
-        match body[i] {
-            b'\\' => i += 2,
-            b'"' => return i + 1,
-            _ => i += 1,
-        }
-    }
-    body.len()
-}
-
-/// A JSON integer token (`-?(0|[1-9][0-9]*)`) that fits neither i64 nor u64.
-fn is_big_integer(token: &[u8]) -> bool {
-    let digits = token.strip_prefix(b"-").unwrap_or(token);
-    if digits.len() < 19 {
-        return false;
-    }
-    let valid = !digits.is_empty()
-        && digits.iter().all(u8::is_ascii_digit)
-        && (digits[0] != b'0' || digits.len() == 1);
-    // Only ASCII digits and '-' reach here.
-    let text = std::str::from_utf8(token).unwrap_or_default();
-    valid && text.parse::<i64>().is_err() && text.parse::<u64>().is_err()
 }
 
 /// The 400 for JSON nested deeper than `max_json_depth`.
@@ -333,12 +229,12 @@ mod tests {
             br#"[20261203072555932498 1]"#,
             br#"[1e400]"#,
         ] {
-            assert!(parse_json(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                parse(bad, &limits()).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        // No big integer: nothing copied.
-        assert!(
-            exact_integers(br#"[{"a": [1, -2.5e10, -0.0, "99999999999999999999"]}]"#).is_none()
-        );
     }
 
     /// The same for YAML and form bodies (`api::body`): a jid is the same text in each.
