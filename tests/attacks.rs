@@ -360,6 +360,16 @@ fn yaml_alias_bombs_cost_no_more_than_their_size() {
     assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
     let hwm = status_kb(http.pid(), "VmHWM");
     assert!(hwm < 64 * 1024, "--http peaked at {hwm} kB");
+    // JSON has no aliases, but 2 bytes a value: past max_body_values it is a 413 too.
+    let zeros = format!("[{}]", vec!["0"; 200_000].join(","));
+    let r = common::http(
+        &http.address,
+        "POST",
+        Some("application/json"),
+        zeros.as_bytes(),
+    );
+    assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("max_body_values"));
     let r = common::http(&http.address, "GET", None, b"");
     assert_eq!(r.status, 200, "the process lives on");
 
