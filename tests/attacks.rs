@@ -4,7 +4,7 @@
 //!
 //! Every wait here is a condition polled with a deadline several times what it needs.
 
-use crate::common::{self, Front, Req, Response, Server, env};
+use crate::common::{self, Front, Req, Response, Server, env, read_stream};
 use crate::deploy_support as ds;
 
 use std::io::{Read, Write};
@@ -579,40 +579,6 @@ fn connect_with_small_receive_buffer(address: &str) -> std::net::TcpStream {
         assert_eq!(rc, 0, "connect");
         std::net::TcpStream::from_raw_fd(fd)
     }
-}
-
-/// Reads `GET path` from `address` until the server ends it or `limit` passes.
-fn read_stream(
-    address: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    limit: Duration,
-) -> (String, Duration) {
-    let mut s = std::net::TcpStream::connect(address).expect("connect");
-    s.set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).expect("write");
-    let start = Instant::now();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while start.elapsed() < limit {
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-    }
-    (String::from_utf8_lossy(&buf).into_owned(), start.elapsed())
 }
 
 // ---------------------------------------------------------------------------------------

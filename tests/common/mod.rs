@@ -420,6 +420,41 @@ impl Drop for Server {
     }
 }
 
+/// Reads an HTTP response from `address` for `GET path` (an event stream) until the
+/// server ends it or `limit` passes; returns what arrived and how long it lasted.
+pub fn read_stream(
+    address: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    limit: Duration,
+) -> (String, Duration) {
+    let mut s = std::net::TcpStream::connect(address).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("write");
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while start.elapsed() < limit {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    (String::from_utf8_lossy(&buf).into_owned(), start.elapsed())
+}
+
 /// Sends one HTTP/1.1 request (`Connection: close`) to `/` and reads the whole response.
 pub fn http(address: &str, method: &str, content_type: Option<&str>, body: &[u8]) -> Response {
     let mut req = Req::new(method, "/");
