@@ -1049,7 +1049,6 @@ fn half_sent_fastcgi_request() -> Vec<u8> {
 #[test]
 fn cross_site_requests_are_refused_in_a_browser() {
     let e = env();
-    let chromium = ds::require("chromium", "chromium");
     let wd = ds::Workdir::new("attack-browser");
     let pages = wd.mkdir("pages", 0o755);
     let (evil_port, friend_port) = (ds::free_port(), ds::free_port());
@@ -1073,7 +1072,6 @@ fn cross_site_requests_are_refused_in_a_browser() {
         let _ = std::fs::remove_file(marker(&port.to_string()));
     }
     let evil = run_page(
-        &chromium,
         &wd,
         &format!(
             "http://127.0.0.1:{evil_port}/attack.html?m={}",
@@ -1081,7 +1079,6 @@ fn cross_site_requests_are_refused_in_a_browser() {
         ),
     );
     let friend = run_page(
-        &chromium,
         &wd,
         &format!(
             "http://127.0.0.1:{friend_port}/attack.html?m={}",
@@ -1138,7 +1135,6 @@ fn cross_site_requests_are_refused_in_a_browser() {
         let _ = std::fs::remove_file(marker(&port.to_string()));
     }
     let evil = run_page(
-        &chromium,
         &wd,
         &format!(
             "https://127.0.0.1:{evil_tls}/attack.html?m={}",
@@ -1146,7 +1142,6 @@ fn cross_site_requests_are_refused_in_a_browser() {
         ),
     );
     let friend = run_page(
-        &chromium,
         &wd,
         &format!(
             "https://127.0.0.1:{friend_tls}/attack.html?m={}",
@@ -1217,28 +1212,9 @@ const sleep = ms => new Promise(r => setTimeout(r, ms));
 }
 
 /// Loads `url` in headless chromium and returns what the page wrote between RESULT and END.
-fn run_page(chromium: &Path, wd: &ds::Workdir, url: &str) -> Json {
+fn run_page(wd: &ds::Workdir, url: &str) -> Json {
     let profile = wd.mkdir(&format!("chromium-{}", ds::free_port()), 0o700);
-    let out = Command::new("timeout")
-        .arg("90")
-        .arg(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--ignore-certificate-errors",
-            "--virtual-time-budget=20000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(url)
-        .output()
-        .expect("run chromium");
+    let out = ds::headless_chromium(&profile, url, 20_000);
     let dom = String::from_utf8_lossy(&out.stdout);
     dom.split_once("RESULT")
         .and_then(|(_, rest)| rest.split_once("END"))

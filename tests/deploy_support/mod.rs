@@ -1025,6 +1025,33 @@ impl Client {
     }
 }
 
+/// Loads `url` in Debian's headless chromium (a fresh profile under `profile`, the flags
+/// this machine's closed network needs) and returns what `--dump-dom` printed once the
+/// page's virtual clock ran `budget_ms`.
+pub fn headless_chromium(profile: &Path, url: &str, budget_ms: u32) -> std::process::Output {
+    let chromium = require("chromium", "chromium");
+    Command::new("timeout")
+        .arg("90")
+        .arg(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--ignore-certificate-errors",
+            "--dump-dom",
+        ])
+        .arg(format!("--virtual-time-budget={budget_ms}"))
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .output()
+        .expect("run chromium")
+}
+
 /// SHA-256 of `data` as lower-case hex (coreutils' sha256sum).
 pub fn sha256_hex(data: &[u8], scratch: &Path) -> String {
     let f = scratch.join(format!("sha-{}", data.len()));
