@@ -771,8 +771,10 @@ fn setup_script(master: &MasterSpec, accounts: &[&str], venv: &Path) -> String {
             .into_iter()
             .filter(|u| !accounts.contains(u)),
     ) {
+        // A home the web server may pass through (public_html below it), as hosts set it.
         s.push_str(&format!(
-            "useradd --create-home --user-group --shell /bin/bash {a}\n"
+            "useradd --create-home --user-group --shell /bin/bash {a}\n\
+             chown {a}:{a} /home/{a}\nchmod 711 /home/{a}\n"
         ));
     }
     // What docs/deploy.md tells an administrator to do for `user: salt` (the lower layer,
