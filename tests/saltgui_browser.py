@@ -64,7 +64,7 @@ def main():
                 if not rows:
                     return False
                 text = rows[0].find_element(By.CSS_SELECTOR, "td.os").text.strip()
-                if not text:
+                if not text or "loading" in text:
                     return False
                 cells[m] = text
             return cells
@@ -73,12 +73,13 @@ def main():
         seen["minions_url"] = driver.current_url
         driver.save_screenshot(f"{SHOT_DIR}/saltgui-minions.png")
 
-        # The events page: press play, start a job, wait for every minion's return.
-        driver.get(BASE + "/events")
+        # The events page (SaltGUI's menu item; its pages are #hash routes): press play,
+        # start a job, wait for every minion's return.
+        driver.execute_script("document.getElementById('button-events1').click()")
         wait.until(lambda d: d.find_element(By.ID, "events-panel").is_displayed())
         play = wait.until(lambda d: [
             s for s in d.find_elements(By.CSS_SELECTOR, "#events-panel span.small-button-for-click")
-            if s.is_displayed() and s.text.strip() in ("\u23f5", "\u25b6")
+            if s.is_displayed() and s.text.strip() in ("\u23f5", "\u25b6", "\u2bc8")
         ])
         play[0].click()
         time.sleep(1)
