@@ -134,6 +134,9 @@ pub struct Settings {
     pub eauth_tokens: String,
     /// Options of the rest_cherrypy dialect.
     pub api: ApiOptions,
+    /// The master config file these settings were read from (empty when built from a
+    /// mapping), for messages that say where a path came from.
+    pub config_path: PathBuf,
 }
 
 /// Options of the rest_cherrypy dialect: Salt's own `rest_cherrypy:` keys that still mean
@@ -188,7 +191,10 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
         };
         let opts = read_with_includes(&path)?;
-        Ok(Settings::from_mapping(&opts))
+        Ok(Settings {
+            config_path: path,
+            ..Settings::from_mapping(&opts)
+        })
     }
 
     /// Builds settings from an already merged top-level mapping.
@@ -276,6 +282,7 @@ impl Settings {
                 cors_origins: get_str_list(own.and_then(|m| m.get("cors_origins"))),
                 stream_users: get_str_list(own.and_then(|m| m.get("stream_users"))),
             },
+            config_path: PathBuf::new(),
         }
     }
 

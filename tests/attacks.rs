@@ -63,6 +63,7 @@ impl NginxSite {
                 "nginx/salt-fcgi.conf",
                 &[
                     ("@LISTEN@", &listen),
+                    ("@SERVER_NAME@", "localhost"),
                     ("@SOCKET@", &sock),
                     ("@TLS_CERT@", &cert),
                     ("@TLS_KEY@", &key),

@@ -274,7 +274,24 @@ fn master_down_is_503_at_once() {
         None,
     );
     assert_eq!(out.status, 503);
-    assert_eq!(out.body, json!({"return": "Salt Master is not available."}));
+    // The caller learns what was looked for, not where (paths stay in the log).
+    let message = out.body["return"].as_str().unwrap_or_default();
+    assert!(
+        message
+            .starts_with("Salt Master is not available: no workers.ipc in the master's sock_dir")
+            && !message.contains(&fake.dir.display().to_string()),
+        "{message}"
+    );
+    // The log names the path, the config it came from, and that the directory exists.
+    let marker = fake.dir.join("sock/workers.ipc");
+    assert!(
+        out.stderr
+            .contains(&format!("{} does not exist", marker.display()))
+            && out.stderr.contains(&fake.config.display().to_string())
+            && out.stderr.contains("the salt-master is not running"),
+        "{}",
+        out.stderr
+    );
     assert!(out.elapsed < Duration::from_secs(1), "{:?}", out.elapsed);
 }
 

@@ -182,6 +182,7 @@ fn secrets_paths_and_tracebacks_never_leak() {
     let mut child = Command::new(common::binary())
         .args(["--listen", &format!("unix:{}", socket.display())])
         .env("SALT_MASTER_CONFIG", &e.config)
+        .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(&log).expect("log file")))
         .spawn()
         .expect("spawn");

@@ -6,6 +6,7 @@
 //! 4. the chunk carries `token` or `eauth`; 5. `raw_shell` is refused unless
 //!    `netapi_allow_raw_shell`; then `ssh` is refused (salt-ssh needs Python in-process).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::Value as Json;
@@ -13,7 +14,7 @@ use serde_json::Value as Json;
 use super::client::local::truthy;
 use super::client::{Chunk, Credentials, Master, batch, local, runner, timeout_of, wheel};
 use super::error::{SaltError, SaltResult};
-use crate::settings::IpcMode;
+use crate::settings::{IpcMode, Settings};
 
 /// The clients salt-fcgi runs (Salt's list minus `ssh` and the non-client `destroy`).
 pub const CLIENTS: [&str; 8] = [
@@ -88,15 +89,60 @@ pub fn check_master_running(master: &Master) -> SaltResult<()> {
     } else {
         "workers.ipc"
     };
-    match settings.sock_dir.join(marker).try_exists() {
+    let path = settings.sock_dir.join(marker);
+    match path.try_exists() {
         Ok(true) => Ok(()),
-        Ok(false) => Err(SaltError::NotRunning(
-            "Salt Master is not available.".into(),
-        )),
+        Ok(false) => {
+            log_missing_marker(settings, &path);
+            // The caller learns what was looked for; the path stays in the log.
+            Err(SaltError::NotRunning(format!(
+                "Salt Master is not available: no {marker} in the master's sock_dir (the \
+                 salt-master is not running, or salt-fcgi cannot see that directory; the \
+                 server's error log names the path)."
+            )))
+        }
         // sock_dir not searchable by this user: the request channel and the event bus
         // tell what is wrong (wheel and *_async need neither the directory nor the bus).
         Err(_) => Ok(()),
     }
+}
+
+/// One log line for a missing request-server socket: the path looked for, the config that
+/// named `sock_dir`, and the likely reason.
+fn log_missing_marker(settings: &Settings, path: &Path) {
+    crate::log!(error, "{}", missing_marker_detail(settings, path));
+}
+
+/// The text of [`log_missing_marker`].
+fn missing_marker_detail(settings: &Settings, path: &Path) -> String {
+    let dir = &settings.sock_dir;
+    let config = if settings.config_path.as_os_str().is_empty() {
+        "the master config".to_string()
+    } else {
+        settings.config_path.display().to_string()
+    };
+    if dir.is_dir() {
+        return format!(
+            "Salt Master is not available: {} does not exist (sock_dir from {config}); the \
+             salt-master is not running, or runs with another sock_dir",
+            path.display()
+        );
+    }
+    let hidden = ["/tmp", "/var/tmp", "/home", "/root"]
+        .iter()
+        .any(|p| dir.starts_with(p));
+    let hint = if hidden {
+        "; a systemd unit with PrivateTmp= or ProtectHome= sees an empty /tmp, /var/tmp, \
+         /home and /root"
+    } else {
+        ""
+    };
+    format!(
+        "Salt Master is not available: looked for {}, but sock_dir {} (from {config}) does \
+         not exist for this process{hint}",
+        path.display(),
+        dir.display()
+    )
 }
 
 /// The chunk's client name if it is known and enabled (`ssh` passes, to be refused later).
@@ -131,6 +177,27 @@ fn invalid_client(name: &str) -> SaltError {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_missing_sock_dir_is_explained_in_the_log() {
+        let mut settings = crate::settings::Settings::from_mapping(&Default::default());
+        settings.config_path = "/home/admin/salt/master".into();
+        settings.sock_dir = "/home/admin/salt/no-such-sock-dir".into();
+        let line = missing_marker_detail(&settings, &settings.sock_dir.join("workers.ipc"));
+        assert!(
+            line.contains("looked for /home/admin/salt/no-such-sock-dir/workers.ipc")
+                && line.contains("(from /home/admin/salt/master)")
+                && line.contains("ProtectHome="),
+            "{line}"
+        );
+        settings.sock_dir = "/nonexistent/sock".into();
+        let line = missing_marker_detail(&settings, &settings.sock_dir.join("workers.ipc"));
+        assert!(!line.contains("ProtectHome"), "{line}");
+        let dir = std::env::temp_dir();
+        settings.sock_dir = dir.clone();
+        let line = missing_marker_detail(&settings, &dir.join("workers.ipc"));
+        assert!(line.contains("the salt-master is not running"), "{line}");
+    }
 
     #[test]
     fn a_zero_timeout_is_refused() {

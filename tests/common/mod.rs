@@ -303,6 +303,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A child process killed when the test ends, also when it panics (a process left behind
+/// keeps the test run's output pipe open).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// salt-fcgi running as a server; killed (SIGKILL if SIGTERM is not enough) on drop.
 pub struct Server {
     child: Child,
