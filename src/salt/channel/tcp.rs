@@ -150,3 +150,199 @@ fn message_id() -> String {
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use super::super::RequestChannel;
+    use super::super::tests::{AbortOnDrop, settings};
+    use super::*;
+    use crate::salt::error::SaltError;
+
+    /// What the fake request server does with one request.
+    enum Answer {
+        /// Write these bytes.
+        Write(Vec<u8>),
+        /// Write these bytes, then close the connection.
+        WriteThenClose(Vec<u8>),
+        /// Close the connection without answering.
+        Close,
+    }
+
+    /// A reply message for `mid`.
+    fn message(mid: &Json, body: Json) -> Vec<u8> {
+        payload::encode(&json!({"head": {"mid": mid}, "body": body}))
+    }
+
+    /// A fake `transport: tcp` request server: `answer(n, request)` for the n-th request
+    /// (from 0, over all connections). Returns its port and how many connections it has
+    /// taken and closed.
+    async fn fake_master(
+        answer: impl Fn(usize, &Json) -> Answer + Send + Sync + 'static,
+    ) -> (u16, Counts, AbortOnDrop) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let counts = Counts::default();
+        let (answer, mine, requests) = (
+            Arc::new(answer),
+            counts.clone(),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                mine.accepted.fetch_add(1, Ordering::SeqCst);
+                let (answer, requests, closed) = (
+                    Arc::clone(&answer),
+                    Arc::clone(&requests),
+                    Arc::clone(&mine.closed),
+                );
+                tokio::spawn(async move {
+                    serve(stream, &*answer, &requests).await;
+                    closed.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (port, counts, AbortOnDrop(task))
+    }
+
+    /// Connections a fake master took and closed.
+    #[derive(Clone, Default)]
+    struct Counts {
+        accepted: Arc<AtomicUsize>,
+        closed: Arc<AtomicUsize>,
+    }
+
+    /// One connection of the fake master; returns once it is closed.
+    async fn serve(
+        mut stream: TcpStream,
+        answer: &(dyn Fn(usize, &Json) -> Answer + Send + Sync),
+        requests: &AtomicUsize,
+    ) {
+        let mut buf = Vec::new();
+        loop {
+            while let Ok(Some(n)) = msgpack_size(&buf) {
+                let request = payload::decode(&buf[..n]).expect("a msgpack request");
+                buf.drain(..n);
+                let i = requests.fetch_add(1, Ordering::SeqCst);
+                match answer(i, &request) {
+                    Answer::Write(b) => stream.write_all(&b).await.expect("write"),
+                    Answer::WriteThenClose(b) => {
+                        stream.write_all(&b).await.expect("write");
+                        return;
+                    }
+                    Answer::Close => return,
+                }
+            }
+            buf.reserve(4096);
+            if stream.read_buf(&mut buf).await.map_or(true, |n| n == 0) {
+                return;
+            }
+        }
+    }
+
+    fn channel(port: u16, extra: &str) -> Arc<RequestChannel> {
+        RequestChannel::new(&settings("tcp", port, extra))
+    }
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn replies_are_matched_by_mid_and_the_connection_is_kept() {
+        let (port, counts, _master) = fake_master(|i, request| {
+            let body = &request["body"];
+            assert_eq!(body["enc"], "clear");
+            assert_eq!(body["version"], 3);
+            // An answer to some other request first: skipped, as Salt's client does.
+            let mut bytes = message(&json!("another-request"), json!("not yours"));
+            bytes.extend(message(
+                &request["head"]["mid"],
+                json!({"n": i, "cmd": body["load"]["cmd"]}),
+            ));
+            Answer::Write(bytes)
+        })
+        .await;
+        let channel = channel(port, "");
+        for i in 0..3 {
+            let reply = channel.send(json!({"cmd": "ping"}), WAIT).await;
+            assert_eq!(reply, Ok(json!({"n": i, "cmd": "ping"})));
+        }
+        assert_eq!(
+            counts.accepted.load(Ordering::SeqCst),
+            1,
+            "one connection, kept"
+        );
+        assert_eq!(channel.round_trips(), 3);
+    }
+
+    #[tokio::test]
+    async fn oversized_garbage_and_cut_replies_are_clear_errors() {
+        let (port, _, _master) = fake_master(|_, request| {
+            Answer::Write(message(&request["head"]["mid"], json!("x".repeat(5000))))
+        })
+        .await;
+        let reply = channel(port, "max_reply_bytes: 1000")
+            .send(json!({}), WAIT)
+            .await;
+        assert!(
+            matches!(&reply, Err(SaltError::Master(m)) if m.contains("max_reply_bytes (1000 bytes)")),
+            "{reply:?}"
+        );
+        let (port, _, _master) = fake_master(|_, _| Answer::Write(vec![0xc1, 0xff, 0x00])).await;
+        let reply = channel(port, "").send(json!({}), WAIT).await;
+        assert!(
+            matches!(&reply, Err(SaltError::Master(m)) if m.contains("unreadable")),
+            "{reply:?}"
+        );
+        // Half a reply, then the master is gone.
+        let (port, _, _master) = fake_master(|_, request| {
+            let whole = message(&request["head"]["mid"], json!("y".repeat(100)));
+            Answer::WriteThenClose(whole[..50].to_vec())
+        })
+        .await;
+        let reply = channel(port, "").send(json!({}), WAIT).await;
+        assert!(
+            matches!(&reply, Err(SaltError::NotRunning(m)) if m.contains("closed the connection")),
+            "{reply:?}"
+        );
+        let (port, _, _master) = fake_master(|_, _| Answer::Close).await;
+        let reply = channel(port, "").send(json!({}), WAIT).await;
+        assert!(matches!(reply, Err(SaltError::NotRunning(_))), "{reply:?}");
+    }
+
+    /// A master restart closes every kept connection: the next request notices before it
+    /// sends and opens a new one (no error for the caller).
+    #[tokio::test]
+    async fn a_kept_connection_the_master_closed_is_replaced() {
+        let (port, counts, _master) = fake_master(move |i, request| {
+            let reply = message(&request["head"]["mid"], json!(i));
+            if i == 0 {
+                Answer::WriteThenClose(reply)
+            } else {
+                Answer::Write(reply)
+            }
+        })
+        .await;
+        let channel = channel(port, "");
+        assert_eq!(channel.send(json!({}), WAIT).await, Ok(json!(0)));
+        let deadline = std::time::Instant::now() + WAIT;
+        while counts.closed.load(Ordering::SeqCst) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the fake never closed"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(channel.send(json!({}), WAIT).await, Ok(json!(1)));
+        assert_eq!(counts.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn message_ids_differ() {
+        assert_ne!(message_id(), message_id());
+    }
+}

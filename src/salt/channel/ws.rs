@@ -9,6 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value as Json;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -73,9 +74,132 @@ impl PoolConnection for Connection {
 fn failure(wire: &Wire, e: WsError) -> SaltError {
     match e {
         WsError::Capacity(_) => wire.oversized(None),
-        WsError::ConnectionClosed | WsError::AlreadyClosed => wire.closed(),
+        WsError::ConnectionClosed
+        | WsError::AlreadyClosed
+        | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => wire.closed(),
         WsError::Io(io) if io.kind() != std::io::ErrorKind::Other => wire.closed(),
         WsError::Protocol(p) => wire.garbage(p),
         other => wire.unreachable("talk to", other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::super::RequestChannel;
+    use super::super::tests::{AbortOnDrop, settings};
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// What the fake master does with the n-th request (from 0, over all connections):
+    /// `Some(reply)` sends it, `None` closes the connection.
+    type Answer = dyn Fn(usize, Json) -> Option<Message> + Send + Sync;
+
+    /// A fake `transport: ws` request server; its port and how many connections it took.
+    async fn fake_master(answer: Arc<Answer>) -> (u16, Arc<AtomicUsize>, AbortOnDrop) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (count, requests) = (Arc::clone(&accepted), Arc::new(AtomicUsize::new(0)));
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let (answer, requests) = (Arc::clone(&answer), Arc::clone(&requests));
+                tokio::spawn(async move {
+                    let mut ws = tokio_tungstenite::accept_async(stream).await.expect("ws");
+                    while let Some(Ok(Message::Binary(request))) = ws.next().await {
+                        let request = payload::decode(&request).expect("msgpack request");
+                        let i = requests.fetch_add(1, Ordering::SeqCst);
+                        match answer(i, request) {
+                            Some(reply) => ws.send(reply).await.expect("send"),
+                            None => return,
+                        }
+                    }
+                });
+            }
+        });
+        (port, accepted, AbortOnDrop(task))
+    }
+
+    fn binary(value: &Json) -> Message {
+        Message::Binary(payload::encode(value).into())
+    }
+
+    #[tokio::test]
+    async fn one_binary_message_each_way_on_a_kept_connection() {
+        let (port, accepted, _master) = fake_master(Arc::new(|i, request: Json| {
+            assert_eq!(request["enc"], "clear");
+            assert_eq!(request["version"], 3);
+            Some(binary(&json!({"n": i, "cmd": request["load"]["cmd"]})))
+        }))
+        .await;
+        let channel = RequestChannel::new(&settings("ws", port, ""));
+        for i in 0..3 {
+            let reply = channel.send(json!({"cmd": "ping"}), WAIT).await;
+            assert_eq!(reply, Ok(json!({"n": i, "cmd": "ping"})));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection, kept");
+    }
+
+    #[tokio::test]
+    async fn oversized_garbage_and_closed_are_clear_errors() {
+        let big = Arc::new(|_, _| Some(Message::Binary(vec![0xa1; 5000].into())));
+        let (port, _, _master) = fake_master(big).await;
+        let channel = RequestChannel::new(&settings("ws", port, "max_reply_bytes: 1000"));
+        let reply = channel.send(json!({}), WAIT).await;
+        assert!(
+            matches!(&reply, Err(SaltError::Master(m)) if m.contains("max_reply_bytes (1000 bytes)")),
+            "{reply:?}"
+        );
+        let garbage = Arc::new(|_, _| Some(Message::Binary(vec![0xc1, 0xff].into())));
+        let (port, _, _master) = fake_master(garbage).await;
+        let reply = RequestChannel::new(&settings("ws", port, ""))
+            .send(json!({}), WAIT)
+            .await;
+        assert!(
+            matches!(&reply, Err(SaltError::Master(m)) if m.contains("unreadable")),
+            "{reply:?}"
+        );
+        let (port, _, _master) = fake_master(Arc::new(|_, _| None)).await;
+        let reply = RequestChannel::new(&settings("ws", port, ""))
+            .send(json!({}), WAIT)
+            .await;
+        assert!(
+            matches!(&reply, Err(SaltError::NotRunning(m)) if m.contains("closed the connection")),
+            "{reply:?}"
+        );
+    }
+
+    /// A ZeroMQ (or any other) server on the port fails the handshake with a 503 that says so.
+    #[tokio::test]
+    async fn a_port_that_is_not_a_websocket_is_named() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                use tokio::io::AsyncWriteExt;
+                let _ = s
+                    .write_all(b"\xff\x00\x00\x00\x00\x00\x00\x00\x01\x7f")
+                    .await;
+            }
+        });
+        let _guard = AbortOnDrop(task);
+        let reply = RequestChannel::new(&settings("ws", port, ""))
+            .send(json!({}), WAIT)
+            .await;
+        assert!(
+            matches!(&reply, Err(SaltError::NotRunning(m)) if m.contains("transport ws")),
+            "{reply:?}"
+        );
     }
 }
