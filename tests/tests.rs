@@ -18,3 +18,4 @@ mod master_faults;
 mod pepper;
 mod reference;
 mod security;
+mod transports;
