@@ -578,6 +578,30 @@ fn garbage_oversized_and_a_dead_master_on_every_transport() {
     }
 }
 
+/// Issue 22: a transport salt-fcgi does not speak is named, never "not available" (the
+/// socket file Salt's check looks for does not exist either).
+#[test]
+fn an_unknown_transport_is_named() {
+    let fake = FakeMaster::start("unknowntransport", false, Box::new(|_, _| Reply::Silence));
+    std::fs::remove_file(fake.dir.join("sock/workers.ipc")).expect("rm marker");
+    let text = std::fs::read_to_string(&fake.config).expect("read");
+    std::fs::write(
+        &fake.config,
+        text.replace("transport: zeromq", "transport: rabbitmq"),
+    )
+    .expect("write");
+    let expected = "the master uses transport rabbitmq; salt-fcgi speaks zeromq, tcp and ws";
+    for body in [
+        chunk("local_async", json!({"tgt": "*", "fun": "test.ping"})),
+        chunk("wheel", json!({"fun": "key.list_all"})),
+    ] {
+        let out = cgi(&fake.config, &body, None);
+        assert_eq!(out.status, 503, "{:?}", out.body);
+        assert_eq!(out.body, json!({"return": expected}));
+        assert!(out.elapsed < Duration::from_secs(2), "{:?}", out.elapsed);
+    }
+}
+
 /// The fake master sees exactly the publish load LocalClient would send.
 fn check_publish(load: &Json) {
     assert_eq!(load["cmd"], "publish");
