@@ -177,23 +177,19 @@ fn every_client(front: &Front, name: &str) {
         (&json!(["a"]), &json!(5)),
         "{what}"
     );
-    let r = one(front, json!({"client": "runner_async", "fun": "test.arg"}));
-    assert!(
-        r["tag"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("salt/run/")),
-        "{what}: {r}"
-    );
-    let r = one(
-        front,
-        json!({"client": "wheel_async", "fun": "key.list_all"}),
-    );
-    assert!(
-        r["tag"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("salt/wheel/")),
-        "{what}: {r}"
-    );
+    for (client, tag) in [
+        ("runner_async", "salt/run/"),
+        ("wheel_async", "salt/wheel/"),
+    ] {
+        let fun = if client == "runner_async" {
+            "test.arg"
+        } else {
+            "key.list_all"
+        };
+        let r = one(front, json!({"client": client, "fun": fun}));
+        let started = r["tag"].as_str().is_some_and(|t| t.starts_with(tag));
+        assert!(started, "{what}: {client}: {r}");
+    }
     // local_batch: each minion is its own item; then local_subset picks one.
     let items = send(
         front,
