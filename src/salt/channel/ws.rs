@@ -178,6 +178,35 @@ mod tests {
         );
     }
 
+    /// A server that takes the connection and never answers the handshake: 503 within
+    /// `master_connect_timeout`.
+    #[tokio::test]
+    async fn a_handshake_that_never_ends_is_503_within_the_connect_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let _guard = AbortOnDrop(task);
+        let channel = RequestChannel::new(&settings("ws", port, "master_connect_timeout: 0.5"));
+        let started = std::time::Instant::now();
+        let reply = channel.send(json!({}), WAIT).await;
+        assert!(
+            matches!(&reply, Err(SaltError::NotRunning(m)) if m.contains("within 0.5 s")),
+            "{reply:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
     /// A ZeroMQ (or any other) server on the port fails the handshake with a 503 that says so.
     #[tokio::test]
     async fn a_port_that_is_not_a_websocket_is_named() {
