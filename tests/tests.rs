@@ -23,3 +23,4 @@ mod pepper;
 mod recipes;
 mod reference;
 mod security;
+mod transports;

@@ -1,7 +1,8 @@
 //! Salt's `NetapiClient.run`: the checks every chunk passes, in Salt's order, then the
 //! client call.
 //!
-//! 1. the master is running (its `workers.ipc` exists in `sock_dir`);
+//! 1. the master is running (its `workers.ipc`, or `publish_pull.ipc` for `tcp` and `ws`,
+//!    exists in `sock_dir`), and its transport is one salt-fcgi speaks;
 //! 2. `client` names a known client; 3. it is in `netapi_enable_clients`;
 //! 4. the chunk carries `token` or `eauth`; 5. `raw_shell` is refused unless
 //!    `netapi_allow_raw_shell`; then `ssh` is refused (salt-ssh needs Python in-process).
@@ -11,6 +12,7 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
+use super::channel;
 use super::client::local::truthy;
 use super::client::{Chunk, Credentials, Master, batch, local, runner, timeout_of, wheel};
 use super::error::{SaltError, SaltResult};
@@ -77,17 +79,22 @@ fn check_timeout(chunk: &Chunk) -> SaltResult<()> {
     Ok(())
 }
 
-/// Salt's `_is_master_running`: the request-server socket file exists in `sock_dir`.
+/// Salt's `_is_master_running`: the request-server socket file exists in `sock_dir`. A
+/// transport salt-fcgi does not speak is named first (never "not available"). Salt looks for
+/// `workers.ipc` on a `ws` master, which has none (its NetapiClient refuses every chunk
+/// there); `publish_pull.ipc`, which `tcp` and `ws` masters both create, is used instead.
 pub fn check_master_running(master: &Master) -> SaltResult<()> {
     let settings = &master.settings;
+    if let Some(refused) = channel::refusal(settings) {
+        return Err(refused);
+    }
     if settings.ipc_mode == IpcMode::Tcp {
         // No socket file to look at; the request channel's connect timeout tells instead.
         return Ok(());
     }
-    let marker = if settings.transport == "tcp" {
-        "publish_pull.ipc"
-    } else {
-        "workers.ipc"
+    let marker = match settings.transport.as_str() {
+        "tcp" | "ws" => "publish_pull.ipc",
+        _ => "workers.ipc",
     };
     let path = settings.sock_dir.join(marker);
     match path.try_exists() {
