@@ -805,7 +805,7 @@ fn runner_waits_for_its_ret_event_and_times_out_with_504() {
         None,
     );
     assert_eq!(out.status, 504, "{:?}", out.body);
-    assert!(out.elapsed < Duration::from_secs(4));
+    assert!(out.elapsed < Duration::from_secs(6));
 }
 
 #[test]
@@ -1068,5 +1068,5 @@ fn request_deadline_caps_the_whole_request() {
             .as_str()
             .is_some_and(|m| m.contains("request_deadline"))
     );
-    assert!(out.elapsed < Duration::from_secs(3), "{:?}", out.elapsed);
+    assert!(out.elapsed < Duration::from_secs(5), "{:?}", out.elapsed);
 }
