@@ -14,9 +14,9 @@ use std::os::unix::net::UnixListener;
 use std::time::Instant;
 
 use salt_fcgi::salt::Master;
-use salt_fcgi::salt::client::Credentials;
 use salt_fcgi::salt::client::collect::{CollectOptions, collect};
 use salt_fcgi::salt::client::job::Published;
+use salt_fcgi::salt::credentials::Credentials;
 use salt_fcgi::salt::events::EventBus;
 use salt_fcgi::settings::Settings;
 use serde_json::{Value as Json, json};

@@ -213,7 +213,6 @@ impl Settings {
                 .and_then(Yaml::as_u64)
                 .map_or(d, |v| v as usize)
         };
-        let secs = |v: f64| Duration::from_secs_f64(v.clamp(0.0, 1.0e7));
         let cachedir: PathBuf =
             under_root(get_str(get("cachedir")).unwrap_or_else(|| "/var/cache/salt/master".into()))
                 .into();
@@ -256,18 +255,20 @@ impl Settings {
                 max_body_values: own_usize("max_body_values", 1 << 17).max(16),
                 max_header_bytes: own_usize("max_header_bytes", 64 << 10).max(8192),
                 max_reply_bytes: own_usize("max_reply_bytes", 64 << 20),
-                master_connect_timeout: secs(own_f64("master_connect_timeout").unwrap_or(2.0)),
-                request_deadline: secs(own_f64("request_deadline").unwrap_or(rest_timeout + 30.0)),
+                master_connect_timeout: seconds(own_f64("master_connect_timeout").unwrap_or(2.0)),
+                request_deadline: seconds(
+                    own_f64("request_deadline").unwrap_or(rest_timeout + 30.0),
+                ),
                 max_connections,
-                shutdown_grace: secs(own_f64("shutdown_grace").unwrap_or(30.0)),
+                shutdown_grace: seconds(own_f64("shutdown_grace").unwrap_or(30.0)),
                 stream_queue_events: own_usize("stream_queue_events", 1000).max(1),
-                stream_token_check: secs(own_f64("stream_token_check").unwrap_or(10.0).max(0.1)),
-                stream_heartbeat: secs(own_f64("stream_heartbeat").unwrap_or(15.0).max(0.1)),
+                stream_token_check: seconds(own_f64("stream_token_check").unwrap_or(10.0).max(0.1)),
+                stream_heartbeat: seconds(own_f64("stream_heartbeat").unwrap_or(15.0).max(0.1)),
                 max_streams: own_usize("max_streams", max_connections.saturating_mul(3) / 4).max(1),
                 stream_max_per_token: own_usize("stream_max_per_token", 10).max(1),
                 stream_max_per_user: own_usize("stream_max_per_user", 50).max(1),
-                stream_end_grace: secs(own_f64("stream_end_grace").unwrap_or(2.0)),
-                body_read_timeout: secs(own_f64("body_read_timeout").unwrap_or(30.0))
+                stream_end_grace: seconds(own_f64("stream_end_grace").unwrap_or(2.0)),
+                body_read_timeout: seconds(own_f64("body_read_timeout").unwrap_or(30.0))
                     .max(Duration::from_millis(100)),
                 allow_caller_jid: own
                     .and_then(|m| get_bool(m.get("allow_caller_jid")))
@@ -301,6 +302,15 @@ impl Settings {
 }
 
 /// Reads one YAML file into a top-level mapping (an empty file is an empty mapping).
+/// Seconds (from the config or a request) as a `Duration`, bounded to `0..=1e7` (NaN is
+/// 0): the one conversion every layer uses, so no number a client sends can panic it.
+pub fn seconds(secs: f64) -> Duration {
+    if secs.is_nan() {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(secs.clamp(0.0, 1.0e7))
+}
+
 fn read_mapping(path: &Path) -> Result<Mapping, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("cannot read master config {}: {e}", path.display())))?;
@@ -476,6 +486,14 @@ mod tests {
     fn settings(yaml: &str) -> Settings {
         let m: Mapping = serde_yaml_ng::from_str(yaml).expect("test yaml");
         Settings::from_mapping(&m)
+    }
+
+    #[test]
+    fn seconds_are_bounded() {
+        assert_eq!(seconds(f64::NAN), Duration::ZERO);
+        assert_eq!(seconds(-1.0), Duration::ZERO);
+        assert_eq!(seconds(f64::INFINITY), Duration::from_secs(10_000_000));
+        assert_eq!(seconds(1.5), Duration::from_millis(1500));
     }
 
     #[test]

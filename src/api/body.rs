@@ -11,7 +11,7 @@ use serde_json::{Map, Value as Json};
 use super::body_value::{self, Bounds};
 use super::lowstate::{LowstateError, nesting_exceeds, refusal, too_deep};
 use super::response::ApiResponse;
-use crate::salt::client::runner::yamlify_arg;
+use crate::salt::yamlify::yamlify_arg;
 use crate::settings::Limits;
 
 /// The media type of a `Content-Type` value: lower case, without parameters.

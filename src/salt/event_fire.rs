@@ -12,9 +12,10 @@ use rmpv::Value as Msgpack;
 use serde_json::Value as Json;
 use tokio::io::AsyncWriteExt;
 
+use super::bus_socket::BusSocket;
 use super::error::{SaltError, SaltResult};
 use super::payload;
-use crate::settings::{IpcMode, Settings};
+use crate::settings::Settings;
 
 /// Longest time connecting to the puller and writing one event may take.
 const FIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,25 +44,13 @@ pub fn frame(tag: &str, data: &Json) -> Vec<u8> {
 /// Fires one event; `_stamp` is added as Salt's `fire_event` does.
 pub async fn fire(settings: &Settings, tag: &str, mut data: Json) -> SaltResult<()> {
     if let Json::Object(map) = &mut data {
-        map.insert("_stamp".into(), Json::from(super::client::utc_stamp()));
+        map.insert("_stamp".into(), Json::from(super::clock::utc_stamp()));
     }
     let frame = frame(tag, &data);
     let sent = tokio::time::timeout(FIRE_TIMEOUT, async {
-        match settings.ipc_mode {
-            IpcMode::Ipc => {
-                let path = settings.sock_dir.join("master_event_pull.ipc");
-                let mut s = tokio::net::UnixStream::connect(path).await?;
-                s.write_all(&frame).await?;
-                s.shutdown().await
-            }
-            IpcMode::Tcp => {
-                let host = if settings.ipv6 { "[::1]" } else { "127.0.0.1" };
-                let addr = format!("{host}:{}", settings.tcp_master_pull_port);
-                let mut s = tokio::net::TcpStream::connect(addr).await?;
-                s.write_all(&frame).await?;
-                s.shutdown().await
-            }
-        }
+        let mut s = BusSocket::puller(settings).connect().await?;
+        s.write_all(&frame).await?;
+        s.shutdown().await
     })
     .await;
     match sent {

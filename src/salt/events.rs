@@ -11,7 +11,6 @@
 //! and the next `subscribe` connects again.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -19,11 +18,12 @@ use serde_json::Value as Json;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, oneshot};
 
+use super::bus_socket::{BusSocket, BusStream};
 use super::error::{SaltError, SaltResult};
 use super::event_frame::{FrameBuffer, Piece, split_frame};
 use super::payload;
 use super::redact::{self, PublicEvent};
-use crate::settings::{IpcMode, Settings};
+use crate::settings::Settings;
 
 /// One event from the master bus.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,16 +34,9 @@ pub struct Event {
     pub data: Json,
 }
 
-/// Where the event bus is.
-#[derive(Debug, Clone)]
-enum Endpoint {
-    Unix(PathBuf),
-    Tcp(String),
-}
-
 /// Connects subscriptions to the master event bus; cheap to share.
 pub struct EventBus {
-    endpoint: Endpoint,
+    socket: BusSocket,
     max_frame: usize,
     reader: tokio::sync::Mutex<Option<Arc<Reader>>>,
 }
@@ -112,15 +105,8 @@ pub struct Subscription {
 impl EventBus {
     /// An event bus handle for the master in `settings`; connects on first `subscribe`.
     pub fn new(settings: &Settings) -> Arc<EventBus> {
-        let endpoint = match settings.ipc_mode {
-            IpcMode::Ipc => Endpoint::Unix(settings.sock_dir.join("master_event_pub.ipc")),
-            IpcMode::Tcp => {
-                let host = if settings.ipv6 { "[::1]" } else { "127.0.0.1" };
-                Endpoint::Tcp(format!("{host}:{}", settings.tcp_master_pub_port))
-            }
-        };
         Arc::new(EventBus {
-            endpoint,
+            socket: BusSocket::publisher(settings),
             max_frame: settings.limits.max_reply_bytes,
             reader: tokio::sync::Mutex::new(None),
         })
@@ -187,25 +173,20 @@ impl EventBus {
         Ok(reader)
     }
 
-    async fn connect(&self) -> SaltResult<Box<dyn AsyncRead + Send + Unpin>> {
-        let result = match &self.endpoint {
-            Endpoint::Unix(path) => tokio::net::UnixStream::connect(path)
-                .await
-                .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
-            Endpoint::Tcp(addr) => tokio::net::TcpStream::connect(addr)
-                .await
-                .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>),
-        };
-        result.map_err(|e| self.connect_error(&e))
+    async fn connect(&self) -> SaltResult<Box<dyn BusStream>> {
+        self.socket
+            .connect()
+            .await
+            .map_err(|e| self.connect_error(&e))
     }
 
     /// A clear error for the caller; the path goes only to the log.
     fn connect_error(&self, e: &std::io::Error) -> SaltError {
-        let place = match &self.endpoint {
-            Endpoint::Unix(p) => p.display().to_string(),
-            Endpoint::Tcp(a) => a.clone(),
-        };
-        crate::log!(error, "cannot connect to the master event bus {place}: {e}");
+        crate::log!(
+            error,
+            "cannot connect to the master event bus {}: {e}",
+            self.socket
+        );
         if e.kind() == std::io::ErrorKind::PermissionDenied {
             SaltError::EventBus(
                 "salt-fcgi may not read the master event bus (permission denied): run it as \

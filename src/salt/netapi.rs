@@ -14,8 +14,10 @@ use serde_json::Value as Json;
 
 use super::channel;
 use super::client::local::truthy;
-use super::client::{Chunk, Credentials, Master, batch, local, runner, timeout_of, wheel};
+use super::client::{Chunk, batch, local, runner, timeout_of, wheel};
+use super::credentials::Credentials;
 use super::error::{SaltError, SaltResult};
+use super::master::Master;
 use crate::settings::{IpcMode, Settings};
 
 /// The clients salt-fcgi runs (Salt's list minus `ssh` and the non-client `destroy`).

@@ -12,8 +12,10 @@ use std::time::Duration;
 use serde_json::{Map, Value as Json, json};
 
 use super::channel::check_reply;
-use super::client::{Master, Secret};
+use super::credentials::Secret;
+pub use super::credentials::is_token_shaped;
 use super::error::{SaltError, SaltResult};
+use super::master::Master;
 use crate::settings::Settings;
 
 /// Longest wait for the master's answer to a token request.
@@ -54,12 +56,6 @@ impl Token {
             data,
         })
     }
-}
-
-/// True for a string that can be a Salt token: hex only (Salt's `hash_type` digests), so it
-/// is safe as a file name in the token store (CVE-2018-15750).
-pub fn is_token_shaped(token: &str) -> bool {
-    !token.is_empty() && token.len() <= 256 && token.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The master's `mk_token`: a new token for these credentials, or an authentication error.

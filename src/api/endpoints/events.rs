@@ -30,6 +30,7 @@ use crate::salt::Master;
 use crate::salt::events::EventStream;
 use crate::salt::redact::PublicEvent;
 use crate::salt::tokens::{self, Token, is_token_shaped};
+use crate::settings::seconds;
 
 /// Chunks waiting between a stream's task and the front end that writes them.
 const CHUNKS_IN_FLIGHT: usize = 16;
@@ -350,7 +351,7 @@ impl Pump {
 
     /// Time until the token expires.
     fn left(&self) -> Duration {
-        Duration::from_secs_f64((self.expire - now()).clamp(0.0, 1.0e7))
+        seconds(self.expire - now())
     }
 
     /// Asks the master whether the token still exists (revoked or expired ends the

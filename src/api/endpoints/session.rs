@@ -11,7 +11,8 @@ use serde_json::{Map, Value as Json, json};
 use super::Call;
 use crate::api::error::ApiError;
 use crate::api::response::ApiResponse;
-use crate::salt::client::{Secret, civil_from_days};
+use crate::salt::clock::civil_from_days;
+use crate::salt::credentials::Secret;
 use crate::salt::tokens::{self, Revocation, Token};
 use crate::salt::{Master, SaltError, netapi};
 

@@ -17,8 +17,11 @@ use tokio::time::{Duration, Instant};
 use super::collect::{self, CollectOptions};
 use super::job::{self, Job};
 use super::local;
-use super::{Chunk, Credentials, Master, seconds, timeout_of, truthy};
+use super::{Chunk, timeout_of, truthy};
+use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult};
+use crate::salt::master::Master;
+use crate::settings::seconds;
 
 /// What a sub-batch task reports.
 enum Report {

@@ -13,10 +13,13 @@ use serde_json::{Map, Value as Json, json};
 use tokio::time::Instant;
 
 use super::job::{Job, Published, prefixes_before_publish, publish};
-use super::{Chunk, Credentials, Master, seconds, timeout_of, truthy};
+use super::{Chunk, timeout_of, truthy};
+use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult};
 use crate::salt::events::{Event, Subscription};
+use crate::salt::master::Master;
 use crate::settings::Settings;
+use crate::settings::seconds;
 
 /// How returns are collected.
 #[derive(Debug, Clone)]

@@ -8,10 +8,13 @@ use std::time::Duration;
 use serde_json::{Map, Value as Json, json};
 
 use super::nodegroup::{expand_compound, resolve_nodegroup};
-use super::{Chunk, Credentials, Master, arg_list, seconds, timeout_of};
+use super::{Chunk, arg_list, timeout_of};
 use crate::salt::channel::check_reply;
+use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult};
+use crate::salt::master::Master;
 use crate::settings::Settings;
+use crate::settings::seconds;
 
 /// Chunk keys the master reads from a publish's `kwargs`; everything else stays here.
 /// (Python forwards every unknown key; `auth_list` there even crashes the master's handler.)

@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use serde_json::{Map, Value as Json, json};
 
+use super::Chunk;
 use super::collect::{CollectOptions, collect, collect_options, no_response};
 use super::job::{Job, prefixes_before_publish, publish, publish_wait};
-use super::{Chunk, Credentials, Master};
+use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult};
+use crate::salt::master::Master;
 
 pub use super::truthy;
 

@@ -12,9 +12,13 @@
 
 use serde_json::{Map, Value as Json, json};
 
-use super::{Chunk, Credentials, Master, arg_list, new_jid, required_str, seconds};
+use super::{Chunk, arg_list, required_str};
 use crate::salt::channel::check_reply;
+use crate::salt::clock::new_jid;
+use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult, without_traceback};
+use crate::salt::master::Master;
+use crate::settings::seconds;
 
 /// Chunk keys that are never wheel arguments: the request's own keys, the credentials,
 /// and keys that would steer the master (`auth_list`, `key`, `user` select its root-key
@@ -242,7 +246,7 @@ mod tests {
 
     #[test]
     fn the_checked_kwarg_is_what_runs() {
-        let creds = Credentials::Token(super::super::Secret("ab".into()));
+        let creds = Credentials::Token(crate::salt::credentials::Secret::new("ab".into()));
         // Issue 13 item 1: top-level match "*", kwarg saying "ms-0".
         let forged = chunk(json!({"fun": "key.print", "match": "*",
             "kwarg": {"kwarg": {"match": "ms-0"}}}));
