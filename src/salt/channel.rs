@@ -52,18 +52,44 @@ impl RequestChannel {
     /// Sends `load` in a version-3 clear envelope and returns the master's decoded reply.
     /// `timeout` bounds the wait for the reply after the master accepted the request.
     pub async fn send(self: &Arc<Self>, load: Json, timeout: Duration) -> SaltResult<Json> {
+        // A token lookup changes nothing; every other load may make the master act.
+        let acts = load.get("cmd").and_then(Json::as_str) != Some("get_token");
         let frame = payload::encode(&json!({"enc": "clear", "load": load, "version": 3}));
         let capped = timeout > self.max_wait;
         let timeout = timeout.min(self.max_wait);
         let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || this.round_trip(&frame, timeout, capped))
-            .await
-            .unwrap_or_else(|e| Err(SaltError::Master(format!("request channel failed: {e}"))))
+        let (reply, sent) =
+            tokio::task::spawn_blocking(move || this.round_trip(&frame, timeout, capped))
+                .await
+                .unwrap_or_else(|e| {
+                    let e = SaltError::Master(format!("request channel failed: {e}"));
+                    (Err(e), true)
+                });
+        // A cluster master that is not ready defers the load without acting on it.
+        let deferred = matches!(&reply, Ok(r) if is_cluster_retry(r));
+        if sent && acts && !deferred {
+            super::sent::mark();
+        }
+        reply
     }
 
     /// One blocking request/reply on a pooled or new REQ socket; `capped`: the wait was cut
     /// to `request_deadline` (the error then says so, as the request's own deadline would).
-    fn round_trip(&self, frame: &[u8], timeout: Duration, capped: bool) -> SaltResult<Json> {
+    /// Also says whether the frame left (every failure before that is a `NotRunning`).
+    fn round_trip(
+        &self,
+        frame: &[u8],
+        timeout: Duration,
+        capped: bool,
+    ) -> (SaltResult<Json>, bool) {
+        match self.send_frame(frame, timeout) {
+            Ok(socket) => (self.receive(socket, timeout, capped), true),
+            Err(e) => (Err(e), false),
+        }
+    }
+
+    /// Sends `frame` on a pooled or new socket; a `NotRunning` error when it did not leave.
+    fn send_frame(&self, frame: &[u8], timeout: Duration) -> SaltResult<zmq::Socket> {
         let socket = match self.take() {
             Some(s) => s,
             None => self
@@ -74,16 +100,18 @@ impl RequestChannel {
             .set_rcvtimeo(millis(timeout))
             .map_err(|e| zmq_failure("configure", e))?;
         match socket.send(frame, 0) {
-            Ok(()) => {}
-            Err(zmq::Error::EAGAIN) => {
-                return Err(SaltError::NotRunning(format!(
-                    "Salt Master is not available: nothing accepted a connection to ret_port {} within {:.1} s.",
-                    self.uri.rsplit(':').next().unwrap_or("?"),
-                    self.connect_timeout.as_secs_f64()
-                )));
-            }
-            Err(e) => return Err(zmq_failure("send to", e)),
+            Ok(()) => Ok(socket),
+            Err(zmq::Error::EAGAIN) => Err(SaltError::NotRunning(format!(
+                "Salt Master is not available: nothing accepted a connection to ret_port {} within {:.1} s.",
+                self.uri.rsplit(':').next().unwrap_or("?"),
+                self.connect_timeout.as_secs_f64()
+            ))),
+            Err(e) => Err(zmq_failure("send to", e)),
         }
+    }
+
+    /// Waits for the master's reply on `socket` (the frame has left).
+    fn receive(&self, socket: zmq::Socket, timeout: Duration, capped: bool) -> SaltResult<Json> {
         let reply = match socket.recv_bytes(0) {
             Ok(bytes) => bytes,
             Err(zmq::Error::EAGAIN) if capped => {
