@@ -102,8 +102,11 @@ pub struct Settings {
     pub tcp_master_pull_port: u16,
     /// `ipv6` (selects ::1 for the TCP event bus).
     pub ipv6: bool,
-    /// Master transport (`zeromq`, `tcp`, `ws`); only zeromq is spoken.
+    /// Master transport of `ret_port` (`zeromq`, the default, `tcp` or `ws`; another name is
+    /// refused by the request channel).
     pub transport: String,
+    /// `ssl` is set: a `tcp` or `ws` request port then speaks TLS, which salt-fcgi does not.
+    pub master_tls: bool,
     /// Netapi clients the operator enabled (`netapi_enable_clients`, default none).
     pub netapi_enable_clients: Vec<String>,
     /// `netapi_allow_raw_shell` (default false).
@@ -134,6 +137,9 @@ pub struct Settings {
     pub eauth_tokens: String,
     /// Options of the rest_cherrypy dialect.
     pub api: ApiOptions,
+    /// The master config file these settings were read from (empty when built from a
+    /// mapping), for messages that say where a path came from.
+    pub config_path: PathBuf,
 }
 
 /// Options of the rest_cherrypy dialect: Salt's own `rest_cherrypy:` keys that still mean
@@ -188,7 +194,10 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
         };
         let opts = read_with_includes(&path)?;
-        Ok(Settings::from_mapping(&opts))
+        Ok(Settings {
+            config_path: path,
+            ..Settings::from_mapping(&opts)
+        })
     }
 
     /// Builds settings from an already merged top-level mapping.
@@ -228,6 +237,7 @@ impl Settings {
             tcp_master_pull_port: get_port(get("tcp_master_pull_port")).unwrap_or(4513),
             ipv6: get_bool(get("ipv6")).unwrap_or(false),
             transport: get_str(get("transport")).unwrap_or_else(|| "zeromq".into()),
+            master_tls: get("ssl").is_some_and(|v| !matches!(v, Yaml::Null | Yaml::Bool(false))),
             netapi_enable_clients: get_str_list(get("netapi_enable_clients")),
             netapi_allow_raw_shell: get_bool(get("netapi_allow_raw_shell")).unwrap_or(false),
             timeout: get_f64(get("timeout")).unwrap_or(5.0),
@@ -276,6 +286,7 @@ impl Settings {
                 cors_origins: get_str_list(own.and_then(|m| m.get("cors_origins"))),
                 stream_users: get_str_list(own.and_then(|m| m.get("stream_users"))),
             },
+            config_path: PathBuf::new(),
         }
     }
 
