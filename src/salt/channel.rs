@@ -52,6 +52,9 @@ pub(crate) struct Wire {
     max_reply_bytes: usize,
 }
 
+/// A transport's answer, and whether the request left for the master (it may have acted).
+pub(crate) type Sent = (SaltResult<Json>, bool);
+
 /// How long one reply may be waited for, and whether that was cut to `request_deadline`.
 #[derive(Clone, Copy)]
 pub(crate) struct Wait {

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use serde_json::Value as Json;
 use tokio::net::TcpStream;
 
-use super::{Wait, Wire};
+use super::{Sent, Wait, Wire};
 use crate::salt::error::SaltResult;
 
 /// Connections kept for reuse; more concurrent requests simply open more.
@@ -42,12 +42,7 @@ impl<C: Connection> Pool<C> {
     /// One round trip on a kept connection that is still open, or on a new one. A
     /// connection that failed is dropped. Also says whether the request left (it may have
     /// reached the master once a connection was open).
-    pub(super) async fn send(
-        &self,
-        wire: &Wire,
-        envelope: &Json,
-        wait: Wait,
-    ) -> (SaltResult<Json>, bool) {
+    pub(super) async fn send(&self, wire: &Wire, envelope: &Json, wait: Wait) -> Sent {
         let mut conn = match self.take() {
             Some(c) => c,
             None => match C::open(wire).await {

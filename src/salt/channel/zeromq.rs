@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
-use super::{Wait, Wire};
-use crate::salt::error::{SaltError, SaltResult};
+use super::{Sent, Wait, Wire};
+use crate::salt::error::SaltError;
 use crate::salt::payload;
 
 /// Sockets kept for reuse; more concurrent requests simply open more.
@@ -39,12 +39,7 @@ impl Channel {
 
     /// One request/reply on a blocking thread. Also says whether the frame left (every
     /// failure before that is a 503 the master did nothing for).
-    pub(super) async fn send(
-        &self,
-        wire: &Wire,
-        envelope: &Json,
-        wait: Wait,
-    ) -> (SaltResult<Json>, bool) {
+    pub(super) async fn send(&self, wire: &Wire, envelope: &Json, wait: Wait) -> Sent {
         let frame = payload::encode(envelope);
         let (uri, pool) = (self.uri.clone(), Arc::clone(&self.pool));
         let (connect_timeout, max_reply_bytes) = (wire.connect_timeout, wire.max_reply_bytes);
