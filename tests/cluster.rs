@@ -139,6 +139,7 @@ fn two_masters_behind_one_upstream() {
     let (a, b) = (Front::FastCgi(&sa), Front::FastCgi(&sb));
 
     sessions_cross_masters(&a, &b);
+    sessions_with_a_cachedir_of_its_own(&wd, &cluster, &b);
     let token = login(&a);
     jobs_cross_masters(&a, &b, &token);
     events_cross_masters(&cluster, &a, &token);
@@ -162,6 +163,42 @@ fn sessions_cross_masters(a: &Front, b: &Front) {
         let r = post(front, &token, ping.clone());
         assert_eq!(r.status, 401, "token after logout on {name}: {}", text(&r));
     }
+}
+
+/// Issue 21 part 2, first step: a salt-fcgi with a `cachedir` of its own (no token files of
+/// the masters) logs in, uses and revokes tokens through master a's request port (logout:
+/// the master's `auth.del_token` runner), and the other salt-fcgi agrees. Its `sock_dir` is
+/// still the master's: without it every request is a 503 (the master-running check).
+fn sessions_with_a_cachedir_of_its_own(wd: &Workdir, cluster: &Cluster, b: &Front) {
+    let own = wd.mkdir("web-cache", 0o755);
+    let conf = std::fs::read_to_string(cluster.config("a")).expect("read master a's config");
+    let shared = format!("cachedir: {}\n", cluster.dir.join("shared/cache").display());
+    assert!(conf.contains(&shared), "{conf}");
+    let config = wd.join("web-master");
+    std::fs::write(
+        &config,
+        conf.replace(&shared, &format!("cachedir: {}\n", own.display())),
+    )
+    .expect("write the web host's config");
+    let (_web, socket) = listener(wd, &config, "web");
+    let socket = socket.display().to_string();
+    let web = Front::FastCgi(&socket);
+    let token = login(&web);
+    let ping = json!([{"client": "local", "tgt": "ms-0", "fun": "test.ping"}]);
+    for (name, front) in [("web", &web), ("b", b)] {
+        let r = post(front, &token, ping.clone());
+        assert_eq!(r.status, 200, "web's token on {name}: {}", text(&r));
+    }
+    let r = web.send(&Req::new("POST", "/logout").header("X-Auth-Token", &token));
+    assert_eq!(r.status, 200, "logout on the web host: {}", text(&r));
+    for (name, front) in [("web", &web), ("b", b)] {
+        let r = post(front, &token, ping.clone());
+        assert_eq!(r.status, 401, "token after logout on {name}: {}", text(&r));
+    }
+    let leftovers = std::fs::read_dir(&own)
+        .map(|d| d.count())
+        .unwrap_or_default();
+    eprintln!("cluster: own cachedir holds {leftovers} entries after the session");
 }
 
 /// Sync `local` on `*` through either returns every minion; a job published through a is
