@@ -11,6 +11,7 @@ mod attacks;
 mod cherrypy;
 mod client_matrix;
 mod clients;
+mod cluster;
 mod compat;
 mod deploy;
 mod errors;

@@ -276,7 +276,7 @@ fn sessions_events_and_hook(front: &Front, address: &str, name: &str) {
 }
 
 /// An SSE stream of `/events` read on its own thread.
-struct EventStream {
+pub(crate) struct EventStream {
     text: Arc<Mutex<String>>,
     done: Arc<std::sync::atomic::AtomicBool>,
     reader: Option<std::thread::JoinHandle<()>>,
@@ -284,7 +284,7 @@ struct EventStream {
 
 impl EventStream {
     /// Opens the stream and returns once its head arrived (later events are not missed).
-    fn open(address: &str, token: &str) -> EventStream {
+    pub(crate) fn open(address: &str, token: &str) -> EventStream {
         let mut s = std::net::TcpStream::connect(address).expect("connect");
         s.set_read_timeout(Some(Duration::from_millis(500)))
             .expect("timeout");
@@ -325,7 +325,7 @@ impl EventStream {
     }
 
     /// Waits until every one of `wanted` has been seen on the stream.
-    fn wait_for(&self, wanted: &[String], limit: Duration, what: &str) {
+    pub(crate) fn wait_for(&self, wanted: &[String], limit: Duration, what: &str) {
         let deadline = Instant::now() + limit;
         loop {
             let text = self.text.lock().expect("lock").clone();

@@ -115,9 +115,9 @@ impl Api {
         let mut resp = if req.method == "OPTIONS" {
             self.preflight(&req, cors.is_some())
         } else {
-            match self.route(req).await {
-                Ok(resp) => resp,
-                Err(e) => e.into_response(),
+            match crate::salt::sent::track(self.route(req)).await {
+                (Ok(resp), _) => resp,
+                (Err(e), sent) => e.after_sent(sent).into_response(),
             }
         };
         if let Some(headers) = cors {

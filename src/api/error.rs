@@ -29,6 +29,23 @@ impl ApiError {
         ApiError::new(401, message)
     }
 
+    /// A 503 says that the master did nothing for the request (a web server may send it
+    /// to another salt-fcgi); once the master took part of it (`sent`), the same failure
+    /// is a 502: what was sent may have been carried out.
+    pub fn after_sent(self, sent: bool) -> ApiError {
+        if !sent || self.status != 503 {
+            return self;
+        }
+        ApiError::new(
+            502,
+            format!(
+                "502: the master went away after it took this request, which may have been \
+                 carried out (look the job up before sending it again): {}",
+                self.message
+            ),
+        )
+    }
+
     /// The JSON error response; a 5xx is also one line in the error log.
     pub fn into_response(self) -> ApiResponse {
         if self.status >= 500 {
@@ -46,6 +63,7 @@ pub fn status_of(e: &SaltError) -> u16 {
         SaltError::Invocation(_) => 400,
         SaltError::Authentication(_) | SaltError::Authorization(_) => 401,
         SaltError::Forbidden(_) => 403,
+        // Only ever for a request the master did nothing for (`after_sent`).
         SaltError::NotRunning(_) | SaltError::EventBus(_) => 503,
         SaltError::Timeout(_) => 504,
         SaltError::Master(_) => 500,
@@ -97,5 +115,16 @@ mod tests {
         assert_eq!(status_of(&SaltError::EventBus(String::new())), 503);
         assert_eq!(body_error(&BodyError::TooLarge(5), 4).status, 413);
         assert_eq!(body_error(&BodyError::BadLength, 4).status, 400);
+    }
+
+    #[test]
+    fn a_503_after_the_master_took_the_request_is_a_502() {
+        let lost = ApiError::from(SaltError::NotRunning("gone".into()));
+        assert_eq!(lost.clone().after_sent(false), lost);
+        let after = lost.after_sent(true);
+        assert_eq!(after.status, 502);
+        assert!(after.message.ends_with(": gone"), "{}", after.message);
+        let timeout = ApiError::from(SaltError::Timeout("t".into()));
+        assert_eq!(timeout.clone().after_sent(true), timeout);
     }
 }

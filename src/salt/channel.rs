@@ -52,6 +52,9 @@ pub(crate) struct Wire {
     max_reply_bytes: usize,
 }
 
+/// A transport's answer, and whether the request left for the master (it may have acted).
+pub(crate) type Sent = (SaltResult<Json>, bool);
+
 /// How long one reply may be waited for, and whether that was cut to `request_deadline`.
 #[derive(Clone, Copy)]
 pub(crate) struct Wait {
@@ -85,17 +88,25 @@ impl RequestChannel {
     /// Sends `load` in a version-3 clear envelope and returns the master's decoded reply.
     /// `timeout` bounds the wait for the reply after the master accepted the request.
     pub async fn send(self: &Arc<Self>, load: Json, timeout: Duration) -> SaltResult<Json> {
+        // A token lookup changes nothing; every other load may make the master act.
+        let acts = load.get("cmd").and_then(Json::as_str) != Some("get_token");
         let envelope = json!({"enc": "clear", "load": load, "version": 3});
         let wait = Wait {
             timeout: timeout.min(self.max_wait),
             capped: timeout > self.max_wait,
         };
-        let reply = match &self.transport {
+        let (reply, left) = match &self.transport {
             Transport::Zeromq(channel) => channel.send(&self.wire, &envelope, wait).await,
             Transport::Tcp(pool) => pool.send(&self.wire, &envelope, wait).await,
             Transport::Ws(pool) => pool.send(&self.wire, &envelope, wait).await,
-            Transport::Refused(e) => Err(e.clone()),
-        }?;
+            Transport::Refused(e) => (Err(e.clone()), false),
+        };
+        // A cluster master that is not ready defers the load without acting on it.
+        let deferred = matches!(&reply, Ok(r) if is_cluster_retry(r));
+        if left && acts && !deferred {
+            super::sent::mark();
+        }
+        let reply = reply?;
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         Ok(reply)
     }

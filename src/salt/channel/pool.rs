@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use serde_json::Value as Json;
 use tokio::net::TcpStream;
 
-use super::{Wait, Wire};
+use super::{Sent, Wait, Wire};
 use crate::salt::error::SaltResult;
 
 /// Connections kept for reuse; more concurrent requests simply open more.
@@ -40,15 +40,21 @@ impl<C: Connection> Pool<C> {
     }
 
     /// One round trip on a kept connection that is still open, or on a new one. A
-    /// connection that failed is dropped.
-    pub(super) async fn send(&self, wire: &Wire, envelope: &Json, wait: Wait) -> SaltResult<Json> {
+    /// connection that failed is dropped. Also says whether the request left (it may have
+    /// reached the master once a connection was open).
+    pub(super) async fn send(&self, wire: &Wire, envelope: &Json, wait: Wait) -> Sent {
         let mut conn = match self.take() {
             Some(c) => c,
-            None => C::open(wire).await?,
+            None => match C::open(wire).await {
+                Ok(c) => c,
+                Err(e) => return (Err(e), false),
+            },
         };
-        let reply = conn.round_trip(wire, envelope, wait).await?;
-        self.give_back(conn);
-        Ok(reply)
+        let reply = conn.round_trip(wire, envelope, wait).await;
+        if reply.is_ok() {
+            self.give_back(conn);
+        }
+        (reply, true)
     }
 
     /// The newest idle connection that is still open; closed ones are dropped.

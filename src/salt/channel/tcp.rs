@@ -341,6 +341,29 @@ mod tests {
         assert_eq!(counts.accepted.load(Ordering::SeqCst), 2);
     }
 
+    /// A request the master took and then hung up on marks the request (a 502 later); a
+    /// connection refused does not (a 503 a web server may send elsewhere); nor does a
+    /// token lookup, which changes nothing.
+    #[tokio::test]
+    async fn the_request_is_marked_once_a_load_reached_the_master() {
+        use crate::salt::sent::track;
+        let (port, _, _master) = fake_master(|_, _| Answer::Close).await;
+        let (reply, sent) = track(channel(port, "").send(json!({"cmd": "publish"}), WAIT)).await;
+        assert!(reply.is_err() && sent, "{reply:?}");
+        let (reply, sent) = track(channel(port, "").send(json!({"cmd": "get_token"}), WAIT)).await;
+        assert!(reply.is_err() && !sent, "{reply:?}");
+        // A port nothing listens on any more.
+        let refused = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let (reply, sent) = track(channel(refused, "").send(json!({"cmd": "publish"}), WAIT)).await;
+        assert!(
+            matches!(reply, Err(SaltError::NotRunning(_))) && !sent,
+            "{reply:?}"
+        );
+    }
+
     #[test]
     fn message_ids_differ() {
         assert_ne!(message_id(), message_id());

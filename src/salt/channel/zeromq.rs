@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
-use super::{Wait, Wire};
-use crate::salt::error::{SaltError, SaltResult};
+use super::{Sent, Wait, Wire};
+use crate::salt::error::SaltError;
 use crate::salt::payload;
 
 /// Sockets kept for reuse; more concurrent requests simply open more.
@@ -37,8 +37,9 @@ impl Channel {
         }
     }
 
-    /// One request/reply on a blocking thread.
-    pub(super) async fn send(&self, wire: &Wire, envelope: &Json, wait: Wait) -> SaltResult<Json> {
+    /// One request/reply on a blocking thread. Also says whether the frame left (every
+    /// failure before that is a 503 the master did nothing for).
+    pub(super) async fn send(&self, wire: &Wire, envelope: &Json, wait: Wait) -> Sent {
         let frame = payload::encode(envelope);
         let (uri, pool) = (self.uri.clone(), Arc::clone(&self.pool));
         let (connect_timeout, max_reply_bytes) = (wire.connect_timeout, wire.max_reply_bytes);
@@ -54,7 +55,12 @@ impl Channel {
         })
         .await
         .unwrap_or_else(|e| Err(Failure::Thread(e.to_string())));
-        match reply {
+        let left = !matches!(
+            &reply,
+            Err(Failure::NotAccepted
+                | Failure::Zmq("open a socket to" | "configure a socket to", _))
+        );
+        let reply = match reply {
             Ok(bytes) => payload::decode(&bytes).map_err(|e| wire.garbage(e)),
             Err(Failure::NotAccepted) => Err(wire.not_accepted()),
             Err(Failure::NoReply) => Err(wait.expired()),
@@ -62,7 +68,8 @@ impl Channel {
             Err(Failure::Thread(e)) => {
                 Err(SaltError::Master(format!("request channel failed: {e}")))
             }
-        }
+        };
+        (reply, left)
     }
 }
 

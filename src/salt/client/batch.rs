@@ -69,14 +69,14 @@ pub async fn local_batch(
                 tgt_type: "list".into(),
                 ..job.clone()
             };
-            tokio::spawn(sub_batch(
+            tokio::spawn(crate::salt::sent::inherit(sub_batch(
                 Arc::clone(master),
                 run,
                 creds.clone(),
                 wait,
                 opts.clone(),
                 tx.clone(),
-            ));
+            )));
         }
         if active == 0 && queue.is_empty() {
             break;

@@ -172,7 +172,7 @@ pub async fn wheel_async(master: &Master, chunk: &Chunk, creds: &Credentials) ->
     let run = seconds(master.settings.rest_timeout);
     // The request goes on in the background; its reply (or error) comes back here.
     let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
+    tokio::spawn(crate::salt::sent::inherit(async move {
         let reply = channel
             .send(Json::Object(load), run)
             .await
@@ -181,7 +181,7 @@ pub async fn wheel_async(master: &Master, chunk: &Chunk, creds: &Credentials) ->
             crate::log::warn(&format!("wheel_async job failed: {e}"));
         }
         let _ = tx.send(reply);
-    });
+    }));
     let accepted = json!({"tag": tag, "jid": jid});
     tokio::select! {
         reply = rx => match reply {
