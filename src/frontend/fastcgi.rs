@@ -162,8 +162,8 @@ async fn write_stream<W: AsyncWrite + Unpin>(
         if let Err(e) = written {
             return Some(Err(e));
         }
-        ready.clear();
-        ready.shrink_to(COPY_BODY_MAX);
+        // Written: the storage goes too (an idle stream holds none between events).
+        ready = Vec::new();
         let Some(chunk) = body.next().await else {
             return Some(Ok(()));
         };

@@ -18,7 +18,9 @@ use crate::api::{Api, ApiRequest, ApiResponse};
 /// taking the connection or the process down.
 pub async fn handle_guarded(api: &Arc<Api>, req: ApiRequest) -> ApiResponse {
     let api = Arc::clone(api);
-    guarded(async move { api.handle(req).await }).await
+    // Boxed: the handler's future is large, and a caller that keeps its own future for a
+    // connection's life (an event stream's) would otherwise hold room for it all along.
+    guarded(Box::pin(async move { api.handle(req).await })).await
 }
 
 /// Awaits `work` in its own task; a panic in it becomes a 500 response.

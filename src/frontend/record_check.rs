@@ -172,11 +172,10 @@ impl<R: AsyncRead + Unpin> RecordCheck<R> {
         self.start += n;
         self.ready -= n;
         if self.start == self.end {
+            // Nothing buffered: the storage goes until the next read (a connection that
+            // holds an event stream reads nothing for hours).
             (self.start, self.end) = (0, 0);
-            if self.buf.len() > 4 * READ_CHUNK {
-                self.buf.truncate(READ_CHUNK);
-                self.buf.shrink_to_fit();
-            }
+            self.buf = Vec::new();
         }
     }
 

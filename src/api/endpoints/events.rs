@@ -320,8 +320,10 @@ impl Pump {
                     }
                 }
                 _ = check.tick() => {
+                    // Boxed: the master request is large and runs once a check interval,
+                    // so the idle stream's task need not hold room for it.
                     let valid = tokio::select! {
-                        valid = self.still_valid() => valid,
+                        valid = Box::pin(self.still_valid()) => valid,
                         _ = stop.changed() => return,
                         () = &mut expiry => return,
                     };
