@@ -21,6 +21,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value as Json};
 use sha2::Sha256;
 
+use crate::salt::client::civil_from_days;
 use crate::settings::AuditOptions;
 
 /// The front end of this process (`cgi`, `fastcgi`, `http`), for the audit lines.
@@ -291,20 +292,6 @@ pub fn now_rfc3339() -> String {
         rem % 60,
         since.subsec_millis()
     )
-}
-
-/// Days since 1970-01-01 → (year, month, day) (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
