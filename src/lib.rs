@@ -13,6 +13,7 @@
 //! - [`settings`]: the master config (YAML + `master.d`) and salt-fcgi's own limits.
 
 pub mod api;
+pub mod audit;
 pub mod frontend;
 pub mod log;
 pub mod salt;

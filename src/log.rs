@@ -58,10 +58,29 @@ pub fn quoted(field: &str) -> String {
     format!("'{}'", cut.replace('\'', "''"))
 }
 
-/// Writes `salt-fcgi[pid]: <level>: <message>` to stderr.
+tokio::task_local! {
+    /// The id of the request this task serves (see [`with_request_id`]).
+    static REQUEST_ID: String;
+}
+
+/// Runs `work` with `id` as its request id: every line it logs says `[req <id>]`.
+pub async fn with_request_id<F: std::future::Future>(id: String, work: F) -> F::Output {
+    REQUEST_ID.scope(id, work).await
+}
+
+/// The request id of the running task, if it serves a request.
+pub fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(String::clone).ok()
+}
+
+/// Writes `salt-fcgi[pid]: <level>: [req <id>] <message>` to stderr (without `[req …]`
+/// outside a request). An id is checked (`request_id::is_well_formed`): no space, `]`, quote.
 fn line(level: &str, message: &str) {
+    let id = REQUEST_ID
+        .try_with(|id| format!("[req {id}] "))
+        .unwrap_or_default();
     let text = format!(
-        "salt-fcgi[{}]: {level}: {}\n",
+        "salt-fcgi[{}]: {level}: {id}{}\n",
         std::process::id(),
         escape(message)
     );

@@ -137,6 +137,8 @@ pub struct Settings {
     pub eauth_tokens: String,
     /// Options of the rest_cherrypy dialect.
     pub api: ApiOptions,
+    /// The audit log (`salt_fcgi: audit_log`, `audit_fail_closed`, `audit_hmac_key_file`).
+    pub audit: AuditOptions,
     /// The master config file these settings were read from (empty when built from a
     /// mapping), for messages that say where a path came from.
     pub config_path: PathBuf,
@@ -159,6 +161,21 @@ pub struct ApiOptions {
     /// `group%` entries, as in `external_auth`; empty (the default) is any valid token,
     /// as rest_cherrypy allows.
     pub stream_users: Vec<String>,
+    /// `--http` only: peers whose `X-Forwarded-For`/`Forwarded` names the client
+    /// (`salt_fcgi: trusted_proxies`, addresses or CIDR blocks; default none).
+    pub trusted_proxies: Vec<String>,
+}
+
+/// The audit log's options (docs/audit.md).
+#[derive(Debug, Clone, Default)]
+pub struct AuditOptions {
+    /// `audit_log`: a file path, `stderr` or `syslog`; unset (the default) is no audit log.
+    pub destination: Option<String>,
+    /// `audit_fail_closed` (default false): a request whose audit line cannot be written
+    /// answers 503 and never reaches the master.
+    pub fail_closed: bool,
+    /// `audit_hmac_key_file`: the key of the tokens' HMAC (else one per process).
+    pub hmac_key_file: Option<PathBuf>,
 }
 
 /// A nodegroup definition: a compound string or a list of minion ids.
@@ -286,6 +303,14 @@ impl Settings {
                 stats_disable_auth: cherrypy_bool("stats_disable_auth"),
                 cors_origins: get_str_list(own.and_then(|m| m.get("cors_origins"))),
                 stream_users: get_str_list(own.and_then(|m| m.get("stream_users"))),
+                trusted_proxies: get_str_list(own.and_then(|m| m.get("trusted_proxies"))),
+            },
+            audit: AuditOptions {
+                destination: get_str(own.and_then(|m| m.get("audit_log"))),
+                fail_closed: get_bool(own.and_then(|m| m.get("audit_fail_closed")))
+                    .unwrap_or(false),
+                hmac_key_file: get_str(own.and_then(|m| m.get("audit_hmac_key_file")))
+                    .map(PathBuf::from),
             },
             config_path: PathBuf::new(),
         }

@@ -8,6 +8,7 @@ mod deploy_support;
 mod recipe_support;
 
 mod attacks;
+mod audit;
 mod cherrypy;
 mod client_matrix;
 mod clients;

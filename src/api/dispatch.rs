@@ -7,14 +7,18 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
+use std::time::Instant;
+
+use serde_json::{Map, Value as Json, json};
 
 use super::body;
 use super::endpoints::{self, Call, Streams};
 use super::error::{ApiError, body_error};
 use super::request::{ApiRequest, BodyError};
+use super::request_id;
 use super::response::ApiResponse;
 use super::stats::Stats;
+use crate::audit::{self, Audit};
 use crate::salt::Master;
 use crate::settings::Settings;
 
@@ -24,6 +28,8 @@ pub struct Api {
     stats: Stats,
     /// The open event streams (counted, and ended all at once when the server stops).
     streams: Arc<Streams>,
+    /// The audit log (off unless `audit_log` is set).
+    audit: Audit,
 }
 
 /// What a path names.
@@ -92,6 +98,7 @@ impl Api {
     /// An API serving the master described by `settings`.
     pub fn new(settings: Settings) -> Api {
         Api {
+            audit: Audit::new(&settings.audit),
             master: Arc::new(Master::new(Arc::new(settings))),
             stats: Stats::new(),
             streams: Arc::new(Streams::new()),
@@ -108,8 +115,96 @@ impl Api {
         &self.master.settings
     }
 
-    /// Handles one request. Never panics on input; every failure is a JSON error.
-    pub async fn handle(&self, req: ApiRequest) -> ApiResponse {
+    /// Handles one request. Never panics on input; every failure is a JSON error. The
+    /// answer carries the request's id as `X-Request-Id`, and so does every log line.
+    pub async fn handle(&self, mut req: ApiRequest) -> ApiResponse {
+        let id = request_id::choose(&req);
+        req.request_id = Some(id.clone());
+        let started = Instant::now();
+        let head = self.audit_head(&req, &id);
+        let work = async {
+            let (resp, note) = audit::noting(self.audited(req, &head)).await;
+            self.write_audit(head, &note, resp.status, started);
+            resp
+        };
+        // Boxed: the nested request futures would otherwise exceed the compiler's depth.
+        let resp = Box::pin(crate::log::with_request_id(id.clone(), work)).await;
+        resp.with_header("X-Request-Id", &id)
+    }
+
+    /// With `audit_fail_closed`, writes the `received` line first: a request whose line
+    /// cannot be written answers 503 and nothing of it reaches the master.
+    async fn audited(&self, req: ApiRequest, head: &Map<String, Json>) -> ApiResponse {
+        if self.audit.fail_closed() {
+            let mut line = head.clone();
+            line.insert("stage".into(), json!("received"));
+            if let Err(e) = self.audit.write(&Json::Object(line)) {
+                crate::log!(error, "503: the audit log cannot be written: {e}");
+                return ApiResponse::error(
+                    503,
+                    "503: the audit log cannot be written, so the request was not run",
+                );
+            }
+        }
+        self.handle_with_id(req).await
+    }
+
+    /// The fields of every audit line of `req`. The path of `/ws/<token>` loses its token.
+    fn audit_head(&self, req: &ApiRequest, id: &str) -> Map<String, Json> {
+        let path = match Route::of(&req.path, &self.settings().api.webhook_url) {
+            Route::Ws(Some(_)) => "/ws/(token)".to_string(),
+            _ => req.path.clone(),
+        };
+        let mut head = Map::new();
+        head.insert("time".into(), json!(audit::now_rfc3339()));
+        head.insert("type".into(), json!("request"));
+        head.insert("request_id".into(), json!(id));
+        head.insert("client_addr".into(), json!(req.remote_addr));
+        head.insert("method".into(), json!(req.method));
+        head.insert("path".into(), json!(path));
+        head.insert("frontend".into(), json!(audit::frontend()));
+        head
+    }
+
+    /// Writes a request's chunk lines and its own line (a failure is logged).
+    fn write_audit(&self, head: Map<String, Json>, note: &audit::Note, status: u16, t: Instant) {
+        if !self.audit.enabled() {
+            return;
+        }
+        let mut who = Map::new();
+        who.insert("user".into(), json!(note.user));
+        who.insert("eauth".into(), json!(note.eauth));
+        let token = note.token.as_deref().map(|t| self.audit.hmac(t));
+        who.insert("token_hmac".into(), json!(token));
+        let mut lines = Vec::with_capacity(note.chunks.len() + 1);
+        for (index, chunk) in note.chunks.iter().enumerate() {
+            let mut line = head.clone();
+            line.insert("type".into(), json!("chunk"));
+            line.insert("chunk".into(), json!(index));
+            line.extend(who.clone());
+            line.extend(chunk.clone());
+            lines.push(line);
+        }
+        let mut line = head;
+        line.insert("stage".into(), json!("completed"));
+        line.insert("status".into(), json!(status));
+        line.insert(
+            "duration_ms".into(),
+            json!((t.elapsed().as_secs_f64() * 1e6).round() / 1e3),
+        );
+        line.extend(who);
+        line.insert("chunks".into(), json!(note.chunks.len()));
+        lines.push(line);
+        for line in lines {
+            if let Err(e) = self.audit.write(&Json::Object(line)) {
+                crate::log!(error, "cannot write the audit log: {e}");
+                return;
+            }
+        }
+    }
+
+    /// [`Api::handle`] once the request has its id.
+    async fn handle_with_id(&self, req: ApiRequest) -> ApiResponse {
         let _counted = self.stats.begin();
         let cors = self.cors_headers(&req);
         let mut resp = if req.method == "OPTIONS" {
@@ -187,7 +282,9 @@ impl Api {
             Err(e) => return Err(body_error(&e, limits.max_body_bytes)),
         };
         let data = body::parse(req.content_type.as_deref(), &raw, limits)?;
-        Ok(Call::new(req, raw, data))
+        let call = Call::new(req, raw, data);
+        note_who(&call);
+        Ok(call)
     }
 
     /// Refuses (403) a request that rides on the session cookie alone and that another site
@@ -251,6 +348,28 @@ impl Api {
         resp.with_header("Access-Control-Allow-Methods", "GET, POST")
             .with_header("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS)
             .with_header("Access-Control-Max-Age", "1400")
+    }
+}
+
+/// Notes for the audit who a request says it is: the session token, and the first chunk's
+/// `username`, `eauth` and `token` (a webhook's body is the sender's data, not credentials).
+fn note_who(call: &Call) {
+    if let Some(token) = &call.session {
+        audit::note_token(token);
+    }
+    if call.req.path.trim_start_matches('/').starts_with("hook") {
+        return;
+    }
+    let first = match &call.data {
+        Some(Json::Array(items)) => items.first(),
+        other => other.as_ref(),
+    };
+    if let Some(Json::Object(chunk)) = first {
+        let text = |k: &str| chunk.get(k).and_then(Json::as_str);
+        audit::note_user(text("username"), text("eauth"));
+        if let Some(token) = text("token") {
+            audit::note_token(token);
+        }
     }
 }
 
@@ -351,6 +470,25 @@ mod tests {
         assert_eq!(r("/hookx"), Route::NotFound);
         assert_eq!(r("/static/salt-motd.txt"), Route::NotFound);
         assert_eq!(r("/login/x"), Route::NotFound);
+    }
+
+    #[tokio::test]
+    async fn every_answer_carries_its_request_id() {
+        let api = api("");
+        let r = api
+            .handle(ApiRequest::new("GET", "/", None, vec![]).with_header("X-Request-Id", "rid-1"))
+            .await;
+        let id = |r: &ApiResponse| {
+            r.headers
+                .iter()
+                .find(|(k, _)| *k == "X-Request-Id")
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(id(&r).as_deref(), Some("rid-1"));
+        let r = api
+            .handle(ApiRequest::new("GET", "/nowhere", None, vec![]))
+            .await;
+        assert_eq!((r.status, id(&r).map(|v| v.len())), (404, Some(32)));
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ pub(crate) mod endpoints;
 pub mod error;
 pub mod lowstate;
 pub mod request;
+pub mod request_id;
 pub mod response;
 pub mod stats;
 

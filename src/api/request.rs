@@ -47,6 +47,9 @@ pub struct ApiRequest {
     pub https: bool,
     /// The front end can hand the connection over to a WebSocket (HTTP only).
     pub can_upgrade: bool,
+    /// The web server's request id (`REQUEST_ID` or `UNIQUE_ID` param), if it sent one;
+    /// [`crate::api::request_id::choose`] picks the id the request is known by.
+    pub request_id: Option<String>,
 }
 
 impl ApiRequest {
@@ -64,6 +67,7 @@ impl ApiRequest {
             server_port: None,
             https: false,
             can_upgrade: false,
+            request_id: None,
         }
     }
 

@@ -57,6 +57,10 @@ pub fn request_from_vars(
         server_port: var(vars, "SERVER_PORT").and_then(|p| p.trim().parse().ok()),
         https,
         can_upgrade: false,
+        // nginx: `fastcgi_param REQUEST_ID $request_id;`; Apache's mod_unique_id: UNIQUE_ID.
+        request_id: get("REQUEST_ID")
+            .filter(|v| !v.is_empty())
+            .or_else(|| get("UNIQUE_ID")),
     }
 }
 
@@ -190,6 +194,7 @@ pub fn response_head(resp: &ApiResponse) -> Vec<u8> {
 
 /// Serves the one CGI request of this process.
 pub fn run(config: Option<&Path>) -> ExitCode {
+    crate::audit::set_frontend("cgi");
     let written = match Settings::load(config) {
         Ok(settings) => serve(settings),
         Err(e) => {
@@ -381,6 +386,22 @@ mod tests {
             10,
         );
         assert_eq!(r.body, Ok(vec![]));
+    }
+
+    #[test]
+    fn web_server_request_ids() {
+        let id =
+            |pairs: &[(&str, &str)]| request_from_vars(&vars(pairs), |_| Ok(vec![]), 10).request_id;
+        assert_eq!(id(&[("REQUEST_ID", "abc123")]).as_deref(), Some("abc123"));
+        assert_eq!(
+            id(&[("UNIQUE_ID", "Zq1x@AAB")]).as_deref(),
+            Some("Zq1x@AAB")
+        );
+        assert_eq!(
+            id(&[("REQUEST_ID", ""), ("UNIQUE_ID", "u")]).as_deref(),
+            Some("u")
+        );
+        assert_eq!(id(&[("HTTP_X_REQUEST_ID", "h")]), None);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::api::{Api, ApiResponse};
 
 /// Serves FastCGI on `listener` until SIGTERM, max-requests or idle exit.
 pub async fn serve(listener: Listener, api: Arc<Api>, options: ServeOptions) {
+    crate::audit::set_frontend("fastcgi");
     let life = Lifecycle::new(options);
     life.watch_signals_and_idle();
     crate::log!(info, "serving FastCGI on {}", listener.describe());

@@ -31,6 +31,7 @@ use crate::api::{Api, ApiRequest, ApiResponse, BodyError};
 
 /// Serves HTTP on `listener` until SIGTERM, max-requests or idle exit.
 pub async fn serve(listener: Listener, api: Arc<Api>, options: ServeOptions) {
+    crate::audit::set_frontend("http");
     let life = Lifecycle::new(options);
     life.watch_signals_and_idle();
     crate::log!(info, "serving HTTP on {}", listener.describe());
@@ -71,7 +72,8 @@ async fn connection<S>(
             let _in_flight = life.begin();
             let on_upgrade = hyper::upgrade::on(&mut req);
             let mut request = from_hyper(req, &life.options).await;
-            request.remote_addr = peer;
+            let trusted = &api.settings().api.trusted_proxies;
+            request.remote_addr = super::forwarded::client_addr(peer, &request.headers, trusted);
             request.server_port = local_port;
             request.can_upgrade = true;
             let mut resp = handle_guarded(&api, request).await;
@@ -177,6 +179,7 @@ async fn from_hyper(req: Request<Incoming>, options: &ServeOptions) -> ApiReques
         server_port: None,
         https,
         can_upgrade: false,
+        request_id: None,
     }
 }
 

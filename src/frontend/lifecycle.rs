@@ -206,6 +206,14 @@ impl Lifecycle {
                 crate::log::error("cannot install SIGTERM/SIGINT handlers");
                 return;
             };
+            // SIGHUP (logrotate's postrotate) reopens the audit file instead of ending us.
+            if let Ok(mut hup) = signal(SignalKind::hangup()) {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        crate::audit::reopen();
+                    }
+                });
+            }
             tokio::select! {
                 _ = term.recv() => crate::log::info("SIGTERM: finishing requests in flight, then exiting"),
                 _ = int.recv() => crate::log::info("SIGINT: finishing requests in flight, then exiting"),

@@ -5,6 +5,7 @@
 
 pub mod cgi;
 pub mod fastcgi;
+pub mod forwarded;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;

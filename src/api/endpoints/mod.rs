@@ -119,8 +119,17 @@ pub(crate) async fn run_chunks(
     let run_all = async {
         let mut results = Vec::with_capacity(chunks.len());
         for chunk in &chunks {
-            match netapi::run(master, chunk).await {
-                Ok(Json::Array(items)) if is_batch(chunk) => results.extend(items),
+            crate::audit::note_chunk_start(chunk);
+            let result = netapi::run(master, chunk).await;
+            crate::audit::note_outcome(&match &result {
+                Ok(_) => "ok".to_string(),
+                Err(e) => format!("error {}", status_of(e)),
+            });
+            match result {
+                Ok(Json::Array(items)) if is_batch(chunk) => {
+                    crate::audit::note_returned(items.len());
+                    results.extend(items)
+                }
                 Ok(r) => results.push(r),
                 Err(e) => return Err((e, chunk)),
             }
@@ -136,10 +145,13 @@ pub(crate) async fn run_chunks(
             }
             Err(ApiError::from(e))
         }
-        Err(_) => Err(ApiError::from(SaltError::Timeout(format!(
-            "request_deadline of {:.0} s exceeded",
-            deadline.as_secs_f64()
-        )))),
+        Err(_) => {
+            crate::audit::note_outcome("error 504");
+            Err(ApiError::from(SaltError::Timeout(format!(
+                "request_deadline of {:.0} s exceeded",
+                deadline.as_secs_f64()
+            ))))
+        }
     }
 }
 

@@ -23,6 +23,8 @@ pub(crate) async fn login(master: &Arc<Master>, call: &Call) -> Result<ApiRespon
     let token = make_token(master, &creds)
         .await
         .inspect_err(|e| log_refused("login", e, &creds, call))?;
+    crate::audit::note_user(Some(&token.name), Some(&token.eauth));
+    crate::audit::note_token(token.token.expose());
     let perms = tokens::perms(&master.settings, &token);
     let body = json!({"return": [{
         "token": token.token.expose(),

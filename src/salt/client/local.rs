@@ -42,6 +42,7 @@ pub async fn run_and_collect(
     let Some(published) = publish(master, job, creds, client, publish_timeout).await? else {
         return Ok(json!({}));
     };
+    crate::audit::note_job(&published.jid, published.minions.len());
     let mut out = Map::new();
     let full = opts.full_return;
     let seen = collect(master, &mut sub, &published, creds, opts, |id, entry| {
@@ -57,6 +58,7 @@ pub async fn run_and_collect(
         out.insert(id.to_string(), value);
     })
     .await?;
+    crate::audit::note_returned(seen.found.len());
     let failed = |out: &mut Map<String, Json>, id: &str| {
         let text = no_response(&published.jid);
         let value = if full {
@@ -86,7 +88,10 @@ pub async fn local_async(master: &Master, chunk: &Chunk, creds: &Credentials) ->
     let wait = publish_wait(chunk, &master.settings);
     Ok(
         match publish(master, &job, creds, "local_async", wait).await? {
-            Some(p) => json!({"jid": p.jid, "minions": p.minions}),
+            Some(p) => {
+                crate::audit::note_job(&p.jid, p.minions.len());
+                json!({"jid": p.jid, "minions": p.minions})
+            }
             None => json!({}),
         },
     )

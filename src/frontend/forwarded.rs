@@ -1,0 +1,121 @@
+//! `--http` behind a proxy: the client's address from `X-Forwarded-For` or `Forwarded`,
+//! believed only when the peer is in `trusted_proxies`.
+
+use std::net::IpAddr;
+
+/// The client's address: the peer, unless the peer is a trusted proxy; then the nearest
+/// address of the forwarding chain that is not itself a trusted proxy.
+pub fn client_addr(
+    peer: Option<String>,
+    headers: &[(String, String)],
+    trusted: &[String],
+) -> Option<String> {
+    let is_trusted = |addr: &str| trusted.iter().any(|t| in_block(addr, t));
+    let peer_addr = peer.as_deref()?;
+    if !is_trusted(peer_addr) {
+        return peer;
+    }
+    let mut chain: Vec<String> = Vec::new();
+    for (name, value) in headers {
+        match name.as_str() {
+            "x-forwarded-for" => chain.extend(value.split(',').map(|a| a.trim().to_string())),
+            "forwarded" => chain.extend(forwarded_for(value)),
+            _ => {}
+        }
+    }
+    chain
+        .into_iter()
+        .rev()
+        .filter(|a| a.parse::<IpAddr>().is_ok())
+        .find(|a| !is_trusted(a))
+        .or(peer)
+}
+
+/// The `for=` addresses of a `Forwarded` header (quotes, brackets and ports removed).
+fn forwarded_for(value: &str) -> Vec<String> {
+    value
+        .split([',', ';'])
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
+        .map(|(_, v)| {
+            let v = v.trim().trim_matches('"');
+            match v.strip_prefix('[') {
+                Some(rest) => rest.split(']').next().unwrap_or_default().to_string(),
+                None => v.split(':').next().unwrap_or_default().to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Whether `addr` is `block` (an address, or `address/prefix`).
+fn in_block(addr: &str, block: &str) -> bool {
+    let Ok(addr) = addr.parse::<IpAddr>() else {
+        return false;
+    };
+    let (net, bits) = match block.split_once('/') {
+        Some((net, bits)) => (net, bits.parse::<u32>().ok()),
+        None => (block, None),
+    };
+    let Ok(net) = net.trim().parse::<IpAddr>() else {
+        return false;
+    };
+    match (addr, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            prefix_eq(u32::from(a).into(), u32::from(n).into(), 32, bits)
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => prefix_eq(u128::from(a), u128::from(n), 128, bits),
+        _ => false,
+    }
+}
+
+/// Whether the first `bits` (all `width` when `None`) of `a` and `b` agree.
+fn prefix_eq(a: u128, b: u128, width: u32, bits: Option<u32>) -> bool {
+    let bits = bits.unwrap_or(width).min(width);
+    if bits == 0 {
+        return true;
+    }
+    let shift = width - bits;
+    (a >> shift) == (b >> shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn forwarded_only_from_trusted_proxies() {
+        let trusted = vec!["127.0.0.1".to_string(), "10.0.0.0/8".to_string()];
+        let xff = h(&[("x-forwarded-for", "203.0.113.9, 10.1.2.3")]);
+        let peer = |p: &str| Some(p.to_string());
+        assert_eq!(
+            client_addr(peer("127.0.0.1"), &xff, &trusted).as_deref(),
+            Some("203.0.113.9")
+        );
+        assert_eq!(
+            client_addr(peer("192.0.2.1"), &xff, &trusted).as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(
+            client_addr(peer("127.0.0.1"), &xff, &[]).as_deref(),
+            Some("127.0.0.1")
+        );
+        let fwd = h(&[("forwarded", "for=\"[2001:db8::1]:443\";proto=https")]);
+        assert_eq!(
+            client_addr(peer("10.9.9.9"), &fwd, &trusted).as_deref(),
+            Some("2001:db8::1")
+        );
+        let junk = h(&[("x-forwarded-for", "not-an-ip")]);
+        assert_eq!(
+            client_addr(peer("127.0.0.1"), &junk, &trusted).as_deref(),
+            Some("127.0.0.1")
+        );
+        assert!(in_block("::1", "::1/128") && !in_block("::2", "::1"));
+    }
+}
