@@ -21,7 +21,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value as Json};
 use sha2::Sha256;
 
-use crate::salt::client::civil_from_days;
+use crate::salt::clock::civil_from_days;
 use crate::settings::AuditOptions;
 
 /// The front end of this process (`cgi`, `fastcgi`, `http`), for the audit lines.
