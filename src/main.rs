@@ -158,6 +158,10 @@ fn serve(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(refused) = salt_fcgi::salt::channel::refusal(&settings) {
+        // Said once at start; every request that needs the master answers it as a 503.
+        log::error(&refused.to_string());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -34,6 +34,9 @@ pub struct Limits {
     pub max_chunks: usize,
     /// Deepest JSON nesting accepted (`max_json_depth`, default 64) → 400.
     pub max_json_depth: usize,
+    /// Most values (scalars, lists, objects) one request body may build
+    /// (`max_body_values`, default 131072) → 413.
+    pub max_body_values: usize,
     /// Largest YAML request body (`max_yaml_body_bytes`, default 64 KiB) → 413: the YAML
     /// parser holds a whole document's events (~80 bytes per value) before building it,
     /// so a YAML body costs about twice what a JSON body of its size does.
@@ -99,8 +102,11 @@ pub struct Settings {
     pub tcp_master_pull_port: u16,
     /// `ipv6` (selects ::1 for the TCP event bus).
     pub ipv6: bool,
-    /// Master transport (`zeromq`, `tcp`, `ws`); only zeromq is spoken.
+    /// Master transport of `ret_port` (`zeromq`, the default, `tcp` or `ws`; another name is
+    /// refused by the request channel).
     pub transport: String,
+    /// `ssl` is set: a `tcp` or `ws` request port then speaks TLS, which salt-fcgi does not.
+    pub master_tls: bool,
     /// Netapi clients the operator enabled (`netapi_enable_clients`, default none).
     pub netapi_enable_clients: Vec<String>,
     /// `netapi_allow_raw_shell` (default false).
@@ -131,6 +137,9 @@ pub struct Settings {
     pub eauth_tokens: String,
     /// Options of the rest_cherrypy dialect.
     pub api: ApiOptions,
+    /// The master config file these settings were read from (empty when built from a
+    /// mapping), for messages that say where a path came from.
+    pub config_path: PathBuf,
 }
 
 /// Options of the rest_cherrypy dialect: Salt's own `rest_cherrypy:` keys that still mean
@@ -185,7 +194,10 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
         };
         let opts = read_with_includes(&path)?;
-        Ok(Settings::from_mapping(&opts))
+        Ok(Settings {
+            config_path: path,
+            ..Settings::from_mapping(&opts)
+        })
     }
 
     /// Builds settings from an already merged top-level mapping.
@@ -225,6 +237,7 @@ impl Settings {
             tcp_master_pull_port: get_port(get("tcp_master_pull_port")).unwrap_or(4513),
             ipv6: get_bool(get("ipv6")).unwrap_or(false),
             transport: get_str(get("transport")).unwrap_or_else(|| "zeromq".into()),
+            master_tls: get("ssl").is_some_and(|v| !matches!(v, Yaml::Null | Yaml::Bool(false))),
             netapi_enable_clients: get_str_list(get("netapi_enable_clients")),
             netapi_allow_raw_shell: get_bool(get("netapi_allow_raw_shell")).unwrap_or(false),
             timeout: get_f64(get("timeout")).unwrap_or(5.0),
@@ -240,6 +253,7 @@ impl Settings {
                 max_chunks: own_usize("max_chunks", 100),
                 max_json_depth: own_usize("max_json_depth", 64),
                 max_yaml_body_bytes: own_usize("max_yaml_body_bytes", 64 << 10),
+                max_body_values: own_usize("max_body_values", 1 << 17).max(16),
                 max_header_bytes: own_usize("max_header_bytes", 64 << 10).max(8192),
                 max_reply_bytes: own_usize("max_reply_bytes", 64 << 20),
                 master_connect_timeout: secs(own_f64("master_connect_timeout").unwrap_or(2.0)),
@@ -272,6 +286,7 @@ impl Settings {
                 cors_origins: get_str_list(own.and_then(|m| m.get("cors_origins"))),
                 stream_users: get_str_list(own.and_then(|m| m.get("stream_users"))),
             },
+            config_path: PathBuf::new(),
         }
     }
 

@@ -14,6 +14,7 @@
 //! (`TestEnv::grant_master_group_access`). Under nginx, salt-fcgi runs as the master's
 //! user and hands nginx a socket it may connect to (group www-data, mode 0660).
 
+use crate::client_matrix;
 use crate::common;
 use crate::deploy_support;
 
@@ -30,6 +31,7 @@ use serde_json::json;
 /// Placeholder values common to the shipped web-server files.
 fn subs(env: &TestEnv, tls: &Tls) -> Vec<(&'static str, String)> {
     vec![
+        ("@SERVER_NAME@", "salt-api".to_string()),
         ("@MASTER_CONFIG@", env.master_config.display().to_string()),
         ("@TLS_CERT@", tls.cert.display().to_string()),
         ("@TLS_KEY@", tls.key.display().to_string()),
@@ -314,7 +316,7 @@ fn apache_shared_hosting_cgi_bin() {
     write_file(&cgi_bin.join("notes.txt"), "private\n", 0o644);
 
     // The hosting company's side (not shipped): a TLS vhost whose document root allows the
-    // usual overrides.
+    // overrides the docs require, and no more.
     let extra = format!("ScriptSock {}/cgid.sock\n", wd.join("apache/run").display());
     let (cert, key) = (
         tls.cert.display().to_string(),
@@ -333,7 +335,7 @@ fn apache_shared_hosting_cgi_bin() {
              \x20   ErrorLog {logs}/host-error.log\n\
              \x20   <Directory {docroot_s}>\n\
              \x20       Options SymLinksIfOwnerMatch\n\
-             \x20       AllowOverride All\n\
+             \x20       AllowOverride FileInfo AuthConfig Options=ExecCGI\n\
              \x20       Require all granted\n\
              \x20   </Directory>\n\
              </VirtualHost>\n"
@@ -562,10 +564,18 @@ fn systemd_socket_activation() {
         "salt-fcgi.socket",
         "salt-fcgi.service",
         "salt-fcgi-listen.service",
+        "salt-fcgi-http.service",
     ] {
         let shipped = format!("systemd/{name}");
         let text = if name.ends_with(".socket") {
             std::fs::read_to_string(Path::new(REPO).join(&shipped)).expect("read unit")
+        } else if name == "salt-fcgi-http.service" {
+            let subs = [
+                ("@BINARY@", bin.as_str()),
+                ("@MASTER_CONFIG@", conf.as_str()),
+                ("@HTTP@", "127.0.0.1:8001"),
+            ];
+            template(&shipped, &subs)
         } else {
             template(&shipped, &[("@BINARY@", &bin), ("@MASTER_CONFIG@", &conf)])
         };
@@ -606,6 +616,7 @@ fn systemd_socket_activation() {
                 "salt-fcgi.socket",
                 "salt-fcgi.service",
                 "salt-fcgi-listen.service",
+                "salt-fcgi-http.service",
             ]
             .map(|n| units.join(n)),
         )
@@ -882,6 +893,16 @@ fn nginx_upstream_of_two_processes_shares_sessions() {
         &["--ignore-ssl-errors"],
         &home,
     );
+    // The other clients of the matrix (they trust the certificate through SSL_CERT_FILE;
+    // peppa never verifies).
+    let url = format!("https://127.0.0.1:{}", nginx.port);
+    client_matrix::salt_mill_everyday(
+        &format!("{url}/"),
+        Some(&tls.cert),
+        &wd.join("salt-mill-home"),
+    );
+    client_matrix::peppa_everyday(&url, &wd.join("peppa-home"));
+    client_matrix::guajillo_everyday(&url, Some(&tls.cert), &wd.join("guajillo-home"));
 }
 
 /// What the page of `browser_session_through_the_webui_site` does, as SaltGUI does it:

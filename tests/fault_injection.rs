@@ -1,7 +1,9 @@
-//! Fault injection against a fake master: a ZeroMQ REP socket standing in for `ret_port`
-//! and a Unix socket standing in for the event bus, both scripted per test. What a real
-//! master cannot be made to do on demand: never answer, answer garbage, drop the event
-//! bus mid-wait, refuse the bus by permissions, send both event framings.
+//! Fault injection against a fake master: a ZeroMQ REP socket (or, for `transport: tcp` and
+//! `ws`, a TCP or WebSocket server speaking Salt's framing) standing in for `ret_port` and a
+//! Unix socket standing in for the event bus, both scripted per test. What a real master
+//! cannot be made to do on demand: never answer, answer garbage or too much, die in the
+//! middle of a request, drop the event bus mid-wait, refuse the bus by permissions, send
+//! both event framings.
 //!
 //! Each test runs the real binary as CGI and checks status, body, timing, and that the
 //! password never shows up in stderr.
@@ -28,6 +30,8 @@ enum Reply {
     Raw(Vec<u8>),
     /// Never answer.
     Silence,
+    /// Die in the middle of the request: close the connection (ZeroMQ: the socket) unanswered.
+    Hangup,
 }
 
 /// Subscribers connected to the fake event bus.
@@ -88,12 +92,23 @@ struct FakeMaster {
 
 impl FakeMaster {
     fn start(name: &str, length_prefix: bool, handler: Handler) -> FakeMaster {
+        FakeMaster::start_on("zeromq", name, length_prefix, handler)
+    }
+
+    /// A fake master whose request server speaks `transport` (zeromq, tcp or ws).
+    fn start_on(transport: &str, name: &str, length_prefix: bool, handler: Handler) -> FakeMaster {
         let dir =
             std::env::temp_dir().join(format!("salt-fcgi-fake-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let sock_dir = dir.join("sock");
         std::fs::create_dir_all(&sock_dir).expect("mkdir");
-        std::fs::write(sock_dir.join("workers.ipc"), b"").expect("marker");
+        // What the master-running check looks for on this transport.
+        let marker = if transport == "zeromq" {
+            "workers.ipc"
+        } else {
+            "publish_pull.ipc"
+        };
+        std::fs::write(sock_dir.join(marker), b"").expect("marker");
         let stop = Arc::new(AtomicBool::new(false));
         let bus = Bus {
             subscribers: Arc::new(Mutex::new(Vec::new())),
@@ -112,49 +127,13 @@ impl FakeMaster {
                 }
             })
         };
-        let ctx = zmq::Context::new();
-        let rep = ctx.socket(zmq::REP).expect("rep");
-        rep.set_rcvtimeo(20).expect("rcvtimeo");
-        rep.set_linger(0).expect("linger");
-        rep.bind("tcp://127.0.0.1:*").expect("bind rep");
-        let endpoint = rep
-            .get_last_endpoint()
-            .expect("endpoint")
-            .expect("utf8 endpoint");
-        let port: u16 = endpoint
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port");
-        let rep_thread = {
-            let (bus, stop) = (bus.clone(), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                let _ctx = ctx;
-                while !stop.load(Ordering::Acquire) {
-                    let Ok(bytes) = rep.recv_bytes(0) else {
-                        continue;
-                    };
-                    let envelope =
-                        salt_fcgi::salt::payload::decode(&bytes).expect("request is msgpack");
-                    assert_eq!(envelope["version"], 3, "clear envelopes carry version 3");
-                    assert_eq!(envelope["enc"], "clear");
-                    match handler(&envelope["load"], &bus) {
-                        Reply::Value(v) => rep
-                            .send(salt_fcgi::salt::payload::encode(&v), 0)
-                            .expect("send"),
-                        Reply::Raw(b) => rep.send(b, 0).expect("send"),
-                        Reply::Silence => {
-                            while !stop.load(Ordering::Acquire) {
-                                std::thread::sleep(Duration::from_millis(5));
-                            }
-                        }
-                    }
-                }
-            })
+        let (port, rep_thread) = match transport {
+            "zeromq" => zeromq_server(handler, bus.clone(), Arc::clone(&stop)),
+            _ => stream_server(transport == "ws", handler, bus.clone(), Arc::clone(&stop)),
         };
         let config = dir.join("master");
         let yaml = format!(
-            "sock_dir: {}\nret_port: {port}\ninterface: 127.0.0.1\n\
+            "sock_dir: {}\nret_port: {port}\ninterface: 127.0.0.1\ntransport: {transport}\n\
              netapi_enable_clients: [local, local_async, local_batch, local_subset, runner, runner_async, wheel, wheel_async]\n\
              salt_fcgi:\n  master_connect_timeout: 0.5\n",
             sock_dir.display()
@@ -166,6 +145,162 @@ impl FakeMaster {
             bus,
             stop,
             threads: vec![bus_thread, rep_thread],
+        }
+    }
+}
+
+/// Checks a request envelope as every transport carries it and returns its load.
+fn checked_load(envelope: &Json) -> &Json {
+    assert_eq!(envelope["version"], 3, "clear envelopes carry version 3");
+    assert_eq!(envelope["enc"], "clear");
+    &envelope["load"]
+}
+
+/// Waits until the fake master is stopped.
+fn until_stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The ZeroMQ request server: a REP socket on a free port; its port and thread.
+fn zeromq_server(handler: Handler, bus: Bus, stop: Arc<AtomicBool>) -> (u16, JoinHandle<()>) {
+    let ctx = zmq::Context::new();
+    let rep = ctx.socket(zmq::REP).expect("rep");
+    rep.set_rcvtimeo(20).expect("rcvtimeo");
+    rep.set_linger(0).expect("linger");
+    rep.bind("tcp://127.0.0.1:*").expect("bind rep");
+    let endpoint = rep
+        .get_last_endpoint()
+        .expect("endpoint")
+        .expect("utf8 endpoint");
+    let port: u16 = endpoint
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let thread = std::thread::spawn(move || {
+        let _ctx = &ctx;
+        while !stop.load(Ordering::Acquire) {
+            let Ok(bytes) = rep.recv_bytes(0) else {
+                continue;
+            };
+            let envelope = salt_fcgi::salt::payload::decode(&bytes).expect("request is msgpack");
+            match handler(checked_load(&envelope), &bus) {
+                Reply::Value(v) => rep
+                    .send(salt_fcgi::salt::payload::encode(&v), 0)
+                    .expect("send"),
+                Reply::Raw(b) => rep.send(b, 0).expect("send"),
+                Reply::Silence => until_stopped(&stop),
+                // The master is gone: nothing answers on ret_port any more.
+                Reply::Hangup => return,
+            }
+        }
+    });
+    (port, thread)
+}
+
+/// The `transport: tcp` or `ws` request server on a free port, one connection at a time
+/// (salt-fcgi runs as CGI here: one connection per run); its port and thread.
+fn stream_server(
+    ws: bool,
+    handler: Handler,
+    bus: Bus,
+    stop: Arc<AtomicBool>,
+) -> (u16, JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let thread = std::thread::spawn(move || {
+        while !stop.load(Ordering::Acquire) {
+            let Ok((stream, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            };
+            stream.set_nonblocking(false).expect("blocking");
+            stream
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .expect("timeout");
+            if ws {
+                serve_ws(stream, &handler, &bus, &stop);
+            } else {
+                serve_tcp(stream, &handler, &bus, &stop);
+            }
+        }
+    });
+    (port, thread)
+}
+
+/// One `transport: tcp` connection: `{"head": {"mid"}, "body"}` maps each way, no prefix.
+fn serve_tcp(mut stream: std::net::TcpStream, handler: &Handler, bus: &Bus, stop: &AtomicBool) {
+    use salt_fcgi::salt::{event_frame::msgpack_size, payload};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while !stop.load(Ordering::Acquire) {
+        while let Ok(Some(n)) = msgpack_size(&buf) {
+            let message = payload::decode(&buf[..n]).expect("a msgpack message");
+            buf.drain(..n);
+            let head = message["head"].clone();
+            assert!(
+                head["mid"].is_string(),
+                "every request has a mid: {message}"
+            );
+            let reply = match handler(checked_load(&message["body"]), bus) {
+                Reply::Value(v) => payload::encode(&json!({"head": head, "body": v})),
+                Reply::Raw(b) => b,
+                Reply::Silence => return until_stopped(stop),
+                Reply::Hangup => return,
+            };
+            if stream.write_all(&reply).is_err() {
+                return;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// One `transport: ws` connection: one binary message each way.
+fn serve_ws(stream: std::net::TcpStream, handler: &Handler, bus: &Bus, stop: &AtomicBool) {
+    use tokio_tungstenite::tungstenite::{self, Message};
+    stream.set_read_timeout(None).expect("timeout");
+    let Ok(mut ws) = tungstenite::accept(stream) else {
+        return;
+    };
+    ws.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    while !stop.load(Ordering::Acquire) {
+        let request = match ws.read() {
+            Ok(Message::Binary(b)) => b,
+            Ok(_) => continue,
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => return,
+        };
+        let envelope = salt_fcgi::salt::payload::decode(&request).expect("request is msgpack");
+        let reply = match handler(checked_load(&envelope), bus) {
+            Reply::Value(v) => salt_fcgi::salt::payload::encode(&v),
+            Reply::Raw(b) => b,
+            Reply::Silence => return until_stopped(stop),
+            Reply::Hangup => return,
+        };
+        if ws.send(Message::Binary(reply.into())).is_err() {
+            return;
         }
     }
 }
@@ -274,7 +409,24 @@ fn master_down_is_503_at_once() {
         None,
     );
     assert_eq!(out.status, 503);
-    assert_eq!(out.body, json!({"return": "Salt Master is not available."}));
+    // The caller learns what was looked for, not where (paths stay in the log).
+    let message = out.body["return"].as_str().unwrap_or_default();
+    assert!(
+        message
+            .starts_with("Salt Master is not available: no workers.ipc in the master's sock_dir")
+            && !message.contains(&fake.dir.display().to_string()),
+        "{message}"
+    );
+    // The log names the path, the config it came from, and that the directory exists.
+    let marker = fake.dir.join("sock/workers.ipc");
+    assert!(
+        out.stderr
+            .contains(&format!("{} does not exist", marker.display()))
+            && out.stderr.contains(&fake.config.display().to_string())
+            && out.stderr.contains("the salt-master is not running"),
+        "{}",
+        out.stderr
+    );
     assert!(out.elapsed < Duration::from_secs(1), "{:?}", out.elapsed);
 }
 
@@ -357,6 +509,98 @@ fn garbage_reply_is_500_and_bad_load_is_400() {
             .as_str()
             .is_some_and(|m| m.contains("bad load"))
     );
+}
+
+/// Issue 22: the request channel's faults on every transport. Garbage is a 500 everywhere.
+/// tcp and ws see a reply over `max_reply_bytes` from its header, and a master that died
+/// in the middle of a request from the closed connection, both at once; ZeroMQ hides both
+/// (libzmq drops an oversized message, and reconnects to a dead peer quietly), so there the
+/// request ends at its timeout (docs/security.md, known limits).
+#[test]
+fn garbage_oversized_and_a_dead_master_on_every_transport() {
+    let publish = || {
+        chunk(
+            "local_async",
+            json!({"tgt": "*", "fun": "test.ping", "timeout": 1}),
+        )
+    };
+    for transport in ["zeromq", "tcp", "ws"] {
+        let fake = FakeMaster::start_on(
+            transport,
+            &format!("garbage-{transport}"),
+            false,
+            Box::new(|_, _| Reply::Raw(vec![0xc1, 0xff, 0x00])),
+        );
+        let out = cgi(&fake.config, &publish(), None);
+        assert_eq!(out.status, 500, "{transport} garbage: {:?}", out.body);
+
+        let fake = FakeMaster::start_on(
+            transport,
+            &format!("big-{transport}"),
+            false,
+            Box::new(|_, _| Reply::Value(publish_reply(&"1".repeat(5000), &["a"]))),
+        );
+        let mut text = std::fs::read_to_string(&fake.config).expect("read");
+        text.push_str("  max_reply_bytes: 1000\n");
+        std::fs::write(&fake.config, text).expect("write");
+        let out = cgi(&fake.config, &publish(), None);
+        told_at_once_or_timed_out(transport, &out, 500, "max_reply_bytes (1000 bytes)");
+
+        let fake = FakeMaster::start_on(
+            transport,
+            &format!("dies-{transport}"),
+            false,
+            Box::new(|_, _| Reply::Hangup),
+        );
+        let out = cgi(&fake.config, &publish(), None);
+        told_at_once_or_timed_out(transport, &out, 503, "closed the connection");
+    }
+}
+
+/// On tcp and ws a fault is told at once with `status` and a message containing `text`;
+/// ZeroMQ cannot tell it, and the request ends at its 1 s timeout with a 504.
+fn told_at_once_or_timed_out(transport: &str, out: &Outcome, status: u16, text: &str) {
+    let said = out.body["return"].as_str().unwrap_or_default();
+    if transport == "zeromq" {
+        assert_eq!(out.status, 504, "zeromq: {said}");
+        assert!(
+            out.elapsed >= Duration::from_millis(900),
+            "{:?}",
+            out.elapsed
+        );
+    } else {
+        assert_eq!(out.status, status, "{transport}: {said}");
+        assert!(said.contains(text), "{transport}: {said}");
+        assert!(
+            out.elapsed < Duration::from_millis(900),
+            "{:?}",
+            out.elapsed
+        );
+    }
+}
+
+/// Issue 22: a transport salt-fcgi does not speak is named, never "not available" (the
+/// socket file Salt's check looks for does not exist either).
+#[test]
+fn an_unknown_transport_is_named() {
+    let fake = FakeMaster::start("unknowntransport", false, Box::new(|_, _| Reply::Silence));
+    std::fs::remove_file(fake.dir.join("sock/workers.ipc")).expect("rm marker");
+    let text = std::fs::read_to_string(&fake.config).expect("read");
+    std::fs::write(
+        &fake.config,
+        text.replace("transport: zeromq", "transport: rabbitmq"),
+    )
+    .expect("write");
+    let expected = "the master uses transport rabbitmq; salt-fcgi speaks zeromq, tcp and ws";
+    for body in [
+        chunk("local_async", json!({"tgt": "*", "fun": "test.ping"})),
+        chunk("wheel", json!({"fun": "key.list_all"})),
+    ] {
+        let out = cgi(&fake.config, &body, None);
+        assert_eq!(out.status, 503, "{:?}", out.body);
+        assert_eq!(out.body, json!({"return": expected}));
+        assert!(out.elapsed < Duration::from_secs(2), "{:?}", out.elapsed);
+    }
 }
 
 /// The fake master sees exactly the publish load LocalClient would send.

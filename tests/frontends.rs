@@ -107,17 +107,16 @@ fn fastcgi_on_an_inherited_listening_socket() {
     let path = dir.join("sock");
     let _ = std::fs::remove_file(&path);
     let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
-    let mut child = std::process::Command::new(common::binary())
+    let child = std::process::Command::new(common::binary())
         .env("SALT_MASTER_CONFIG", &e.config)
         .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
             listener,
         )))
         .spawn()
         .expect("spawn with fd 0 = listener");
+    let _child = common::KillOnDrop(child);
     let resp = fastcgi_post(path.to_str().expect("utf8"), &ping());
     assert_eq!((resp.status, resp.ret()), (200, json!([e.all_true()])));
-    let _ = child.kill();
-    let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -169,13 +169,13 @@ fn authentication_and_authorization_errors_carry_the_masters_message() {
         ),
         (
             e.restricted(json!({"client": "local", "tgt": "ms-1", "fun": "test.ping"})),
-            403,
+            401,
         ),
         (
             e.restricted(
                 json!({"client": "local", "tgt": "ms-0", "fun": "cmd.run", "arg": ["id"]}),
             ),
-            403,
+            401,
         ),
         (
             e.restricted(json!({"client": "runner", "fun": "test.arg"})),

@@ -37,7 +37,9 @@ fn run(stream: &[u8], sizes: &[usize], max: usize) -> (Found, bool) {
         }
         let n = sizes[turn % sizes.len()].min(stream.len() - offset);
         turn += 1;
-        frames.buffer().extend_from_slice(&stream[offset..offset + n]);
+        frames
+            .buffer()
+            .extend_from_slice(&stream[offset..offset + n]);
         offset += n;
     }
 }

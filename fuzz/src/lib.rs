@@ -128,6 +128,36 @@ pub fn json_depth(v: &Json) -> usize {
     max
 }
 
+/// Whether `got` (the lowstate parser's value) is what serde_json's `want` is in Salt's
+/// reading: numbers compare by value, integers exactly and anything else as `f64` (so the
+/// integer 0 equals the float -0.0), and an integer outside `i64::MIN..=u64::MAX` (a float
+/// to serde_json) is its decimal text, as Salt's msgpack encoder sends it.
+pub fn same_json(want: &Json, got: &Json) -> bool {
+    match (want, got) {
+        (Json::Number(x), Json::String(text)) => {
+            let digits = text.strip_prefix('-').unwrap_or(text);
+            !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && text.parse::<i64>().is_err()
+                && text.parse::<u64>().is_err()
+                && text.parse::<f64>().ok() == x.as_f64()
+        }
+        (Json::Number(x), Json::Number(y)) => match (x.as_i128(), y.as_i128()) {
+            (Some(x), Some(y)) => x == y,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
+        }
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => want == got,
+    }
+}
+
 /// What every response of `Api::handle` without a master must be: a known status; a
 /// JSON body with `return` (a string for an error), or none for a 204; and a CGI header
 /// block whose Content-Length is the body's length.
@@ -138,9 +168,16 @@ pub fn check_response(method: &str, resp: &ApiResponse) {
         "status {} has no reason phrase",
         resp.status
     );
-    assert_eq!(resp.content_type, ApiResponse::JSON, "without a master only JSON answers");
+    assert_eq!(
+        resp.content_type,
+        ApiResponse::JSON,
+        "without a master only JSON answers"
+    );
     if resp.status == 204 {
-        assert!(resp.body.is_empty() && method == "OPTIONS", "204 for {method}");
+        assert!(
+            resp.body.is_empty() && method == "OPTIONS",
+            "204 for {method}"
+        );
     } else {
         let body: Json = serde_json::from_slice(&resp.body).expect("response body is JSON");
         let ret = body.get("return").expect("response body has \"return\"");

@@ -8,9 +8,9 @@
 
 use serde_json::{Map, Value as Json};
 
-use super::lowstate::{LowstateError, nesting_exceeds, too_deep};
+use super::body_value::{self, Bounds};
+use super::lowstate::{LowstateError, nesting_exceeds, refusal, too_deep};
 use super::response::ApiResponse;
-use super::yaml_body::{self, YamlRefusal};
 use crate::salt::client::runner::yamlify_arg;
 use crate::settings::Limits;
 
@@ -64,7 +64,15 @@ fn json(body: &[u8], limits: &Limits) -> Result<Json, LowstateError> {
     if nesting_exceeds(body, limits.max_json_depth) {
         return Err(too_deep(limits));
     }
-    serde_json::from_slice(body).map_err(|e| refused(400, &format!("invalid JSON: {e}")))
+    body_value::from_json(body, bounds(limits)).map_err(|why| refusal(why, "JSON", limits))
+}
+
+/// The value builder's limits.
+fn bounds(limits: &Limits) -> Bounds {
+    Bounds {
+        max_depth: limits.max_json_depth,
+        max_values: limits.max_body_values,
+    }
 }
 
 fn yaml(body: &[u8], limits: &Limits) -> Result<Json, LowstateError> {
@@ -78,14 +86,7 @@ fn yaml(body: &[u8], limits: &Limits) -> Result<Json, LowstateError> {
             ),
         ));
     }
-    yaml_body::parse(body, limits.max_json_depth).map_err(|why| match why {
-        YamlRefusal::Invalid(e) => refused(400, &format!("invalid YAML: {e}")),
-        YamlRefusal::TooDeep => too_deep(limits),
-        YamlRefusal::Expands => refused(
-            400,
-            "YAML aliases expand the body past its own size; send the values themselves",
-        ),
-    })
+    body_value::from_yaml(body, bounds(limits)).map_err(|why| refusal(why, "YAML", limits))
 }
 
 /// `a=1&arg=x&arg=y` → `{"a": "1", "arg": ["x", "y"]}`, with `arg` and `kwarg` values typed

@@ -38,12 +38,14 @@ impl ApiError {
     }
 }
 
-/// The HTTP status for a Salt error.
+/// The HTTP status for a Salt error. An ACL denial is a 401 like a failed login, as
+/// rest_cherrypy and rest_wsgi answer it (pepper, salt-mill and others only know 401); a
+/// refusal by configuration (disabled client, caller jid) is a 403.
 pub fn status_of(e: &SaltError) -> u16 {
     match e {
         SaltError::Invocation(_) => 400,
-        SaltError::Authentication(_) => 401,
-        SaltError::Authorization(_) => 403,
+        SaltError::Authentication(_) | SaltError::Authorization(_) => 401,
+        SaltError::Forbidden(_) => 403,
         SaltError::NotRunning(_) | SaltError::EventBus(_) => 503,
         SaltError::Timeout(_) => 504,
         SaltError::Master(_) => 500,
@@ -89,7 +91,8 @@ mod tests {
     #[test]
     fn every_error_has_one_status() {
         assert_eq!(status_of(&SaltError::Authentication(String::new())), 401);
-        assert_eq!(status_of(&SaltError::Authorization(String::new())), 403);
+        assert_eq!(status_of(&SaltError::Authorization(String::new())), 401);
+        assert_eq!(status_of(&SaltError::Forbidden(String::new())), 403);
         assert_eq!(status_of(&SaltError::Timeout(String::new())), 504);
         assert_eq!(status_of(&SaltError::EventBus(String::new())), 503);
         assert_eq!(body_error(&BodyError::TooLarge(5), 4).status, 413);

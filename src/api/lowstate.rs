@@ -5,6 +5,7 @@
 
 use serde_json::Value as Json;
 
+use super::body_value::{self, Bounds, Refusal};
 use crate::salt::Chunk;
 use crate::settings::Limits;
 
@@ -34,9 +35,30 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<Vec<Chunk>, LowstateError> 
     if nesting_exceeds(body, limits.max_json_depth) {
         return Err(too_deep(limits));
     }
-    let value: Json =
-        serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let bounds = Bounds {
+        max_depth: limits.max_json_depth,
+        max_values: limits.max_body_values,
+    };
+    let value = body_value::from_json(body, bounds).map_err(|why| refusal(why, "JSON", limits))?;
     from_value(value, limits)
+}
+
+/// The error for a body the value builder refused (`syntax`: JSON or YAML).
+pub(crate) fn refusal(why: Refusal, syntax: &str, limits: &Limits) -> LowstateError {
+    match why {
+        Refusal::Invalid(e) => bad(format!("invalid {syntax}: {e}")),
+        Refusal::TooDeep => too_deep(limits),
+        Refusal::TooMany => LowstateError {
+            status: 413,
+            message: format!(
+                "413: request body holds more than max_body_values ({}) values",
+                limits.max_body_values
+            ),
+        },
+        Refusal::Expands => {
+            bad("YAML aliases expand the body past its own size; send the values themselves".into())
+        }
+    }
 }
 
 /// The 400 for JSON nested deeper than `max_json_depth`.
@@ -115,6 +137,7 @@ pub fn nesting_exceeds(body: &[u8], max: usize) -> bool {
 mod tests {
     use super::*;
     use crate::settings::Settings;
+    use serde_json::json;
 
     fn limits() -> Limits {
         Settings::from_mapping(&serde_yaml_ng::Mapping::new()).limits
@@ -165,6 +188,94 @@ mod tests {
         for (text, got) in EXACT_FLOATS.iter().zip(args) {
             let want: f64 = text.parse().expect("std parses");
             assert_eq!(got.to_bits(), want.to_bits(), "{text} became {got}");
+        }
+    }
+
+    /// Issue 18 item 1: integers past 64 bits arrive as Salt sends them (their decimal
+    /// text), never as a float; everything else is untouched.
+    #[test]
+    fn integers_past_64_bits_are_never_floats() {
+        let body = br#"[{"jid": 20261203072555932498, "arg": [18446744073709551615,
+            18446744073709551616, -9223372036854775808, -9223372036854775809, 1.5e3, 0,
+            -0, "20261203072555932498", "a\"1", 123456789012345678901234567890123456789012345],
+            "kwarg": {"n": -20261203072555932498}}]"#;
+        let chunks = parse(body, &limits()).expect("parse");
+        let c = &chunks[0];
+        assert_eq!(c["jid"], json!("20261203072555932498"));
+        assert_eq!(
+            c["arg"],
+            json!([
+                u64::MAX,
+                "18446744073709551616",
+                i64::MIN,
+                "-9223372036854775809",
+                1500.0,
+                0,
+                0,
+                "20261203072555932498",
+                "a\"1",
+                "123456789012345678901234567890123456789012345"
+            ])
+        );
+        assert_eq!(c["kwarg"]["n"], json!("-20261203072555932498"));
+        // What the master receives: a msgpack str, as from Salt.
+        let packed = crate::salt::payload::encode(&c["jid"]);
+        assert_eq!(packed[0], 0xa0 | 20, "fixstr of 20 bytes");
+        // Invalid JSON stays invalid: a number where a key belongs is not quoted.
+        for bad in [
+            &br#"{20261203072555932498: 1}"#[..],
+            br#"{"a": 1, 20261203072555932498: 1}"#,
+            br#"[020261203072555932498]"#,
+            br#"[20261203072555932498 1]"#,
+            br#"[1e400]"#,
+        ] {
+            assert!(
+                parse(bad, &limits()).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    /// The same for YAML and form bodies (`api::body`): a jid is the same text in each.
+    #[test]
+    fn every_body_type_keeps_big_integers() {
+        let parsed = |ct: &str, body: &str| {
+            crate::api::body::parse(Some(ct), body.as_bytes(), &limits())
+                .map(|v| v.expect("a body"))
+        };
+        let jid = "20261203072555932498";
+        let want = json!({"fun": "jobs.lookup_jid", "jid": jid, "arg": [jid], "n": -1});
+        for (ct, body) in [
+            (
+                "application/json",
+                format!(r#"{{"fun":"jobs.lookup_jid","jid":{jid},"arg":[{jid}],"n":-1}}"#),
+            ),
+            (
+                "application/x-yaml",
+                format!("fun: jobs.lookup_jid\njid: {jid}\narg: [{jid}]\nn: -1\n"),
+            ),
+        ] {
+            assert_eq!(parsed(ct, &body).expect(ct), want, "{ct}");
+        }
+        let form = parsed(
+            "application/x-www-form-urlencoded",
+            &format!("jid={jid}&arg={jid}&arg=-{jid}"),
+        )
+        .expect("form");
+        assert_eq!(form["jid"], json!(jid));
+        assert_eq!(form["arg"], json!([jid, format!("-{jid}")]));
+        let i128_min = format!("a: {}", i128::MIN);
+        assert_eq!(
+            parsed("application/x-yaml", &i128_min).expect("i128")["a"],
+            json!(i128::MIN.to_string())
+        );
+        let huge = format!("a: -{jid}{jid}");
+        for nan in ["a: .inf", "a: .nan", "[-.inf]", &huge, "a: 1.8e38"] {
+            assert_eq!(
+                parsed("application/x-yaml", nan).expect_err(nan).status,
+                400
+            );
         }
     }
 

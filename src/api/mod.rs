@@ -6,6 +6,7 @@
 
 pub mod body;
 pub mod body_stream;
+mod body_value;
 pub mod dispatch;
 pub(crate) mod endpoints;
 pub mod error;
@@ -13,7 +14,6 @@ pub mod lowstate;
 pub mod request;
 pub mod response;
 pub mod stats;
-mod yaml_body;
 
 pub use dispatch::Api;
 pub use request::{ApiRequest, BodyError};

@@ -73,16 +73,24 @@ impl Listener {
     }
 
     /// Binds `unix:/path` (mode `socket_mode`) or `host:port`. Call inside a tokio runtime.
+    /// An error names what it tried to bind (and, for a socket path, what is missing).
     pub async fn bind(spec: &str, socket_mode: u32) -> io::Result<Listener> {
         if let Some(path) = spec.strip_prefix("unix:") {
             let path = PathBuf::from(path);
-            remove_stale_socket(&path)?;
-            let listener = UnixListener::bind(&path)?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(socket_mode))?;
-            Ok(Listener::Unix(listener, Some(path)))
+            Listener::bind_unix(&path, socket_mode).map_err(|e| unix_bind_error(&path, e))
         } else {
-            Ok(Listener::Tcp(TcpListener::bind(spec).await?))
+            match TcpListener::bind(spec).await {
+                Ok(l) => Ok(Listener::Tcp(l)),
+                Err(e) => Err(io::Error::new(e.kind(), format!("{spec}: {e}"))),
+            }
         }
+    }
+
+    fn bind_unix(path: &std::path::Path, socket_mode: u32) -> io::Result<Listener> {
+        remove_stale_socket(path)?;
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(socket_mode))?;
+        Ok(Listener::Unix(listener, Some(path.to_path_buf())))
     }
 
     /// Accepts the next connection.
@@ -117,6 +125,27 @@ impl Drop for Listener {
     }
 }
 
+/// `e` from binding the socket `path`, with the path and, when its directory is missing or
+/// closed to this user, that directory.
+fn unix_bind_error(path: &std::path::Path, e: io::Error) -> io::Error {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let hint = match e.kind() {
+        io::ErrorKind::NotFound if !dir.is_dir() => format!(
+            " (the directory {} does not exist: create it first; systemd's \
+             RuntimeDirectory= does that for the shipped unit)",
+            dir.display()
+        ),
+        io::ErrorKind::PermissionDenied => {
+            format!(" (this user may not create a socket in {})", dir.display())
+        }
+        _ => String::new(),
+    };
+    io::Error::new(e.kind(), format!("unix:{}: {e}{hint}", path.display()))
+}
+
 /// A socket file left by a dead process is removed; a live one is an error.
 fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
@@ -125,14 +154,14 @@ fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
-                    format!("{} is in use by another process", path.display()),
+                    "a live socket there is in use by another process",
                 ));
             }
             std::fs::remove_file(path)
         }
         Ok(_) => Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
-            format!("{} exists and is not a socket", path.display()),
+            "the path exists and is not a socket",
         )),
         Err(_) => Ok(()),
     }
@@ -142,6 +171,29 @@ fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
+
+    #[test]
+    fn a_missing_socket_directory_is_named() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = std::env::temp_dir().join(format!("salt-fcgi-nodir-{}", std::process::id()));
+        let spec = format!("unix:{}/salt-fcgi.sock", dir.display());
+        let Err(e) = rt.block_on(Listener::bind(&spec, 0o660)) else {
+            panic!("bound a socket in a missing directory");
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!("{spec}: "))
+                && text.contains(&format!("the directory {} does not exist", dir.display())),
+            "{text}"
+        );
+        let Err(e) = rt.block_on(Listener::bind("256.0.0.1:80", 0o660)) else {
+            panic!("bound an impossible address");
+        };
+        assert!(e.to_string().starts_with("256.0.0.1:80: "), "{e}");
+    }
 
     #[test]
     fn listening_detection() {

@@ -1,50 +1,83 @@
-//! The clear request channel: one msgpack frame to the master's `ret_port`, one back.
-//!
-//! A ZeroMQ REQ socket per in-flight request, taken from a small pool and returned only
-//! after a complete round trip (a REQ socket that timed out is in the wrong state and is
-//! dropped). `ZMQ_IMMEDIATE` plus a send timeout turns "no master listening" into a quick
-//! error instead of a long wait. Blocking ZeroMQ calls run on tokio's blocking pool.
+//! The clear request channel: one load in a version-3 clear envelope to the master's
+//! `ret_port`, one reply back, over the transport the master config names (`transport`):
+//! ZeroMQ (Salt's default, `zeromq`), Salt's own TCP framing (`tcp`) or WebSocket (`ws`),
+//! each in its own module under `channel/`. Every transport has the same limits and errors:
+//! `master_connect_timeout` for the connection, the caller's timeout (capped by
+//! `request_deadline`) for the reply, `max_reply_bytes` for its size. Connections are kept
+//! for the next request (FastCGI/HTTP); one that failed is dropped. A transport salt-fcgi
+//! does not speak, or TLS on the request port, is a 503 that names it.
 
+mod pool;
+mod tcp;
+mod ws;
+mod zeromq;
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
 use super::error::{SaltError, SaltResult};
-use super::payload;
 use crate::settings::Settings;
 
-/// Sockets kept for reuse; more concurrent requests simply open more.
-const POOL_SIZE: usize = 32;
-
-/// The process-wide ZeroMQ context (one I/O thread), created on first use.
-fn context() -> &'static zmq::Context {
-    static CONTEXT: OnceLock<zmq::Context> = OnceLock::new();
-    CONTEXT.get_or_init(zmq::Context::new)
-}
+/// The transports salt-fcgi speaks, as named in the master config.
+pub const TRANSPORTS: [&str; 3] = ["zeromq", "tcp", "ws"];
 
 /// Sends clear loads to the master's request server.
 pub struct RequestChannel {
-    uri: String,
-    connect_timeout: Duration,
+    transport: Transport,
+    wire: Wire,
     /// No reply is waited for longer than the whole request may take (`request_deadline`):
     /// a blocking thread must not outlive its request by a caller-chosen timeout.
     max_wait: Duration,
-    max_reply_bytes: usize,
-    pool: Mutex<Vec<zmq::Socket>>,
     round_trips: AtomicU64,
+}
+
+/// The request port as the configured transport reaches it.
+enum Transport {
+    Zeromq(zeromq::Channel),
+    Tcp(pool::Pool<tcp::Connection>),
+    Ws(pool::Pool<ws::Connection>),
+    /// A transport (or TLS) salt-fcgi does not speak: every request is this 503.
+    Refused(SaltError),
+}
+
+/// Where the request port is and the limits every transport applies.
+pub(crate) struct Wire {
+    /// The master's address as a client connects to it (an IPv6 literal unbracketed).
+    host: String,
+    port: u16,
+    connect_timeout: Duration,
+    max_reply_bytes: usize,
+}
+
+/// How long one reply may be waited for, and whether that was cut to `request_deadline`.
+#[derive(Clone, Copy)]
+pub(crate) struct Wait {
+    timeout: Duration,
+    capped: bool,
 }
 
 impl RequestChannel {
     /// A channel to the master named by `settings` (nothing is connected yet).
     pub fn new(settings: &Settings) -> Arc<RequestChannel> {
-        Arc::new(RequestChannel {
-            uri: settings.master_uri(),
+        let wire = Wire {
+            host: settings.interface.clone(),
+            port: settings.ret_port,
             connect_timeout: settings.limits.master_connect_timeout,
-            max_wait: settings.limits.request_deadline,
             max_reply_bytes: settings.limits.max_reply_bytes,
-            pool: Mutex::new(Vec::new()),
+        };
+        let transport = match (settings.transport.as_str(), refusal(settings)) {
+            (_, Some(refused)) => Transport::Refused(refused),
+            ("tcp", None) => Transport::Tcp(pool::Pool::new()),
+            ("ws", None) => Transport::Ws(pool::Pool::new()),
+            _ => Transport::Zeromq(zeromq::Channel::new(settings.master_uri())),
+        };
+        Arc::new(RequestChannel {
+            transport,
+            wire,
+            max_wait: settings.limits.request_deadline,
             round_trips: AtomicU64::new(0),
         })
     }
@@ -52,99 +85,115 @@ impl RequestChannel {
     /// Sends `load` in a version-3 clear envelope and returns the master's decoded reply.
     /// `timeout` bounds the wait for the reply after the master accepted the request.
     pub async fn send(self: &Arc<Self>, load: Json, timeout: Duration) -> SaltResult<Json> {
-        let frame = payload::encode(&json!({"enc": "clear", "load": load, "version": 3}));
-        let capped = timeout > self.max_wait;
-        let timeout = timeout.min(self.max_wait);
-        let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || this.round_trip(&frame, timeout, capped))
-            .await
-            .unwrap_or_else(|e| Err(SaltError::Master(format!("request channel failed: {e}"))))
-    }
-
-    /// One blocking request/reply on a pooled or new REQ socket; `capped`: the wait was cut
-    /// to `request_deadline` (the error then says so, as the request's own deadline would).
-    fn round_trip(&self, frame: &[u8], timeout: Duration, capped: bool) -> SaltResult<Json> {
-        let socket = match self.take() {
-            Some(s) => s,
-            None => self
-                .open()
-                .map_err(|e| zmq_failure("open a socket to", e))?,
+        let envelope = json!({"enc": "clear", "load": load, "version": 3});
+        let wait = Wait {
+            timeout: timeout.min(self.max_wait),
+            capped: timeout > self.max_wait,
         };
-        socket
-            .set_rcvtimeo(millis(timeout))
-            .map_err(|e| zmq_failure("configure", e))?;
-        match socket.send(frame, 0) {
-            Ok(()) => {}
-            Err(zmq::Error::EAGAIN) => {
-                return Err(SaltError::NotRunning(format!(
-                    "Salt Master is not available: nothing accepted a connection to ret_port {} within {:.1} s.",
-                    self.uri.rsplit(':').next().unwrap_or("?"),
-                    self.connect_timeout.as_secs_f64()
-                )));
-            }
-            Err(e) => return Err(zmq_failure("send to", e)),
-        }
-        let reply = match socket.recv_bytes(0) {
-            Ok(bytes) => bytes,
-            Err(zmq::Error::EAGAIN) if capped => {
-                return Err(SaltError::Timeout(format!(
-                    "Salt request timed out: the master did not answer within request_deadline \
-                     ({:.1} s).",
-                    timeout.as_secs_f64()
-                )));
-            }
-            Err(zmq::Error::EAGAIN) => {
-                return Err(SaltError::Timeout(format!(
-                    "Salt request timed out. The master is not responding (waited {:.1} s).",
-                    timeout.as_secs_f64()
-                )));
-            }
-            Err(e) => return Err(zmq_failure("receive from", e)),
-        };
-        self.give_back(socket);
+        let reply = match &self.transport {
+            Transport::Zeromq(channel) => channel.send(&self.wire, &envelope, wait).await,
+            Transport::Tcp(pool) => pool.send(&self.wire, &envelope, wait).await,
+            Transport::Ws(pool) => pool.send(&self.wire, &envelope, wait).await,
+            Transport::Refused(e) => Err(e.clone()),
+        }?;
         self.round_trips.fetch_add(1, Ordering::Relaxed);
-        payload::decode(&reply).map_err(|e| SaltError::Master(e.to_string()))
+        Ok(reply)
     }
 
     /// Requests the master answered so far (`/stats`).
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
     }
+}
 
-    fn take(&self) -> Option<zmq::Socket> {
-        self.pool.lock().ok()?.pop()
+/// The 503 for a master whose request port salt-fcgi cannot speak to: a transport it does
+/// not know, or TLS (`ssl`) on `tcp`/`ws`. `None` when it can.
+pub fn refusal(settings: &Settings) -> Option<SaltError> {
+    let transport = settings.transport.as_str();
+    if !TRANSPORTS.contains(&transport) {
+        let shown: String = transport.chars().take(64).collect();
+        return Some(SaltError::NotRunning(format!(
+            "the master uses transport {shown}; salt-fcgi speaks zeromq, tcp and ws"
+        )));
     }
+    (transport != "zeromq" && settings.master_tls).then(|| {
+        SaltError::NotRunning(format!(
+            "the master's {transport} transport uses TLS (ssl in the master config); \
+             salt-fcgi speaks {transport} to the master without TLS only"
+        ))
+    })
+}
 
-    fn give_back(&self, socket: zmq::Socket) {
-        if let Ok(mut pool) = self.pool.lock()
-            && pool.len() < POOL_SIZE
-        {
-            pool.push(socket);
+impl Wire {
+    /// `host:port` for a socket address or URL (an IPv6 literal bracketed).
+    fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
         }
     }
 
-    /// A new REQ socket: no linger, no queueing before the connection is up, bounded replies.
-    fn open(&self) -> Result<zmq::Socket, zmq::Error> {
-        let socket = context().socket(zmq::REQ)?;
-        socket.set_linger(0)?;
-        socket.set_immediate(true)?;
-        socket.set_sndtimeo(millis(self.connect_timeout))?;
-        socket.set_maxmsgsize(i64::try_from(self.max_reply_bytes).unwrap_or(i64::MAX))?;
-        socket.set_tcp_keepalive(1)?;
-        socket.set_reconnect_ivl_max(5000)?;
-        socket.connect(&self.uri)?;
-        Ok(socket)
+    /// Nothing accepted a connection within `master_connect_timeout`.
+    fn not_accepted(&self) -> SaltError {
+        SaltError::NotRunning(format!(
+            "Salt Master is not available: nothing accepted a connection to ret_port {} within {:.1} s.",
+            self.port,
+            self.connect_timeout.as_secs_f64()
+        ))
+    }
+
+    /// The connection to `ret_port` could not be made or used (`what` failed with `e`).
+    fn unreachable(&self, what: &str, e: impl std::fmt::Display) -> SaltError {
+        SaltError::NotRunning(format!(
+            "Salt Master is not available: cannot {what} ret_port {} ({e}).",
+            self.port
+        ))
+    }
+
+    /// The master closed the connection before its reply was complete.
+    fn closed(&self) -> SaltError {
+        SaltError::NotRunning(format!(
+            "Salt Master is not available: it closed the connection to ret_port {} before \
+             its reply was complete.",
+            self.port
+        ))
+    }
+
+    /// A reply bigger than `max_reply_bytes` (`size` if its header told).
+    fn oversized(&self, size: Option<usize>) -> SaltError {
+        let size = size.map_or_else(|| "more than that".into(), |n| format!("{n} bytes"));
+        SaltError::Master(format!(
+            "the master's reply is over max_reply_bytes ({} bytes): {size}",
+            self.max_reply_bytes
+        ))
+    }
+
+    /// A reply that is not what the transport carries (`why`).
+    fn garbage(&self, why: impl std::fmt::Display) -> SaltError {
+        SaltError::Master(format!(
+            "the master's reply on ret_port {} is unreadable: {why}",
+            self.port
+        ))
     }
 }
 
-fn millis(d: Duration) -> i32 {
-    i32::try_from(d.as_millis()).unwrap_or(i32::MAX).max(1)
-}
-
-fn zmq_failure(what: &str, e: zmq::Error) -> SaltError {
-    SaltError::NotRunning(format!(
-        "Salt Master is not available: cannot {what} the master ({e})."
-    ))
+impl Wait {
+    /// The reply did not come within the wait.
+    fn expired(&self) -> SaltError {
+        if self.capped {
+            SaltError::Timeout(format!(
+                "Salt request timed out: the master did not answer within request_deadline \
+                 ({:.1} s).",
+                self.timeout.as_secs_f64()
+            ))
+        } else {
+            SaltError::Timeout(format!(
+                "Salt request timed out. The master is not responding (waited {:.1} s).",
+                self.timeout.as_secs_f64()
+            ))
+        }
+    }
 }
 
 /// Turns Salt's error replies into errors: `{"error": {"name", "message"}}`, `{"error": "…"}`,
@@ -208,32 +257,133 @@ fn args_message(args: &Json) -> String {
 mod tests {
     use super::*;
 
-    /// Issue 13 item 11: a caller's long `timeout` never keeps a blocking thread waiting on
-    /// the master past `request_deadline`.
-    #[tokio::test]
-    async fn reply_waits_are_capped_by_the_request_deadline() {
-        let rep = context().socket(zmq::REP).expect("rep");
-        rep.set_linger(0).expect("linger");
-        rep.bind("tcp://127.0.0.1:*").expect("bind");
-        let endpoint = rep.get_last_endpoint().expect("endpoint").expect("utf8");
-        let port = endpoint.rsplit(':').next().expect("port");
+    /// Settings for a master on 127.0.0.1:`port` speaking `transport`, plus `extra` YAML
+    /// under `salt_fcgi:`.
+    pub(crate) fn settings(transport: &str, port: u16, extra: &str) -> Settings {
         let yaml = format!(
-            "interface: 127.0.0.1\nret_port: {port}\nsalt_fcgi: {{request_deadline: 0.5}}\n"
+            "interface: 127.0.0.1\nret_port: {port}\ntransport: {transport}\nsalt_fcgi: {{{extra}}}\n"
         );
         let m: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(&yaml).expect("yaml");
-        let channel = RequestChannel::new(&Settings::from_mapping(&m));
-        let started = std::time::Instant::now();
-        // The master (our REP socket) receives the request and never answers.
+        Settings::from_mapping(&m)
+    }
+
+    /// A request server on every transport that takes requests and never answers; the
+    /// port and a handle that keeps it alive.
+    async fn silent_master(transport: &str) -> (u16, Box<dyn std::any::Any>) {
+        if transport == "zeromq" {
+            let ctx = zmq::Context::new();
+            let rep = ctx.socket(zmq::REP).expect("rep");
+            rep.set_linger(0).expect("linger");
+            rep.bind("tcp://127.0.0.1:*").expect("bind");
+            let endpoint = rep.get_last_endpoint().expect("endpoint").expect("utf8");
+            let port = endpoint.rsplit(':').next().and_then(|p| p.parse().ok());
+            return (port.expect("port"), Box::new((ctx, rep)));
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let ws = transport == "ws";
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if ws {
+                        use futures_util::StreamExt;
+                        let mut ws = tokio_tungstenite::accept_async(stream).await.expect("ws");
+                        while ws.next().await.is_some() {}
+                    } else {
+                        use tokio::io::AsyncReadExt;
+                        let mut stream = stream;
+                        let mut buf = [0u8; 4096];
+                        while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+                    }
+                });
+            }
+        });
+        (port, Box::new(AbortOnDrop(task)))
+    }
+
+    /// Ends a server task when the test is done with it.
+    pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+
+    /// Issue 13 item 11: a caller's long `timeout` never keeps a request (a blocking thread
+    /// for ZeroMQ) waiting on the master past `request_deadline`, on every transport.
+    #[tokio::test]
+    async fn reply_waits_are_capped_by_the_request_deadline() {
+        for transport in TRANSPORTS {
+            let (port, _master) = silent_master(transport).await;
+            let channel = RequestChannel::new(&settings(transport, port, "request_deadline: 0.5"));
+            let started = std::time::Instant::now();
+            let reply = channel
+                .send(json!({"cmd": "x"}), Duration::from_secs(60))
+                .await;
+            assert!(
+                matches!(&reply, Err(SaltError::Timeout(m)) if m.contains("request_deadline")),
+                "{transport}: {reply:?}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{transport}: {:?}",
+                started.elapsed()
+            );
+        }
+    }
+
+    /// Nothing listening on ret_port: a 503 at once, whatever the transport.
+    #[tokio::test]
+    async fn a_closed_port_is_503_at_once() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        for transport in ["tcp", "ws"] {
+            let channel = RequestChannel::new(&settings(transport, port, ""));
+            let started = std::time::Instant::now();
+            let reply = channel
+                .send(json!({"cmd": "ping"}), Duration::from_secs(5))
+                .await;
+            assert!(
+                matches!(&reply, Err(SaltError::NotRunning(m)) if m.contains("ret_port")),
+                "{transport}: {reply:?}"
+            );
+            assert!(started.elapsed() < Duration::from_secs(1), "{transport}");
+        }
+    }
+
+    /// A transport salt-fcgi does not speak, or TLS on the request port, is named.
+    #[tokio::test]
+    async fn unknown_transports_and_tls_are_named() {
+        let channel = RequestChannel::new(&settings("rabbitmq", 4506, ""));
         let reply = channel
-            .send(json!({"cmd": "x"}), Duration::from_secs(60))
+            .send(json!({"cmd": "ping"}), Duration::from_secs(1))
             .await;
-        assert!(matches!(reply, Err(SaltError::Timeout(_))), "{reply:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
+        assert_eq!(
+            reply,
+            Err(SaltError::NotRunning(
+                "the master uses transport rabbitmq; salt-fcgi speaks zeromq, tcp and ws".into()
+            ))
         );
-        drop(rep);
+        for transport in ["tcp", "ws"] {
+            let yaml = format!("transport: {transport}\nssl: {{certfile: /x.pem}}\n");
+            let m: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(&yaml).expect("yaml");
+            let refused = refusal(&Settings::from_mapping(&m));
+            assert!(
+                matches!(&refused, Some(SaltError::NotRunning(m)) if m.contains("TLS")),
+                "{refused:?}"
+            );
+        }
+        let m: serde_yaml_ng::Mapping =
+            serde_yaml_ng::from_str("ssl: {certfile: /x.pem}\n").expect("yaml");
+        assert!(
+            refusal(&Settings::from_mapping(&m)).is_none(),
+            "zeromq ignores ssl"
+        );
     }
 
     #[test]

@@ -15,9 +15,11 @@ pub enum SaltError {
     /// Credentials missing or rejected (`AuthenticationError`, `EauthAuthenticationError`,
     /// `TokenAuthenticationError`).
     Authentication(String),
-    /// Valid credentials, but the ACL forbids this (`AuthorizationError`) or the client is
-    /// disabled in `netapi_enable_clients`.
+    /// Valid credentials, but the ACL forbids this (`AuthorizationError`).
     Authorization(String),
+    /// Refused by configuration, whoever asks: a client disabled in
+    /// `netapi_enable_clients`, a caller-chosen `jid` without `allow_caller_jid`.
+    Forbidden(String),
     /// The request itself is wrong (`SaltInvocationError`, a load the master calls bad).
     Invocation(String),
     /// The master's event bus cannot be used by this process (permissions, wrong mode).
@@ -50,6 +52,7 @@ impl SaltError {
             | SaltError::Timeout(m)
             | SaltError::Authentication(m)
             | SaltError::Authorization(m)
+            | SaltError::Forbidden(m)
             | SaltError::Invocation(m)
             | SaltError::EventBus(m)
             | SaltError::Master(m) => m,

@@ -424,7 +424,7 @@ mod tests {
             let ev = fast.recv().await.expect("every event");
             assert_eq!(
                 ev.json,
-                format!(r#"{{"data":{{"n":{n},"password":"**redacted**"}},"tag":"t/{n}"}}"#)
+                format!(r#"{{"data":{{"password":"**redacted**","n":{n}}},"tag":"t/{n}"}}"#)
             );
             assert_eq!(job.recv().await.expect("job event").data["password"], "pw");
         }

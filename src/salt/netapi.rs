@@ -1,19 +1,22 @@
 //! Salt's `NetapiClient.run`: the checks every chunk passes, in Salt's order, then the
 //! client call.
 //!
-//! 1. the master is running (its `workers.ipc` exists in `sock_dir`);
+//! 1. the master is running (its `workers.ipc`, or `publish_pull.ipc` for `tcp` and `ws`,
+//!    exists in `sock_dir`), and its transport is one salt-fcgi speaks;
 //! 2. `client` names a known client; 3. it is in `netapi_enable_clients`;
 //! 4. the chunk carries `token` or `eauth`; 5. `raw_shell` is refused unless
 //!    `netapi_allow_raw_shell`; then `ssh` is refused (salt-ssh needs Python in-process).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::Value as Json;
 
+use super::channel;
 use super::client::local::truthy;
 use super::client::{Chunk, Credentials, Master, batch, local, runner, timeout_of, wheel};
 use super::error::{SaltError, SaltResult};
-use crate::settings::IpcMode;
+use crate::settings::{IpcMode, Settings};
 
 /// The clients salt-fcgi runs (Salt's list minus `ssh` and the non-client `destroy`).
 pub const CLIENTS: [&str; 8] = [
@@ -76,27 +79,77 @@ fn check_timeout(chunk: &Chunk) -> SaltResult<()> {
     Ok(())
 }
 
-/// Salt's `_is_master_running`: the request-server socket file exists in `sock_dir`.
+/// Salt's `_is_master_running`: the request-server socket file exists in `sock_dir`. A
+/// transport salt-fcgi does not speak is named first (never "not available"). Salt looks for
+/// `workers.ipc` on a `ws` master, which has none (its NetapiClient refuses every chunk
+/// there); `publish_pull.ipc`, which `tcp` and `ws` masters both create, is used instead.
 pub fn check_master_running(master: &Master) -> SaltResult<()> {
     let settings = &master.settings;
+    if let Some(refused) = channel::refusal(settings) {
+        return Err(refused);
+    }
     if settings.ipc_mode == IpcMode::Tcp {
         // No socket file to look at; the request channel's connect timeout tells instead.
         return Ok(());
     }
-    let marker = if settings.transport == "tcp" {
-        "publish_pull.ipc"
-    } else {
-        "workers.ipc"
+    let marker = match settings.transport.as_str() {
+        "tcp" | "ws" => "publish_pull.ipc",
+        _ => "workers.ipc",
     };
-    match settings.sock_dir.join(marker).try_exists() {
+    let path = settings.sock_dir.join(marker);
+    match path.try_exists() {
         Ok(true) => Ok(()),
-        Ok(false) => Err(SaltError::NotRunning(
-            "Salt Master is not available.".into(),
-        )),
+        Ok(false) => {
+            log_missing_marker(settings, &path);
+            // The caller learns what was looked for; the path stays in the log.
+            Err(SaltError::NotRunning(format!(
+                "Salt Master is not available: no {marker} in the master's sock_dir (the \
+                 salt-master is not running, or salt-fcgi cannot see that directory; the \
+                 server's error log names the path)."
+            )))
+        }
         // sock_dir not searchable by this user: the request channel and the event bus
         // tell what is wrong (wheel and *_async need neither the directory nor the bus).
         Err(_) => Ok(()),
     }
+}
+
+/// One log line for a missing request-server socket: the path looked for, the config that
+/// named `sock_dir`, and the likely reason.
+fn log_missing_marker(settings: &Settings, path: &Path) {
+    crate::log!(error, "{}", missing_marker_detail(settings, path));
+}
+
+/// The text of [`log_missing_marker`].
+fn missing_marker_detail(settings: &Settings, path: &Path) -> String {
+    let dir = &settings.sock_dir;
+    let config = if settings.config_path.as_os_str().is_empty() {
+        "the master config".to_string()
+    } else {
+        settings.config_path.display().to_string()
+    };
+    if dir.is_dir() {
+        return format!(
+            "Salt Master is not available: {} does not exist (sock_dir from {config}); the \
+             salt-master is not running, or runs with another sock_dir",
+            path.display()
+        );
+    }
+    let hidden = ["/tmp", "/var/tmp", "/home", "/root"]
+        .iter()
+        .any(|p| dir.starts_with(p));
+    let hint = if hidden {
+        "; a systemd unit with PrivateTmp= or ProtectHome= sees an empty /tmp, /var/tmp, \
+         /home and /root"
+    } else {
+        ""
+    };
+    format!(
+        "Salt Master is not available: looked for {}, but sock_dir {} (from {config}) does \
+         not exist for this process{hint}",
+        path.display(),
+        dir.display()
+    )
 }
 
 /// The chunk's client name if it is known and enabled (`ssh` passes, to be refused later).
@@ -115,7 +168,7 @@ fn check_client<'a>(master: &Master, chunk: &'a Chunk) -> SaltResult<&'a str> {
         .iter()
         .any(|c| c == client)
     {
-        return Err(SaltError::Authorization(format!(
+        return Err(SaltError::Forbidden(format!(
             "Client disabled: '{client}'. Add to 'netapi_enable_clients' master config option to enable."
         )));
     }
@@ -131,6 +184,27 @@ fn invalid_client(name: &str) -> SaltError {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_missing_sock_dir_is_explained_in_the_log() {
+        let mut settings = crate::settings::Settings::from_mapping(&Default::default());
+        settings.config_path = "/home/admin/salt/master".into();
+        settings.sock_dir = "/home/admin/salt/no-such-sock-dir".into();
+        let line = missing_marker_detail(&settings, &settings.sock_dir.join("workers.ipc"));
+        assert!(
+            line.contains("looked for /home/admin/salt/no-such-sock-dir/workers.ipc")
+                && line.contains("(from /home/admin/salt/master)")
+                && line.contains("ProtectHome="),
+            "{line}"
+        );
+        settings.sock_dir = "/nonexistent/sock".into();
+        let line = missing_marker_detail(&settings, &settings.sock_dir.join("workers.ipc"));
+        assert!(!line.contains("ProtectHome"), "{line}");
+        let dir = std::env::temp_dir();
+        settings.sock_dir = dir.clone();
+        let line = missing_marker_detail(&settings, &dir.join("workers.ipc"));
+        assert!(line.contains("the salt-master is not running"), "{line}");
+    }
 
     #[test]
     fn a_zero_timeout_is_refused() {

@@ -294,7 +294,8 @@ impl PublicEvent {
 pub fn public_event(tag: &str, data: &Json) -> Arc<PublicEvent> {
     Arc::new(PublicEvent {
         tag: tag.to_string(),
-        json: json!({"tag": tag, "data": redacted(data)}).to_string(),
+        // Salt's order (`get_event(full=True)` is `{"data", "tag"}`).
+        json: json!({"data": redacted(data), "tag": tag}).to_string(),
         framed: Default::default(),
     })
 }

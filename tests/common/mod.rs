@@ -40,6 +40,10 @@ pub struct TestEnv {
     /// Wheel user whose ACL allows key.print / key.finger with `match: ms-0` only.
     pub wheel_user: String,
     pub wheel_password: String,
+    /// A system user with full access through eauth `pam` (empty unless salt-env ran as
+    /// root).
+    pub pam_user: String,
+    pub pam_password: String,
 }
 
 /// The test environment; panics with instructions when the suite was not started by
@@ -83,6 +87,11 @@ pub fn env() -> &'static TestEnv {
             restricted_password: get("SALT_TEST_RESTRICTED_PASSWORD"),
             wheel_user: get("SALT_TEST_WHEEL_USER"),
             wheel_password: get("SALT_TEST_WHEEL_PASSWORD"),
+            pam_user: vars.get("SALT_TEST_PAM_USER").cloned().unwrap_or_default(),
+            pam_password: vars
+                .get("SALT_TEST_PAM_PASSWORD")
+                .cloned()
+                .unwrap_or_default(),
         }
     })
 }
@@ -305,6 +314,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A child process killed when the test ends, also when it panics (a process left behind
+/// keeps the test run's output pipe open).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// salt-fcgi running as a server; killed (SIGKILL if SIGTERM is not enough) on drop.
 pub struct Server {
     child: Child,
@@ -422,6 +442,41 @@ impl Drop for Server {
     }
 }
 
+/// Reads an HTTP response from `address` for `GET path` (an event stream) until the
+/// server ends it or `limit` passes; returns what arrived and how long it lasted.
+pub fn read_stream(
+    address: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    limit: Duration,
+) -> (String, Duration) {
+    let mut s = std::net::TcpStream::connect(address).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("write");
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while start.elapsed() < limit {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    (String::from_utf8_lossy(&buf).into_owned(), start.elapsed())
+}
+
 /// Sends one HTTP/1.1 request (`Connection: close`) to `/` and reads the whole response.
 pub fn http(address: &str, method: &str, content_type: Option<&str>, body: &[u8]) -> Response {
     let mut req = Req::new(method, "/");
@@ -530,6 +585,24 @@ pub fn salt_netapi(chunk: &Json) -> Result<Json, (String, String)> {
 
 /// [`salt_netapi`] for several chunks, one after the other in one Python process.
 pub fn salt_netapi_all(chunks: &[Json]) -> Vec<Result<Json, (String, String)>> {
+    salt_netapi_on(&env().config, chunks)
+}
+
+/// [`salt_netapi_all`] against the master of `config`.
+pub fn salt_netapi_on(config: &Path, chunks: &[Json]) -> Vec<Result<Json, (String, String)>> {
+    let results = salt_netapi_text_on(config, &Json::from(chunks.to_vec()).to_string());
+    assert_eq!(results.len(), chunks.len(), "one result per chunk");
+    results
+}
+
+/// [`salt_netapi_all`] for chunks given as JSON text (read by Python's `json`, so an
+/// integer past 64 bits stays one, as rest_cherrypy reads it).
+pub fn salt_netapi_text(chunks: &str) -> Vec<Result<Json, (String, String)>> {
+    salt_netapi_text_on(&env().config, chunks)
+}
+
+/// [`salt_netapi_text`] against the master of `config`.
+fn salt_netapi_text_on(config: &Path, chunks: &str) -> Vec<Result<Json, (String, String)>> {
     let e = env();
     let code = "import json, os, sys, types\n\
                 import salt.config, salt.netapi\n\
@@ -548,8 +621,8 @@ pub fn salt_netapi_all(chunks: &[Json]) -> Vec<Result<Json, (String, String)>> {
     let out = Command::new(e.venv.join("bin").join("python"))
         .arg("-c")
         .arg(code)
-        .env("SALT_MASTER_CONFIG", &e.config)
-        .env("SALT_FCGI_CHUNKS", Json::from(chunks.to_vec()).to_string())
+        .env("SALT_MASTER_CONFIG", config)
+        .env("SALT_FCGI_CHUNKS", chunks)
         .output()
         .expect("run python");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -560,7 +633,6 @@ pub fn salt_netapi_all(chunks: &[Json]) -> Vec<Result<Json, (String, String)>> {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    assert_eq!(results.len(), chunks.len(), "one result per chunk: {text}");
     results
         .into_iter()
         .map(|v| match v.get("exception") {
@@ -889,6 +961,39 @@ pub fn pepper_cli_everyday(url: &str, extra: &[&str], home: &Path) {
         "wrong password: {}",
         r.text
     );
+    // An ACL denial is a 401 too ("Uncaught Pepper error" on a 403).
+    let all: Vec<&str> = extra
+        .iter()
+        .chain(&["ms-1", "test.ping"])
+        .copied()
+        .collect();
+    let r = pepper_cli(url, &e.restricted_user, &e.restricted_password, home, &all);
+    assert!(
+        r.code != 0 && r.text.contains("Authentication denied"),
+        "ACL denial: {}",
+        r.text
+    );
+    // A job id as pepper sends it: `jid=<20 digits>` becomes a bare JSON number.
+    let r = run(&["--client", "local_async", "ms-0", "test.echo", "found"]);
+    let jid = r.out["jid"].as_str().unwrap_or_default().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = run(&[
+            "--client",
+            "runner",
+            "jobs.lookup_jid",
+            &format!("jid={jid}"),
+        ]);
+        if r.out == json!({"ms-0": "found"}) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "jobs.lookup_jid jid={jid}: {}",
+            r.text
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -896,7 +1001,8 @@ pub fn pepper_cli_everyday(url: &str, extra: &[&str], home: &Path) {
 
 /// A master with one minion (ms-0) in its own directory and ports (the shared master's
 /// base + 40), for tests that stop or change a master; stopped on drop. One at a time: it
-/// holds a process-wide lock.
+/// holds a process-wide lock. [`PrivateMaster::start_variant`]: one with 2 minions on
+/// another transport (one of those at a time, too).
 pub struct PrivateMaster {
     /// The master's directory (`scripts/salt-env up`).
     pub dir: PathBuf,
@@ -908,24 +1014,44 @@ impl PrivateMaster {
     pub fn start() -> PrivateMaster {
         static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let guard = ONE.lock().unwrap_or_else(|e| e.into_inner());
+        PrivateMaster::up("private", 40, 1, &[], guard)
+    }
+
+    /// A master with 2 minions on another transport or `ipc_mode` (`args` for
+    /// `scripts/salt-env up`, e.g. `--transport tcp`), in its own directory `name` and ports
+    /// (base + `port_offset` and up), after any other such master of this process stopped.
+    pub fn start_variant(name: &str, port_offset: u16, args: &[&str]) -> PrivateMaster {
+        static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let guard = ONE.lock().unwrap_or_else(|e| e.into_inner());
+        PrivateMaster::up(name, port_offset, 2, args, guard)
+    }
+
+    fn up(
+        name: &str,
+        port_offset: u16,
+        minions: u16,
+        args: &[&str],
+        guard: std::sync::MutexGuard<'static, ()>,
+    ) -> PrivateMaster {
         let base: u16 = std::env::var("SALT_TEST_PORT_BASE")
             .ok()
             .and_then(|b| b.parse().ok())
             .unwrap_or(14505);
-        let dir = std::env::temp_dir().join(format!("salt-fcgi-private-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("salt-fcgi-{name}-{}", std::process::id()));
         let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/salt-env"))
             .args([
                 "up",
                 dir.to_str().expect("utf8"),
                 "--minions",
-                "1",
+                &minions.to_string(),
                 "--version",
                 &env().version,
             ])
-            .env("SALT_TEST_PORT_BASE", (base + 40).to_string())
+            .args(args)
+            .env("SALT_TEST_PORT_BASE", (base + port_offset).to_string())
             .status()
             .expect("run salt-env");
-        assert!(status.success(), "private master did not start");
+        assert!(status.success(), "{name} master did not start");
         PrivateMaster {
             dir,
             _one_at_a_time: guard,

@@ -908,17 +908,49 @@ pub struct Client {
     pub cacert: PathBuf,
     scratch: PathBuf,
     counter: AtomicUsize,
+    /// A command curl runs under (`nsenter --net=…` into a scratch machine), and curl
+    /// arguments every request gets (`--resolve`); both empty for loopback deployments.
+    wrap: Vec<String>,
+    args: Vec<String>,
 }
 
 impl Client {
     pub fn new(wd: &Workdir, base: &str, tls: &Tls) -> Client {
+        Client::with_cacert(wd, base, &tls.cert)
+    }
+
+    /// A client that trusts `cacert`.
+    pub fn with_cacert(wd: &Workdir, base: &str, cacert: &Path) -> Client {
         require("curl", "curl");
         Client {
             base: base.to_string(),
-            cacert: tls.cert.clone(),
+            cacert: cacert.to_path_buf(),
             scratch: wd.mkdir("client", 0o700),
             counter: AtomicUsize::new(0),
+            wrap: Vec::new(),
+            args: Vec::new(),
         }
+    }
+
+    /// Runs every curl under `wrap` with `args` added.
+    pub fn wrapped(mut self, wrap: Vec<String>, args: Vec<String>) -> Client {
+        self.wrap = wrap;
+        self.args = args;
+        self
+    }
+
+    /// A curl command (under the wrapper, with the common arguments).
+    pub fn curl(&self) -> Command {
+        let mut cmd = match self.wrap.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg("curl");
+                c
+            }
+            None => Command::new("curl"),
+        };
+        cmd.args(&self.args);
+        cmd
     }
 
     /// `method` on base + `suffix`, with an optional body.
@@ -988,7 +1020,8 @@ impl Client {
             .collect();
         let command = format!("curl {} {url}", shown.join(" "));
         let start = Instant::now();
-        let out = Command::new("curl")
+        let out = self
+            .curl()
             .args(&args)
             .arg("-D")
             .arg(&head_f)
@@ -1043,6 +1076,33 @@ impl Client {
     pub fn post_raw(&self, content_type: &str, body: &[u8], framing: Framing) -> Reply {
         self.request("POST", "", Some(content_type), Some(body), framing)
     }
+}
+
+/// Loads `url` in Debian's headless chromium (a fresh profile under `profile`, the flags
+/// this machine's closed network needs) and returns what `--dump-dom` printed once the
+/// page's virtual clock ran `budget_ms`.
+pub fn headless_chromium(profile: &Path, url: &str, budget_ms: u32) -> std::process::Output {
+    let chromium = require("chromium", "chromium");
+    Command::new("timeout")
+        .arg("90")
+        .arg(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--ignore-certificate-errors",
+            "--dump-dom",
+        ])
+        .arg(format!("--virtual-time-budget={budget_ms}"))
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .output()
+        .expect("run chromium")
 }
 
 /// SHA-256 of `data` as lower-case hex (coreutils' sha256sum).
@@ -1369,12 +1429,14 @@ fn session_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &
     } else {
         mount
     };
+    // Secure over TLS; salt-fcgi's plain-HTTP development server cannot promise it.
+    let tls = client.base.starts_with("https:");
     checks.check(
         cookie.starts_with(&format!("session_id={token};"))
             && cookie.contains(&format!("Path={path};"))
             && cookie.contains("HttpOnly")
-            && cookie.contains("Secure"),
-        &format!("the session cookie is HttpOnly, Secure, for Path={path}"),
+            && cookie.contains("Secure") == tls,
+        &format!("the session cookie is HttpOnly, Secure over TLS only, for Path={path}"),
         &r,
     );
     let ping = json!({"client": "local", "tgt": "*", "fun": "test.ping"});
@@ -1459,7 +1521,8 @@ fn session_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &
 fn events_suite(client: &Client, env: &TestEnv, checks: &mut Checks) {
     let (_, token) = login(client, env, &[]);
     let url = format!("{}{}", client.base, below(client, "events"));
-    let reader = Command::new("curl")
+    let reader = client
+        .curl()
         .args(["-sSN", "--max-time", "8", "--cacert"])
         .arg(&client.cacert)
         .args(["-H", &format!("X-Auth-Token: {token}"), "-D", "-"])

@@ -80,33 +80,39 @@ impl Streams {
     ) -> Result<OpenStream, ApiError> {
         let limits = &master.settings.limits;
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if open.total >= limits.max_streams {
-            return Err(ApiError::new(
+        let count = |map: &HashMap<String, usize>, key: &str| map.get(key).copied().unwrap_or(0);
+        let caps = [
+            (
+                open.total,
+                limits.max_streams,
                 503,
-                format!(
-                    "503: this server holds max_streams ({}) event streams; try again later",
-                    limits.max_streams
-                ),
-            ));
-        }
-        let per_token = open.by_token.get(token).copied().unwrap_or(0);
-        if per_token >= limits.stream_max_per_token {
-            return Err(ApiError::new(
+                "this server",
+                "max_streams",
+            ),
+            (
+                count(&open.by_token, token),
+                limits.stream_max_per_token,
                 429,
-                format!(
-                    "429: this session already has stream_max_per_token ({}) event streams open; close one first",
-                    limits.stream_max_per_token
-                ),
-            ));
-        }
-        let per_user = open.by_user.get(user).copied().unwrap_or(0);
-        if per_user >= limits.stream_max_per_user {
-            return Err(ApiError::new(
+                "this session",
+                "stream_max_per_token",
+            ),
+            (
+                count(&open.by_user, user),
+                limits.stream_max_per_user,
                 429,
-                format!(
-                    "429: this user already has stream_max_per_user ({}) event streams open; close one first",
-                    limits.stream_max_per_user
-                ),
+                "this user",
+                "stream_max_per_user",
+            ),
+        ];
+        if let Some((_, max, status, who, name)) = caps.iter().find(|(n, max, ..)| n >= max) {
+            let advice = if *status == 503 {
+                "try again later"
+            } else {
+                "close one first"
+            };
+            return Err(ApiError::new(
+                *status,
+                format!("{status}: {who} already has {name} ({max}) event streams open; {advice}"),
             ));
         }
         open.total += 1;

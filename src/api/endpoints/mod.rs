@@ -171,10 +171,15 @@ fn log_refusal(status: u16, e: &SaltError, chunk: &Chunk, remote: &str) {
     } else {
         format!("user {} eauth {}", text("username"), text("eauth"))
     };
+    // An ACL denial and a failed login are both 401s: the line says which it was.
+    let why = match e {
+        SaltError::Authorization(_) => " (authorization denied)",
+        _ => "",
+    };
     // crate::log escapes every character that could end or disguise the line.
     crate::log!(
         warn,
-        "{status} for {who} client {} from {remote}: {}",
+        "{status}{why} for {who} client {} from {remote}: {}",
         text("client"),
         e.message()
     );

@@ -104,7 +104,7 @@ impl Job {
         };
         if !jid.is_empty() && !settings.limits.allow_caller_jid {
             // Another user's running job could be joined: its returns would be reported.
-            return Err(SaltError::Authorization(
+            return Err(SaltError::Forbidden(
                 "A caller-chosen 'jid' is not allowed (salt_fcgi: allow_caller_jid)".into(),
             ));
         }

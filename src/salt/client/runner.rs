@@ -3,8 +3,11 @@
 //! The load is RunnerClient's: credentials at the top level, arguments as
 //! `kwarg: {"arg": [...], "kwarg": {...}}` so the master's ACL check sees them. String
 //! arguments go through Salt's `parse_input`: `name=value` becomes a keyword argument and
-//! values are YAML-typed (`yamlify_arg`). `runner` then waits on the event bus for
-//! `salt/run/<jid>/ret`.
+//! values are YAML-typed (`yamlify_arg`). Keyword arguments come from `name=value` strings,
+//! `kwarg` and the chunk's other top-level keys; like Salt's API process, salt-fcgi then
+//! drops those the function does not accept (`runner_signatures.json`, made from Salt's
+//! runner loader by `scripts/runner-signatures`; a function that is not in it takes them
+//! all). `runner` then waits on the event bus for `salt/run/<jid>/ret`.
 
 use serde_json::{Map, Value as Json, json};
 
@@ -48,6 +51,11 @@ fn runner_load(chunk: &Chunk, creds: &Credentials, client: &str) -> SaltResult<J
             kwargs.insert(k.clone(), v.clone());
         }
     }
+    // Salt's `load_args_and_kwargs(…, ignore_invalid=True)`: a keyword the function does
+    // not take is dropped (a client's `expr_form` on `manage.up`), not passed to fail.
+    if let Some(accepted) = accepted_keywords(fun) {
+        kwargs.retain(|k, _| accepted.iter().any(|a| a == k));
+    }
     let mut load = Map::new();
     load.insert("fun".into(), Json::from(fun));
     load.insert("kwarg".into(), json!({"arg": args, "kwarg": kwargs}));
@@ -55,6 +63,19 @@ fn runner_load(chunk: &Chunk, creds: &Credentials, client: &str) -> SaltResult<J
     load.insert("client".into(), Json::from(client));
     load.insert("cmd".into(), Json::from("runner"));
     Ok(Json::Object(load))
+}
+
+/// The keyword arguments `fun` accepts, if it is one of Salt's runner functions without
+/// `**kwargs`; `None` (take every keyword) for the others and for unknown functions.
+fn accepted_keywords(fun: &str) -> Option<&'static [String]> {
+    static TABLE: std::sync::OnceLock<std::collections::HashMap<String, Vec<String>>> =
+        std::sync::OnceLock::new();
+    TABLE
+        .get_or_init(|| {
+            serde_json::from_str(include_str!("runner_signatures.json")).unwrap_or_default()
+        })
+        .get(fun)
+        .map(Vec::as_slice)
 }
 
 /// Sends the runner load; returns the master's `{"tag", "jid"}`.
@@ -165,7 +186,7 @@ pub fn parse_input(args: Vec<Json>) -> (Vec<Json>, Map<String, Json>) {
                 None => positional.push(yamlify_arg(&s)),
             },
             Json::Object(mut m) if m.get("__kwarg__") == Some(&Json::Bool(true)) => {
-                m.remove("__kwarg__");
+                m.shift_remove("__kwarg__");
                 kwargs.extend(m);
             }
             other => positional.push(other),
@@ -191,8 +212,9 @@ fn split_kwarg(s: &str) -> Option<(&str, &str)> {
 }
 
 /// Salt's `yamlify_arg`: type a CLI-style string argument the way PyYAML (YAML 1.1, with
-/// Salt's loader) does. What JSON cannot carry (`.inf`, `.nan`, integers past 64 bits,
-/// mappings with non-string keys) stays the original string.
+/// Salt's loader) does. Integers past 64 bits become their decimal text (what Salt's msgpack
+/// encoder sends for them); what JSON cannot carry at all (`.inf`, `.nan`, mappings with
+/// non-string keys) stays the original string.
 pub fn yamlify_arg(s: &str) -> Json {
     let original = || Json::from(s);
     let stripped = s.trim();
@@ -233,7 +255,7 @@ fn to_json(node: Node) -> Option<Json> {
         Node::Int(i) => match (i64::try_from(i), u64::try_from(i)) {
             (Ok(v), _) => Json::from(v),
             (_, Ok(v)) => Json::from(v),
-            _ => return None,
+            _ => Json::String(i.to_string()),
         },
         Node::Float(f) => Json::Number(serde_json::Number::from_f64(f)?),
         Node::Str(s) => Json::String(s),
@@ -296,11 +318,12 @@ mod tests {
         assert_eq!(yamlify_arg(""), json!(""));
     }
 
-    /// The expected JSON of a row of `tests/data/yamlify_arg.json`: Salt's value, or the
-    /// original string where JSON cannot carry Salt's value (documented difference).
+    /// The expected JSON of a row of `tests/data/yamlify_arg.json`: Salt's value (an integer
+    /// past 64 bits as the text Salt's msgpack sends), or the original string where JSON
+    /// cannot carry Salt's value (documented difference).
     fn expected(input: &str, out: &Json) -> Json {
         let obj = out.as_object().expect("row");
-        if let Some(v) = obj.get("value") {
+        if let Some(v) = obj.get("value").or_else(|| obj.get("bigint")) {
             return v.clone();
         }
         if let Some(items) = obj.get("list") {
@@ -326,7 +349,7 @@ mod tests {
                 .collect();
             return Json::Object(map);
         }
-        // float (inf/nan), bigint, non_string_keys, other
+        // float (inf/nan), non_string_keys, other
         Json::from(input)
     }
 
@@ -386,6 +409,32 @@ mod tests {
         }
     }
 
+    /// Issue 18 item 3: keywords a runner without `**kwargs` does not take are dropped, as
+    /// Salt's API drops them; positional arguments and open-ended functions are untouched.
+    #[test]
+    fn keywords_the_runner_does_not_take_are_dropped() {
+        let creds = Credentials::Token(super::super::Secret("ab".into()));
+        let load = |v: Json| {
+            let chunk = v.as_object().cloned().expect("object");
+            runner_load(&chunk, &creds, "runner").expect("load")["kwarg"].clone()
+        };
+        assert_eq!(
+            load(json!({"fun": "manage.up", "expr_form": "glob", "tgt": "*",
+                "kwarg": {"bogus": 1, "timeout": 5}, "arg": ["x", "tgt_type=glob", "nope=1"]})),
+            json!({"arg": ["x"], "kwarg": {"tgt_type": "glob", "timeout": 5, "tgt": "*"}})
+        );
+        assert_eq!(
+            load(json!({"fun": "test.arg", "expr_form": "glob", "kwarg": {"z": 1}})),
+            json!({"arg": [], "kwarg": {"z": 1, "expr_form": "glob"}})
+        );
+        assert_eq!(
+            load(json!({"fun": "custom.runner", "x": 1})),
+            json!({"arg": [], "kwarg": {"x": 1}})
+        );
+        let table = accepted_keywords("jobs.lookup_jid").expect("a Salt runner");
+        assert!(table.iter().any(|k| k == "jid"), "{table:?}");
+    }
+
     #[test]
     fn runner_load_shape() {
         let chunk = json!({"client": "runner", "fun": "jobs.lookup_jid", "jid": "1", "arg": ["a=1", "b"], "__tag__": "x",
@@ -395,7 +444,7 @@ mod tests {
         let load = runner_load(&chunk, &creds, "runner").expect("load");
         assert_eq!(
             load,
-            json!({"fun": "jobs.lookup_jid", "kwarg": {"arg": ["b"], "kwarg": {"a": 1, "jid": "1"}},
+            json!({"fun": "jobs.lookup_jid", "kwarg": {"arg": ["b"], "kwarg": {"jid": "1"}},
             "eauth": "file", "username": "u", "password": "p", "client": "runner", "cmd": "runner"})
         );
     }
