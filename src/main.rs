@@ -17,16 +17,21 @@ use salt_fcgi::frontend::{cgi, fastcgi, http};
 use salt_fcgi::log;
 use salt_fcgi::settings::Settings;
 
+/// `--help`, in the GNU layout (`Usage:`/`or:` lines, then sections) that help2man turns
+/// into the man page of the Debian package (scripts/package).
 const USAGE: &str = "\
-salt-fcgi: Salt's REST API (rest_wsgi and rest_cherrypy dialects) as CGI, FastCGI or HTTP
+Usage: salt-fcgi [OPTIONS]
+   or: salt-fcgi --listen unix:/run/salt-fcgi.sock [OPTIONS]
+   or: salt-fcgi --listen 127.0.0.1:9000 [OPTIONS]
+   or: salt-fcgi --http 127.0.0.1:8001 [OPTIONS]
+Salt's REST API (rest_wsgi and rest_cherrypy dialects) as CGI, FastCGI or HTTP.
 
-USAGE:
-    salt-fcgi [OPTIONS]                       CGI, or FastCGI when fd 0 is a listening socket
-    salt-fcgi --listen unix:/run/salt-fcgi.sock [OPTIONS]   FastCGI on a socket of its own
-    salt-fcgi --listen 127.0.0.1:9000 [OPTIONS]
-    salt-fcgi --http 127.0.0.1:8001 [OPTIONS]    development HTTP/1.1 server
+Modes:
+    (no mode option)       one CGI request, or FastCGI when fd 0 is a listening socket
+    --listen ADDRESS       FastCGI on a socket of its own: unix:PATH or HOST:PORT
+    --http HOST:PORT       development HTTP/1.1 server
 
-OPTIONS:
+Options:
     --config PATH          master config (default: $SALT_MASTER_CONFIG, else /etc/salt/master)
     --socket-mode OCTAL    mode of a --listen unix socket (default 660)
     --max-requests N       exit after N requests (FastCGI/HTTP)

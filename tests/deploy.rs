@@ -302,9 +302,8 @@ fn apache_shared_hosting_cgi_bin() {
     let binary = wd.install_binary("home/salt-fcgi/salt-fcgi");
     let docroot = wd.mkdir("home/public_html", 0o755);
     let cgi_bin = wd.mkdir("home/public_html/cgi-bin", 0o755);
-    let htaccess =
-        std::fs::read_to_string(Path::new(REPO).join("apache/shared-hosting/cgi-bin/.htaccess"))
-            .expect("read shipped .htaccess");
+    let htaccess = std::fs::read_to_string(shipped_path("apache/shared-hosting/cgi-bin/.htaccess"))
+        .expect("read shipped .htaccess");
     write_file(&cgi_bin.join(".htaccess"), &htaccess, 0o644);
     let bin = binary.display().to_string();
     let conf = env.master_config.display().to_string();
@@ -587,6 +586,28 @@ fn systemd_socket_activation() {
             _ => {}
         }
     }
+    if installed() {
+        // The Debian package's own units (scripts/package filled in their placeholders),
+        // given the test master's config the way an administrator would: a drop-in.
+        for name in ["salt-fcgi.socket", "salt-fcgi.service"] {
+            let path = Path::new(INSTALLED_UNITS).join(name);
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("installed unit {}: {e}", path.display()));
+            write_file(&units.join(name), &text, 0o644);
+            match name {
+                "salt-fcgi.service" => service_text = text,
+                _ => socket_text = text,
+            }
+        }
+        let dropin = format!("[Service]\nEnvironment=SALT_MASTER_CONFIG={conf}\n");
+        write_file(
+            &units.join("salt-fcgi.service.d/master.conf"),
+            &dropin,
+            0o644,
+        );
+        // A later assignment of the same variable wins, as in systemd.
+        service_text.push_str(&dropin);
+    }
     let mut checks = Checks::new("systemd-socket-activation");
     let out = std::process::Command::new(&analyze)
         .arg("verify")
@@ -633,6 +654,16 @@ fn systemd_socket_activation() {
     if unit_get(&socket_unit, "Accept") != Some("no") {
         checks.fail("salt-fcgi.socket must pass the listening socket (Accept=no)".into());
     }
+    for (key, want) in [("NoNewPrivileges", "yes"), ("ProtectSystem", "strict")] {
+        if unit_get(&service, key) != Some(want) {
+            checks.fail(format!("salt-fcgi.service must set {key}={want}"));
+        }
+    }
+    // Played below as systemd applies it; salt-fcgi warns when its max_connections (the
+    // test master's: the default) would not fit.
+    let nofile: libc::rlim_t = unit_get(&service, "LimitNOFILE")
+        .and_then(|v| v.parse().ok())
+        .expect("salt-fcgi.service sets LimitNOFILE to a number");
     let exec: Vec<String> = unit_get(&service, "ExecStart")
         .expect("ExecStart in salt-fcgi.service")
         .split_whitespace()
@@ -669,6 +700,20 @@ fn systemd_socket_activation() {
             .envs(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::from(fd))
             .stderr(log_file(&wd.join(format!("logs/salt-fcgi-{n}.err"))));
+        let limit = libc::rlimit {
+            rlim_cur: nofile,
+            rlim_max: nofile,
+        };
+        // SAFETY: setrlimit is async-signal-safe and reads only `limit`, a copy.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
         as_master_user(&mut cmd, &env, None);
         Daemon::spawn("salt-fcgi (socket-activated)", &mut cmd)
     };
@@ -734,6 +779,11 @@ fn systemd_socket_activation() {
     }
     if !salt_fcgi_logged(&wd, "idle timeout") {
         checks.fail("salt-fcgi did not log its idle exit".into());
+    }
+    if salt_fcgi_logged(&wd, "max_connections is") {
+        checks.fail(format!(
+            "LimitNOFILE={nofile} does not fit the default max_connections"
+        ));
     }
     drop(nginx);
     drop(listener);

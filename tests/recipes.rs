@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 /// own; it runs as part of others).
 const RECIPES: &[(&str, Option<&str>)] = &[
     ("build", None),
+    ("build-static", None),
+    ("package", None),
     ("quick-start", Some("http://127.0.0.1:8001/")),
     ("apache-fcgid", Some("https://salt-api.example.com/")),
     ("apache-cgid", Some("https://salt-api.example.com/")),
@@ -35,6 +37,7 @@ const RECIPES: &[(&str, Option<&str>)] = &[
         "nginx-socket-activation",
         Some("https://salt-api.example.com/"),
     ),
+    ("nginx-deb", Some("https://salt-api.example.com/")),
     ("nginx-spawn-fcgi", Some("https://salt-api.example.com/")),
     ("saltgui-download", None),
     ("saltgui", Some("https://salt.example.com/api/")),
@@ -218,6 +221,29 @@ fn recipe_nginx_socket_activation() {
             }
         },
     );
+}
+
+/// The Debian package: its own units (the installed binary, hardened), started by systemd
+/// on the first connection.
+#[test]
+fn recipe_nginx_deb() {
+    deploy("nginx-deb", MasterSpec::PACKAGED, &[], |m, _, checks| {
+        let (_, state) = m.sh("systemctl is-active salt-fcgi.socket salt-fcgi.service");
+        if state.split_whitespace().collect::<Vec<_>>() != ["active", "active"] {
+            checks.fail(format!("salt-fcgi.socket / .service: {state:?}"));
+        }
+        let (_, show) = m.sh("systemctl show -P FragmentPath salt-fcgi.service; \
+             systemctl show -P ProtectSystem salt-fcgi.service; \
+             readlink /proc/$(systemctl show -P MainPID salt-fcgi.service)/exe");
+        let want = [
+            "/usr/lib/systemd/system/salt-fcgi.service",
+            "strict",
+            "/usr/bin/salt-fcgi",
+        ];
+        if show.lines().map(str::trim).collect::<Vec<_>>() != want {
+            checks.fail(format!("salt-fcgi.service is not the package's: {show:?}"));
+        }
+    });
 }
 
 #[test]

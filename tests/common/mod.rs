@@ -241,9 +241,20 @@ fn parse_head(raw: &[u8], http: bool) -> Response {
     }
 }
 
-/// The salt-fcgi binary under test.
+/// The salt-fcgi binary under test: cargo's build, or `$SALT_FCGI_TEST_BINARY` (the static
+/// build of scripts/build-static, the installed package's /usr/bin/salt-fcgi).
 pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_salt-fcgi")
+    static BINARY: OnceLock<String> = OnceLock::new();
+    BINARY.get_or_init(|| match std::env::var("SALT_FCGI_TEST_BINARY") {
+        Ok(path) if !path.is_empty() => {
+            assert!(
+                Path::new(&path).is_file(),
+                "SALT_FCGI_TEST_BINARY={path}: no such file"
+            );
+            path
+        }
+        _ => env!("CARGO_BIN_EXE_salt-fcgi").to_string(),
+    })
 }
 
 /// Runs one CGI request: POST `body` as `application/json` against `config`.

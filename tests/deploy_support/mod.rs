@@ -21,8 +21,11 @@ use serde_json::{Value as Json, json};
 
 /// The repository root (the shipped configs live here).
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
-/// The salt-fcgi executable cargo built for this test run.
-pub const BINARY: &str = env!("CARGO_BIN_EXE_salt-fcgi");
+/// Where the Debian package (scripts/package) installs the shipped apache/, nginx/ and
+/// systemd/ files, as examples.
+pub const INSTALLED_EXAMPLES: &str = "/usr/share/doc/salt-fcgi/examples";
+/// Where the Debian package installs its systemd units (placeholders filled in).
+pub const INSTALLED_UNITS: &str = "/usr/lib/systemd/system";
 /// The web servers' unprivileged user (Debian's).
 pub const WEB_USER: &str = "www-data";
 /// eauth backend of the test master (scripts/salt-env: `file`).
@@ -262,8 +265,9 @@ impl Workdir {
             fs::set_permissions(parent, fs::Permissions::from_mode(0o755)).expect("chmod");
         }
         let _ = fs::remove_file(&dest);
-        if fs::hard_link(BINARY, &dest).is_err() {
-            fs::copy(BINARY, &dest).expect("copy salt-fcgi");
+        let binary = crate::common::binary();
+        if fs::hard_link(binary, &dest).is_err() {
+            fs::copy(binary, &dest).expect("copy salt-fcgi");
         }
         fs::set_permissions(&dest, fs::Permissions::from_mode(0o755)).expect("chmod binary");
         dest
@@ -389,10 +393,26 @@ impl Drop for Workdir {
 // ---------------------------------------------------------------------------------------
 // Shipped config files
 
-/// Reads a shipped file (path relative to the repository) and substitutes placeholders.
-/// Panics if a placeholder is left over on a non-comment line.
+/// Whether the tests take the shipped files from the installed Debian package instead of
+/// the repository (`SALT_FCGI_TEST_INSTALLED=1`, set by `scripts/package --test`).
+pub fn installed() -> bool {
+    std::env::var_os("SALT_FCGI_TEST_INSTALLED").is_some_and(|v| v == "1")
+}
+
+/// A shipped file (path relative to the repository, `nginx/salt-fcgi.conf`): the
+/// repository's, or the installed package's copy among its examples.
+pub fn shipped_path(shipped: &str) -> PathBuf {
+    if installed() {
+        Path::new(INSTALLED_EXAMPLES).join(shipped)
+    } else {
+        Path::new(REPO).join(shipped)
+    }
+}
+
+/// Reads a shipped file (path relative to the repository, see [`shipped_path`]) and
+/// substitutes placeholders. Panics if a placeholder is left over on a non-comment line.
 pub fn template(shipped: &str, subs: &[(&str, &str)]) -> String {
-    let path = Path::new(REPO).join(shipped);
+    let path = shipped_path(shipped);
     let mut text = fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read shipped file {}: {e}", path.display()));
     for (token, value) in subs {
