@@ -11,7 +11,9 @@
 //! - [`salt`]: master config consumers, msgpack, request channel, event bus, clients;
 //!   no HTTP types.
 //! - [`settings`]: the master config (YAML + `master.d`) and salt-fcgi's own limits.
+//! - [`audit`]: the audit log; `address_block`: address lists of the config.
 
+mod address_block;
 pub mod api;
 pub mod audit;
 pub mod frontend;

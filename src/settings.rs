@@ -164,6 +164,12 @@ pub struct ApiOptions {
     /// `--http` only: peers whose `X-Forwarded-For`/`Forwarded` names the client
     /// (`salt_fcgi: trusted_proxies`, addresses or CIDR blocks; default none).
     pub trusted_proxies: Vec<String>,
+    /// `GET /metrics` for a valid token of these users (`salt_fcgi: metrics_users`: names,
+    /// `*` or `group%` entries, as `stream_users`); default none.
+    pub metrics_users: Vec<String>,
+    /// `GET /metrics` without a token from these addresses or CIDR blocks
+    /// (`salt_fcgi: metrics_addresses`); default none. With neither list `/metrics` is off.
+    pub metrics_addresses: Vec<String>,
 }
 
 /// The audit log's options (docs/audit.md).
@@ -304,6 +310,8 @@ impl Settings {
                 cors_origins: get_str_list(own.and_then(|m| m.get("cors_origins"))),
                 stream_users: get_str_list(own.and_then(|m| m.get("stream_users"))),
                 trusted_proxies: get_str_list(own.and_then(|m| m.get("trusted_proxies"))),
+                metrics_users: get_str_list(own.and_then(|m| m.get("metrics_users"))),
+                metrics_addresses: get_str_list(own.and_then(|m| m.get("metrics_addresses"))),
             },
             audit: AuditOptions {
                 destination: get_str(own.and_then(|m| m.get("audit_log"))),

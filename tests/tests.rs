@@ -21,6 +21,7 @@ mod fleet;
 mod frontends;
 mod fuzz_regressions;
 mod master_faults;
+mod metrics;
 mod pepper;
 mod recipes;
 mod reference;

@@ -14,6 +14,7 @@ use serde_json::{Map, Value as Json, json};
 use super::body;
 use super::endpoints::{self, Call, Streams};
 use super::error::{ApiError, body_error};
+use super::metrics;
 use super::request::{ApiRequest, BodyError};
 use super::request_id;
 use super::response::ApiResponse;
@@ -41,6 +42,7 @@ enum Route {
     Token,
     Run,
     Stats,
+    Metrics,
     Minions(Option<String>),
     Jobs(Option<String>),
     Keys(Option<String>),
@@ -69,6 +71,7 @@ impl Route {
             ("token", None) => Route::Token,
             ("run", None) => Route::Run,
             ("stats", None) => Route::Stats,
+            ("metrics", None) => Route::Metrics,
             ("minions", id) => Route::Minions(id),
             ("jobs", id) => Route::Jobs(id),
             ("keys", id) => Route::Keys(id),
@@ -84,9 +87,30 @@ impl Route {
             Route::Root | Route::Login => "GET, POST",
             Route::Minions(None) | Route::Keys(None) => "GET, POST",
             Route::Logout | Route::Token | Route::Run | Route::Hook(_) => "POST",
-            Route::Stats | Route::Minions(_) | Route::Jobs(_) | Route::Keys(_) => "GET",
+            Route::Stats | Route::Metrics => "GET",
+            Route::Minions(_) | Route::Jobs(_) | Route::Keys(_) => "GET",
             Route::Events | Route::Ws(_) => "GET",
             Route::NotFound => "",
+        }
+    }
+
+    /// The endpoint's name in `/metrics` (ids and tokens left out).
+    fn name(&self) -> &'static str {
+        match self {
+            Route::Root => "root",
+            Route::Login => "login",
+            Route::Logout => "logout",
+            Route::Token => "token",
+            Route::Run => "run",
+            Route::Stats => "stats",
+            Route::Metrics => "metrics",
+            Route::Minions(_) => "minions",
+            Route::Jobs(_) => "jobs",
+            Route::Keys(_) => "keys",
+            Route::Hook(_) => "hook",
+            Route::Events => "events",
+            Route::Ws(_) => "ws",
+            Route::NotFound => "not_found",
         }
     }
 }
@@ -206,6 +230,8 @@ impl Api {
     /// [`Api::handle`] once the request has its id.
     async fn handle_with_id(&self, req: ApiRequest) -> ApiResponse {
         let _counted = self.stats.begin();
+        let started = Instant::now();
+        let endpoint = Route::of(&req.path, &self.settings().api.webhook_url).name();
         let cors = self.cors_headers(&req);
         let mut resp = if req.method == "OPTIONS" {
             self.preflight(&req, cors.is_some())
@@ -224,7 +250,7 @@ impl Api {
         if !resp.headers.iter().any(|(k, _)| *k == "Cache-Control") {
             resp.headers.push(("Cache-Control", "no-store".into()));
         }
-        self.stats.end(resp.status);
+        self.stats.end_on(endpoint, resp.status, started.elapsed());
         resp
     }
 
@@ -254,6 +280,7 @@ impl Api {
             Route::Logout => endpoints::logout(master, &call).await,
             Route::Token => endpoints::token(master, &mut call).await,
             Route::Stats => endpoints::stats(master, &call, &self.stats).await,
+            Route::Metrics => self.metrics(&call).await,
             Route::Minions(id) if method == "GET" => {
                 endpoints::minion_grains(master, &call, id).await
             }
@@ -266,6 +293,42 @@ impl Api {
             Route::Ws(token) => endpoints::websocket(master, &call, token, &self.streams).await,
             Route::NotFound => Err(ApiError::new(404, "404: Not Found")),
         }
+    }
+
+    /// `GET /metrics`: 404 unless `metrics_users` or `metrics_addresses` is set; then the
+    /// counters for a listed address, or for a valid token of a listed user (401 without
+    /// one, 403 for another user).
+    async fn metrics(&self, call: &Call) -> Result<ApiResponse, ApiError> {
+        let api = &self.settings().api;
+        if api.metrics_users.is_empty() && api.metrics_addresses.is_empty() {
+            return Err(ApiError::new(404, "404: Not Found"));
+        }
+        let from_listed = call
+            .req
+            .remote_addr
+            .as_deref()
+            .is_some_and(|addr| crate::address_block::listed(addr, &api.metrics_addresses));
+        if !from_listed {
+            let token = call.session()?;
+            let Some(valid) = crate::salt::tokens::get_token(&self.master, token).await? else {
+                return Err(ApiError::unauthorized("Invalid or expired token"));
+            };
+            if !valid.is_listed_in(&api.metrics_users) {
+                return Err(ApiError::new(
+                    403,
+                    "403: this user may not read the metrics (metrics_users)",
+                ));
+            }
+        }
+        let gauges = metrics::Gauges {
+            open_streams: self.streams.open_count(),
+        };
+        let text = metrics::render(&self.stats, &self.master, &gauges);
+        Ok(ApiResponse::bytes(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            text.into_bytes(),
+        ))
     }
 
     /// Reads the body (within `max_body_bytes`) and the session token into a [`Call`].

@@ -11,6 +11,7 @@ pub mod dispatch;
 pub(crate) mod endpoints;
 pub mod error;
 pub mod lowstate;
+mod metrics;
 pub mod request;
 pub mod request_id;
 pub mod response;

@@ -1,10 +1,11 @@
-//! This process's own counters for `GET /stats`: requests by status, in flight, uptime.
-//! Per process, like rest_cherrypy's (each FastCGI or CGI process counts for itself).
+//! This process's own counters for `GET /stats` and `GET /metrics`: requests by status
+//! and by endpoint, their latencies, in flight, uptime. Per process, like rest_cherrypy's
+//! (each FastCGI or CGI process counts for itself).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
 
@@ -13,6 +14,23 @@ pub struct Stats {
     started: Instant,
     in_flight: AtomicU64,
     by_status: Mutex<BTreeMap<u16, u64>>,
+    by_endpoint: Mutex<BTreeMap<&'static str, Endpoint>>,
+}
+
+/// The upper bounds (seconds) of the latency histogram's buckets.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 300.0,
+];
+
+/// One endpoint's counters: answers by status and a latency histogram.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoint {
+    /// Answers by status.
+    pub by_status: BTreeMap<u16, u64>,
+    /// Answers per bucket of [`LATENCY_BUCKETS`] (not cumulative; the last is `+Inf`).
+    pub buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    /// The sum of the latencies, seconds.
+    pub seconds: f64,
 }
 
 /// Counts one request as in flight until dropped.
@@ -31,7 +49,36 @@ impl Stats {
             started: Instant::now(),
             in_flight: AtomicU64::new(0),
             by_status: Mutex::new(BTreeMap::new()),
+            by_endpoint: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// A request to `endpoint` was answered with `status` after `took`.
+    pub fn end_on(&self, endpoint: &'static str, status: u16, took: Duration) {
+        self.end(status);
+        let mut map = self.by_endpoint.lock().unwrap_or_else(|e| e.into_inner());
+        let counters = map.entry(endpoint).or_default();
+        *counters.by_status.entry(status).or_default() += 1;
+        let secs = took.as_secs_f64();
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|le| secs <= *le)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        counters.buckets[bucket] += 1;
+        counters.seconds += secs;
+    }
+
+    /// A copy of the counters per endpoint.
+    pub fn endpoints(&self) -> BTreeMap<&'static str, Endpoint> {
+        self.by_endpoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Requests in flight now (the asking one included).
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Acquire)
     }
 
     /// A request began.

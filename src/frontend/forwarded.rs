@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use crate::address_block::listed;
+
 /// The client's address: the peer, unless the peer is a trusted proxy; then the nearest
 /// address of the forwarding chain that is not itself a trusted proxy.
 pub fn client_addr(
@@ -10,7 +12,7 @@ pub fn client_addr(
     headers: &[(String, String)],
     trusted: &[String],
 ) -> Option<String> {
-    let is_trusted = |addr: &str| trusted.iter().any(|t| in_block(addr, t));
+    let is_trusted = |addr: &str| listed(addr, trusted);
     let peer_addr = peer.as_deref()?;
     if !is_trusted(peer_addr) {
         return peer;
@@ -45,37 +47,6 @@ fn forwarded_for(value: &str) -> Vec<String> {
             }
         })
         .collect()
-}
-
-/// Whether `addr` is `block` (an address, or `address/prefix`).
-fn in_block(addr: &str, block: &str) -> bool {
-    let Ok(addr) = addr.parse::<IpAddr>() else {
-        return false;
-    };
-    let (net, bits) = match block.split_once('/') {
-        Some((net, bits)) => (net, bits.parse::<u32>().ok()),
-        None => (block, None),
-    };
-    let Ok(net) = net.trim().parse::<IpAddr>() else {
-        return false;
-    };
-    match (addr, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            prefix_eq(u32::from(a).into(), u32::from(n).into(), 32, bits)
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => prefix_eq(u128::from(a), u128::from(n), 128, bits),
-        _ => false,
-    }
-}
-
-/// Whether the first `bits` (all `width` when `None`) of `a` and `b` agree.
-fn prefix_eq(a: u128, b: u128, width: u32, bits: Option<u32>) -> bool {
-    let bits = bits.unwrap_or(width).min(width);
-    if bits == 0 {
-        return true;
-    }
-    let shift = width - bits;
-    (a >> shift) == (b >> shift)
 }
 
 #[cfg(test)]
@@ -116,6 +87,7 @@ mod tests {
             client_addr(peer("127.0.0.1"), &junk, &trusted).as_deref(),
             Some("127.0.0.1")
         );
-        assert!(in_block("::1", "::1/128") && !in_block("::2", "::1"));
+        let v6 = ["::1/128".to_string()];
+        assert!(listed("::1", &v6) && !listed("::2", &v6));
     }
 }

@@ -32,6 +32,8 @@ pub struct RequestChannel {
     /// a blocking thread must not outlive its request by a caller-chosen timeout.
     max_wait: Duration,
     round_trips: AtomicU64,
+    /// Requests that failed on the way, by [`SaltError::kind`] (`/metrics`).
+    failures: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 /// The request port as the configured transport reaches it.
@@ -82,6 +84,7 @@ impl RequestChannel {
             wire,
             max_wait: settings.limits.request_deadline,
             round_trips: AtomicU64::new(0),
+            failures: std::sync::Mutex::new(std::collections::BTreeMap::new()),
         })
     }
 
@@ -106,9 +109,23 @@ impl RequestChannel {
         if left && acts && !deferred {
             super::sent::mark();
         }
-        let reply = reply?;
-        self.round_trips.fetch_add(1, Ordering::Relaxed);
-        Ok(reply)
+        match reply {
+            Ok(reply) => {
+                self.round_trips.fetch_add(1, Ordering::Relaxed);
+                Ok(reply)
+            }
+            Err(e) => {
+                let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+                *failures.entry(e.kind()).or_default() += 1;
+                Err(e)
+            }
+        }
+    }
+
+    /// Requests that failed on the way to or from the master so far, by kind.
+    pub fn failures(&self) -> Vec<(&'static str, u64)> {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.iter().map(|(k, v)| (*k, *v)).collect()
     }
 
     /// Requests the master answered so far (`/stats`).

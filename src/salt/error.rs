@@ -29,6 +29,20 @@ pub enum SaltError {
 }
 
 impl SaltError {
+    /// The variant's name for counters (`/metrics`): `not_running`, `timeout`, …
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SaltError::NotRunning(_) => "not_running",
+            SaltError::Timeout(_) => "timeout",
+            SaltError::Authentication(_) => "authentication",
+            SaltError::Authorization(_) => "authorization",
+            SaltError::Forbidden(_) => "forbidden",
+            SaltError::Invocation(_) => "invocation",
+            SaltError::EventBus(_) => "event_bus",
+            SaltError::Master(_) => "master",
+        }
+    }
+
     /// Maps a Salt exception class name and message (from an `{"error": …}` reply) to a variant.
     pub fn from_exception(name: &str, message: &str) -> SaltError {
         let message = message.to_string();

@@ -305,7 +305,23 @@ async fn read_loop(mut stream: Box<dyn AsyncRead + Send + Unpin>, reader: Arc<Re
 }
 
 /// Decodes one frame and hands the event to every subscription that wants its tag.
+/// Events read from the bus by this process (`/metrics`).
+static EVENTS_READ: AtomicU64 = AtomicU64::new(0);
+/// Event streams this process closed for falling behind (`/metrics`).
+static STREAMS_FELL_BEHIND: AtomicU64 = AtomicU64::new(0);
+
+/// Events read from the master bus by this process so far.
+pub fn events_read() -> u64 {
+    EVENTS_READ.load(Ordering::Relaxed)
+}
+
+/// Event streams this process closed so far because their client fell behind.
+pub fn streams_fell_behind() -> u64 {
+    STREAMS_FELL_BEHIND.load(Ordering::Relaxed)
+}
+
 fn dispatch(reader: &Reader, frame: &[u8]) {
+    EVENTS_READ.fetch_add(1, Ordering::Relaxed);
     let Some((tag, data)) = split_frame(frame) else {
         crate::log::warn("ignored a malformed event-bus frame");
         return;
@@ -332,6 +348,7 @@ fn dispatch(reader: &Reader, frame: &[u8]) {
                 match tx.try_send(Arc::clone(text)) {
                     Ok(()) => true,
                     Err(mpsc::error::TrySendError::Full(_)) => {
+                        STREAMS_FELL_BEHIND.fetch_add(1, Ordering::Relaxed);
                         crate::log!(warn,
                             "an event stream fell {} events behind (a slow or stalled client): closed",
                             tx.max_capacity()

@@ -39,6 +39,21 @@ pub struct Token {
 }
 
 impl Token {
+    /// Whether this token's user is named in `entries`: the user name, `*`, or one of the
+    /// token's groups as `group%` (as `external_auth` names them).
+    pub fn is_listed_in(&self, entries: &[String]) -> bool {
+        let groups: Vec<&str> = match self.data.get("groups") {
+            Some(Json::Array(groups)) => groups.iter().filter_map(Json::as_str).collect(),
+            _ => Vec::new(),
+        };
+        entries.iter().any(|entry| match entry.strip_suffix('%') {
+            Some(group) => groups.contains(&group),
+            None => entry == "*" || *entry == self.name,
+        })
+    }
+}
+
+impl Token {
     /// Reads a master reply; `None` for the empty answers of a failed login or an unknown
     /// or expired token.
     fn from_reply(reply: Json) -> Option<Token> {

@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use serde_json::Value as Json;
 use tokio::sync::watch;
 
 use super::Call;
@@ -65,6 +64,11 @@ impl Streams {
             stop: watch::channel(false).0,
             open: Mutex::new(OpenCounts::default()),
         }
+    }
+
+    /// Streams open in this process now (`/metrics`).
+    pub fn open_count(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).total
     }
 
     /// Ends every stream (the server is stopping).
@@ -251,17 +255,7 @@ async fn start(
 /// `stream_users`: empty allows every user; else the user's name, `*`, or one of the
 /// token's groups as `group%`.
 fn may_stream(allowed: &[String], token: &Token) -> bool {
-    if allowed.is_empty() {
-        return true;
-    }
-    let groups: Vec<&str> = match token.data.get("groups") {
-        Some(Json::Array(groups)) => groups.iter().filter_map(Json::as_str).collect(),
-        _ => Vec::new(),
-    };
-    allowed.iter().any(|entry| match entry.strip_suffix('%') {
-        Some(group) => groups.contains(&group),
-        None => entry == "*" || *entry == token.name,
-    })
+    allowed.is_empty() || token.is_listed_in(allowed)
 }
 
 /// One client's stream.
