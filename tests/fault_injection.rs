@@ -255,15 +255,8 @@ fn serve_tcp(mut stream: std::net::TcpStream, handler: &Handler, bus: &Bus, stop
                 return;
             }
         }
-        match stream.read(&mut chunk) {
-            Ok(0) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return,
+        if !crate::common::read_some(&mut stream, &mut chunk, &mut buf) {
+            return;
         }
     }
 }

@@ -442,6 +442,22 @@ impl Drop for Server {
     }
 }
 
+/// One read from a socket with a read timeout into `buf`: `false` once the peer closed or
+/// the read failed (a timeout is not the end).
+pub fn read_some(stream: &mut impl Read, chunk: &mut [u8], buf: &mut Vec<u8>) -> bool {
+    match stream.read(chunk) {
+        Ok(0) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
 /// Reads an HTTP response from `address` for `GET path` (an event stream) until the
 /// server ends it or `limit` passes; returns what arrived and how long it lasted.
 pub fn read_stream(
@@ -462,18 +478,7 @@ pub fn read_stream(
     let start = Instant::now();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
-    while start.elapsed() < limit {
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-    }
+    while start.elapsed() < limit && read_some(&mut s, &mut chunk, &mut buf) {}
     (String::from_utf8_lossy(&buf).into_owned(), start.elapsed())
 }
 
