@@ -13,18 +13,18 @@ use std::io::Write;
 use std::os::unix::net::UnixListener;
 use std::time::Instant;
 
-use salt_fcgi::salt::Master;
-use salt_fcgi::salt::client::collect::{CollectOptions, collect};
-use salt_fcgi::salt::client::job::Published;
-use salt_fcgi::salt::credentials::Credentials;
-use salt_fcgi::salt::events::EventBus;
-use salt_fcgi::settings::Settings;
+use salt_fcgi::internals::Credentials;
+use salt_fcgi::internals::EventBus;
+use salt_fcgi::internals::Master;
+use salt_fcgi::internals::Published;
+use salt_fcgi::internals::Settings;
+use salt_fcgi::internals::{CollectOptions, collect};
 use serde_json::{Value as Json, json};
 
 /// One frame as the master's event pusher writes it (length-prefixed, which the reader
 /// reads like the bare frames of 3007/3008).
 fn frame(tag: &str, data: &Json) -> Vec<u8> {
-    salt_fcgi::salt::event_fire::frame(tag, data)
+    salt_fcgi::internals::fire_frame(tag, data)
 }
 
 fn main() {

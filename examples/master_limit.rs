@@ -8,9 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use salt_fcgi::api::lowstate;
-use salt_fcgi::salt::{Master, netapi};
-use salt_fcgi::settings::Settings;
+use salt_fcgi::internals::Settings;
+use salt_fcgi::internals::lowstate;
+use salt_fcgi::internals::{Master, netapi};
 
 struct Options {
     config: std::path::PathBuf,

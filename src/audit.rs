@@ -28,12 +28,12 @@ use crate::settings::AuditOptions;
 static FRONTEND: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
 /// Names this process's front end (once, at start).
-pub fn set_frontend(name: &'static str) {
+pub(crate) fn set_frontend(name: &'static str) {
     let _ = FRONTEND.set(name);
 }
 
 /// This process's front end.
-pub fn frontend() -> &'static str {
+pub(crate) fn frontend() -> &'static str {
     FRONTEND.get().copied().unwrap_or("-")
 }
 
@@ -41,7 +41,7 @@ pub fn frontend() -> &'static str {
 static REOPEN: AtomicBool = AtomicBool::new(false);
 
 /// Asks every audit file to be reopened before its next line (SIGHUP, after `logrotate`).
-pub fn reopen() {
+pub(crate) fn reopen() {
     REOPEN.store(true, Ordering::Release);
 }
 
@@ -61,7 +61,7 @@ enum Sink {
 }
 
 /// The audit log of one process.
-pub struct Audit {
+pub(crate) struct Audit {
     sink: Option<Mutex<Sink>>,
     fail_closed: bool,
     key: Vec<u8>,
@@ -69,7 +69,7 @@ pub struct Audit {
 
 impl Audit {
     /// The audit log `options` describe (off when `audit_log` is not set).
-    pub fn new(options: &AuditOptions) -> Audit {
+    pub(crate) fn new(options: &AuditOptions) -> Audit {
         let sink = match options.destination.as_deref() {
             None | Some("") => None,
             Some("stderr") => Some(Sink::Stderr),
@@ -87,17 +87,17 @@ impl Audit {
     }
 
     /// Whether lines are written at all.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.sink.is_some()
     }
 
     /// Whether a request must be refused (503) when its line cannot be written.
-    pub fn fail_closed(&self) -> bool {
+    pub(crate) fn fail_closed(&self) -> bool {
         self.fail_closed && self.enabled()
     }
 
     /// `hmac-sha256:<hex>` of `secret` under the audit key.
-    pub fn hmac(&self, secret: &str) -> String {
+    pub(crate) fn hmac(&self, secret: &str) -> String {
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
             return String::new();
         };
@@ -108,7 +108,7 @@ impl Audit {
     }
 
     /// Writes one line; the error says why it could not be written.
-    pub fn write(&self, line: &Json) -> io::Result<()> {
+    pub(crate) fn write(&self, line: &Json) -> io::Result<()> {
         let Some(sink) = &self.sink else {
             return Ok(());
         };
@@ -188,7 +188,7 @@ fn hmac_key(options: &AuditOptions) -> Vec<u8> {
 
 /// What one request did, noted as it runs.
 #[derive(Debug, Default)]
-pub struct Note {
+pub(crate) struct Note {
     /// The eauth user name, when the request named one or logged in.
     pub user: Option<String>,
     /// The eauth backend.
@@ -204,10 +204,10 @@ tokio::task_local! {
 }
 
 /// Runs `work` with an empty note; returns its output and what was noted.
-pub async fn noting<F: std::future::Future>(work: F) -> (F::Output, Note) {
+pub(crate) async fn noting<F: std::future::Future>(work: F) -> (F::Output, Note) {
     NOTE.scope(RefCell::new(Note::default()), async move {
         let out = work.await;
-        let note = NOTE.with(|n| n.take());
+        let note = NOTE.with(std::cell::RefCell::take);
         (out, note)
     })
     .await
@@ -219,7 +219,7 @@ fn with_note(change: impl FnOnce(&mut Note)) {
 }
 
 /// The request acts as `user` of eauth backend `eauth` (a field left as it is when `None`).
-pub fn note_user(user: Option<&str>, eauth: Option<&str>) {
+pub(crate) fn note_user(user: Option<&str>, eauth: Option<&str>) {
     with_note(|n| {
         if let Some(u) = user {
             n.user = Some(u.to_string());
@@ -231,12 +231,12 @@ pub fn note_user(user: Option<&str>, eauth: Option<&str>) {
 }
 
 /// The request used or was issued `token`.
-pub fn note_token(token: &str) {
+pub(crate) fn note_token(token: &str) {
     with_note(|n| n.token = Some(token.to_string()));
 }
 
 /// A chunk began: its client, fun, tgt and tgt_type (as given; never its arguments).
-pub fn note_chunk_start(chunk: &Map<String, Json>) {
+pub(crate) fn note_chunk_start(chunk: &Map<String, Json>) {
     let mut line = Map::new();
     for key in ["client", "fun", "tgt", "tgt_type"] {
         let value = match chunk.get(key) {
@@ -262,23 +262,23 @@ fn set_chunk(key: &str, value: Json) {
 }
 
 /// The running chunk published job `jid` to `targeted` minions.
-pub fn note_job(jid: &str, targeted: usize) {
+pub(crate) fn note_job(jid: &str, targeted: usize) {
     set_chunk("jid", Json::from(jid));
     set_chunk("minions_targeted", Json::from(targeted));
 }
 
 /// `returned` minions answered the running chunk.
-pub fn note_returned(returned: usize) {
+pub(crate) fn note_returned(returned: usize) {
     set_chunk("minions_returned", Json::from(returned));
 }
 
 /// How the running chunk ended: `ok`, or the status and kind of its error.
-pub fn note_outcome(outcome: &str) {
+pub(crate) fn note_outcome(outcome: &str) {
     set_chunk("outcome", Json::from(outcome));
 }
 
 /// Now, as RFC 3339 UTC with milliseconds (`2026-12-03T12:46:46.123Z`).
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

@@ -6,17 +6,69 @@
 //! frontend (cgi | fastcgi | http) ─► api::ApiRequest ─► api::Api::handle ─► salt::netapi::run
 //!                                 ◄─ api::ApiResponse ◄─ (status mapping) ◄─ salt::client::*
 //! ```
-//! - [`frontend`]: the three ways a request arrives; no Salt types.
-//! - [`api`]: request/response types, lowstate parsing, routing and error → status.
-//! - [`salt`]: master config consumers, msgpack, request channel, event bus, clients;
+//! - `frontend`: the three ways a request arrives; no Salt types.
+//! - `api`: request/response types, lowstate parsing, routing and error → status.
+//! - `salt`: master config consumers, msgpack, request channel, event bus, clients;
 //!   no HTTP types.
-//! - [`settings`]: the master config (YAML + `master.d`) and salt-fcgi's own limits.
-//! - [`audit`]: the audit log; `address_block`: address lists of the config.
+//! - `settings`: the master config (YAML + `master.d`) and salt-fcgi's own limits.
+//! - `audit`: the audit log; `address_block`: address lists of the config.
+
+#![warn(unreachable_pub)]
 
 mod address_block;
-pub mod api;
-pub mod audit;
-pub mod frontend;
-pub mod log;
-pub mod salt;
-pub mod settings;
+mod api;
+mod audit;
+mod frontend;
+mod log;
+mod salt;
+mod settings;
+
+/// What the `salt-fcgi` binary, the fuzz targets, the examples and the integration tests
+/// reach inside the library: not a stable API. Everything else is `pub(crate)`, so rustc
+/// tells an item nobody uses.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::api::{Api, ApiResponse, BodyError};
+    pub use crate::frontend::lifecycle::{ServeOptions, ensure_fd_limit};
+    pub use crate::frontend::listener::{Listener, is_listening_socket};
+    pub use crate::frontend::record_check::{RecordCheck, check_record};
+    pub use crate::salt::channel::refusal;
+    pub use crate::salt::client::collect::{CollectOptions, collect};
+    pub use crate::salt::client::job::Published;
+    pub use crate::salt::credentials::Credentials;
+    pub use crate::salt::event_fire::frame as fire_frame;
+    pub use crate::salt::events::EventBus;
+    pub use crate::salt::{Master, netapi};
+    pub use crate::settings::{Limits, Settings};
+
+    /// The CGI front end: one request from the environment, and its pieces.
+    pub mod cgi {
+        pub use crate::frontend::cgi::{read_body, request_from_vars, response_bytes, run};
+    }
+    /// The FastCGI front end.
+    pub mod fastcgi {
+        pub use crate::frontend::fastcgi::{params, serve};
+    }
+    /// The development HTTP front end.
+    pub mod http {
+        pub use crate::frontend::http::serve;
+    }
+    /// Lowstate parsing.
+    pub mod lowstate {
+        pub use crate::api::lowstate::{nesting_exceeds, parse};
+    }
+    /// The process log.
+    pub mod log {
+        pub use crate::log::{error, warn};
+    }
+    /// Salt's msgpack payloads.
+    pub mod payload {
+        pub use crate::salt::payload::{decode, encode};
+    }
+    /// Event bus framing.
+    pub mod event_frame {
+        pub use crate::salt::event_frame::{
+            FrameBuffer, Piece, msgpack_size, next_frame, split_frame,
+        };
+    }
+}

@@ -53,7 +53,7 @@ const MAX_FIELD_CHARS: usize = 64;
 /// at most 64 characters, a quote inside doubled (`'` → `''`), so a field can never
 /// close itself early and forge what follows it (`x' from 203.0.113.9` stays inside its
 /// quotes). A filter reads such a field with `'(?:[^']|'')*'`.
-pub fn quoted(field: &str) -> String {
+pub(crate) fn quoted(field: &str) -> String {
     let cut: String = field.chars().take(MAX_FIELD_CHARS).collect();
     format!("'{}'", cut.replace('\'', "''"))
 }
@@ -64,13 +64,8 @@ tokio::task_local! {
 }
 
 /// Runs `work` with `id` as its request id: every line it logs says `[req <id>]`.
-pub async fn with_request_id<F: std::future::Future>(id: String, work: F) -> F::Output {
+pub(crate) async fn with_request_id<F: std::future::Future>(id: String, work: F) -> F::Output {
     REQUEST_ID.scope(id, work).await
-}
-
-/// The request id of the running task, if it serves a request.
-pub fn request_id() -> Option<String> {
-    REQUEST_ID.try_with(String::clone).ok()
 }
 
 /// Writes `salt-fcgi[pid]: <level>: [req <id>] <message>` to stderr (without `[req …]`
@@ -99,7 +94,7 @@ pub fn warn(message: &str) {
 }
 
 /// Start-up and shutdown notices.
-pub fn info(message: &str) {
+pub(crate) fn info(message: &str) {
     line("info", message);
 }
 

@@ -10,12 +10,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use salt_fcgi::api::Api;
-use salt_fcgi::frontend::lifecycle::{ServeOptions, ensure_fd_limit};
-use salt_fcgi::frontend::listener::{Listener, is_listening_socket};
-use salt_fcgi::frontend::{cgi, fastcgi, http};
-use salt_fcgi::log;
-use salt_fcgi::settings::Settings;
+use salt_fcgi::internals::Api;
+use salt_fcgi::internals::Settings;
+use salt_fcgi::internals::log;
+use salt_fcgi::internals::{Listener, is_listening_socket};
+use salt_fcgi::internals::{ServeOptions, ensure_fd_limit};
+use salt_fcgi::internals::{cgi, fastcgi, http};
 
 /// `--help`, in the GNU layout (`Usage:`/`or:` lines, then sections) that help2man turns
 /// into the man page of the Debian package (scripts/package).
@@ -158,7 +158,7 @@ fn serve(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(refused) = salt_fcgi::salt::channel::refusal(&settings) {
+    if let Some(refused) = salt_fcgi::internals::refusal(&settings) {
         // Said once at start; every request that needs the master answers it as a 503.
         log::error(&refused.to_string());
     }

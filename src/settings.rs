@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_yaml_ng::{Mapping, Value as Yaml};
 
 /// The default master config path (Salt's).
-pub const DEFAULT_CONFIG: &str = "/etc/salt/master";
+pub(crate) const DEFAULT_CONFIG: &str = "/etc/salt/master";
 
 /// How the master's IPC endpoints are reached (`ipc_mode`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,8 +213,7 @@ impl Settings {
             Some(p) => p.to_path_buf(),
             None => std::env::var_os("SALT_MASTER_CONFIG")
                 .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+                .map_or_else(|| PathBuf::from(DEFAULT_CONFIG), PathBuf::from),
         };
         let opts = read_with_includes(&path)?;
         Ok(Settings {
@@ -303,8 +302,7 @@ impl Settings {
             eauth_tokens: get_str(get("eauth_tokens")).unwrap_or_else(|| "localfs".into()),
             api: ApiOptions {
                 webhook_url: get_str(cherrypy.and_then(|m| m.get("webhook_url")))
-                    .map(|u| format!("/{}", u.trim_matches('/')))
-                    .unwrap_or_else(|| "/hook".into()),
+                    .map_or_else(|| "/hook".into(), |u| format!("/{}", u.trim_matches('/'))),
                 webhook_disable_auth: cherrypy_bool("webhook_disable_auth"),
                 stats_disable_auth: cherrypy_bool("stats_disable_auth"),
                 cors_origins: get_str_list(own.and_then(|m| m.get("cors_origins"))),
@@ -337,7 +335,7 @@ impl Settings {
 /// Reads one YAML file into a top-level mapping (an empty file is an empty mapping).
 /// Seconds (from the config or a request) as a `Duration`, bounded to `0..=1e7` (NaN is
 /// 0): the one conversion every layer uses, so no number a client sends can panic it.
-pub fn seconds(secs: f64) -> Duration {
+pub(crate) fn seconds(secs: f64) -> Duration {
     if secs.is_nan() {
         return Duration::ZERO;
     }

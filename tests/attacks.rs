@@ -1410,7 +1410,7 @@ fn fail2ban_finds_the_sender_never_a_forged_address() {
         "198.51.100.11",
     ]
     .iter()
-    .map(|s| s.to_string())
+    .map(std::string::ToString::to_string)
     .collect();
     assert_eq!(
         found,

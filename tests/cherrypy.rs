@@ -350,10 +350,10 @@ fn webhook_fires_on_the_master_bus_without_credentials() {
     let http = Server::http(&e.config);
     let front = Front::Http(&http.address);
     let (token, _) = login(&front, &e.user, &e.password, json!({}));
-    let settings = salt_fcgi::settings::Settings::load(Some(&e.config)).expect("settings");
+    let settings = salt_fcgi::internals::Settings::load(Some(&e.config)).expect("settings");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let event = runtime.block_on(async {
-        let bus = salt_fcgi::salt::events::EventBus::new(&settings);
+        let bus = salt_fcgi::internals::EventBus::new(&settings);
         let mut sub = bus
             .subscribe(vec!["salt/netapi/hook/".into()])
             .await

@@ -22,9 +22,10 @@ use serde_json::{Value as Json, json};
 
 /// The clients' venvs (scripts/install-clients); panics with instructions when missing.
 fn clients_dir() -> PathBuf {
-    let dir = std::env::var_os("SALT_FCGI_CLIENTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".salt/clients"));
+    let dir = std::env::var_os("SALT_FCGI_CLIENTS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".salt/clients"),
+        PathBuf::from,
+    );
     for client in ["salt-mill", "peppa", "guajillo"] {
         assert!(
             dir.join(client).join(".complete").exists(),

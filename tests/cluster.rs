@@ -196,7 +196,7 @@ fn sessions_with_a_cachedir_of_its_own(wd: &Workdir, cluster: &Cluster, b: &Fron
         assert_eq!(r.status, 401, "token after logout on {name}: {}", text(&r));
     }
     let leftovers = std::fs::read_dir(&own)
-        .map(|d| d.count())
+        .map(std::iter::Iterator::count)
         .unwrap_or_default();
     eprintln!("cluster: own cachedir holds {leftovers} entries after the session");
 }

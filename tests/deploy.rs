@@ -644,7 +644,7 @@ fn systemd_socket_activation() {
     }
     if matches!(
         unit_get(&service, "StandardOutput"),
-        None | Some("inherit") | Some("socket")
+        None | Some("inherit" | "socket")
     ) {
         checks.fail(
             "salt-fcgi.service must not write stdout onto the socket (StandardOutput=journal)"
@@ -688,8 +688,7 @@ fn systemd_socket_activation() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod socket");
     if is_root() {
         let gid = user_ids(&group)
-            .map(|(_, g)| g)
-            .unwrap_or_else(|| panic!("SocketGroup {group}: no such group"));
+            .map_or_else(|| panic!("SocketGroup {group}: no such group"), |(_, g)| g);
         std::os::unix::fs::chown(&path, None, Some(gid)).expect("chown socket");
     }
     let start = |extra: &[&str], n: usize| -> Daemon {
@@ -1068,14 +1067,16 @@ fn browser_session_through_the_webui_site() {
     let result = dom
         .split_once("RESULT")
         .and_then(|(_, rest)| rest.split_once("END"))
-        .map(|(json, _)| json.replace("&quot;", "\"").replace("&amp;", "&"))
-        .unwrap_or_else(|| {
-            panic!(
-                "the page did not finish: {dom}\n{}{}",
-                String::from_utf8_lossy(&out.stderr),
-                wd.log_dump()
-            )
-        });
+        .map_or_else(
+            || {
+                panic!(
+                    "the page did not finish: {dom}\n{}{}",
+                    String::from_utf8_lossy(&out.stderr),
+                    wd.log_dump()
+                )
+            },
+            |(json, _)| json.replace("&quot;", "\"").replace("&amp;", "&"),
+        );
     let steps: serde_json::Value = serde_json::from_str(&result).expect("steps JSON");
     let step = |name: &str| {
         steps

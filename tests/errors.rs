@@ -9,9 +9,7 @@ fn status_and_message(resp: &common::Response) -> (u16, String) {
     let ret = resp.ret();
     (
         resp.status,
-        ret.as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| ret.to_string()),
+        ret.as_str().map_or_else(|| ret.to_string(), str::to_string),
     )
 }
 

@@ -46,7 +46,7 @@ impl Bus {
     fn fire(&self, tag: &str, data: Json) {
         let mut body = tag.as_bytes().to_vec();
         body.extend_from_slice(b"\n\n");
-        body.extend(salt_fcgi::salt::payload::encode(&data));
+        body.extend(salt_fcgi::internals::payload::encode(&data));
         let map = rmpv::Value::Map(vec![
             (rmpv::Value::from("head"), rmpv::Value::Map(vec![])),
             (rmpv::Value::from("body"), rmpv::Value::Binary(body)),
@@ -185,10 +185,11 @@ fn zeromq_server(handler: Handler, bus: Bus, stop: Arc<AtomicBool>) -> (u16, Joi
             let Ok(bytes) = rep.recv_bytes(0) else {
                 continue;
             };
-            let envelope = salt_fcgi::salt::payload::decode(&bytes).expect("request is msgpack");
+            let envelope =
+                salt_fcgi::internals::payload::decode(&bytes).expect("request is msgpack");
             match handler(checked_load(&envelope), &bus) {
                 Reply::Value(v) => rep
-                    .send(salt_fcgi::salt::payload::encode(&v), 0)
+                    .send(salt_fcgi::internals::payload::encode(&v), 0)
                     .expect("send"),
                 Reply::Raw(b) => rep.send(b, 0).expect("send"),
                 Reply::Silence => until_stopped(&stop),
@@ -233,7 +234,7 @@ fn stream_server(
 
 /// One `transport: tcp` connection: `{"head": {"mid"}, "body"}` maps each way, no prefix.
 fn serve_tcp(mut stream: std::net::TcpStream, handler: &Handler, bus: &Bus, stop: &AtomicBool) {
-    use salt_fcgi::salt::{event_frame::msgpack_size, payload};
+    use salt_fcgi::internals::{event_frame::msgpack_size, payload};
     let mut buf = Vec::new();
     let mut chunk = [0u8; 65536];
     while !stop.load(Ordering::Acquire) {
@@ -285,9 +286,9 @@ fn serve_ws(stream: std::net::TcpStream, handler: &Handler, bus: &Bus, stop: &At
             }
             Err(_) => return,
         };
-        let envelope = salt_fcgi::salt::payload::decode(&request).expect("request is msgpack");
+        let envelope = salt_fcgi::internals::payload::decode(&request).expect("request is msgpack");
         let reply = match handler(checked_load(&envelope), bus) {
-            Reply::Value(v) => salt_fcgi::salt::payload::encode(&v),
+            Reply::Value(v) => salt_fcgi::internals::payload::encode(&v),
             Reply::Raw(b) => b,
             Reply::Silence => return until_stopped(stop),
             Reply::Hangup => return,

@@ -46,7 +46,7 @@ fn payload_decode_regressions_stay_fixed() {
 /// Decodes `bytes`; when that succeeds, checks its JSON text parses back to the same value
 /// and returns the text's length (0 for a refused input).
 fn json_size_after_round_trip(bytes: &[u8]) -> usize {
-    let Ok(value) = salt_fcgi::salt::payload::decode(bytes) else {
+    let Ok(value) = salt_fcgi::internals::payload::decode(bytes) else {
         return 0;
     };
     let text = value.to_string();
@@ -63,7 +63,7 @@ fn fastcgi_regressions_end_the_connection_without_a_panic() {
     for (path, bytes) in inputs("fastcgi_records", 4) {
         // As the FastCGI front end reads a connection: through the record check.
         let outcome = runtime.block_on(async {
-            let reader = salt_fcgi::frontend::record_check::RecordCheck::new(&bytes[..]);
+            let reader = salt_fcgi::internals::RecordCheck::new(&bytes[..]);
             tokio_fastcgi::Requests::new(reader, tokio::io::sink(), 1, 1)
                 .next()
                 .await

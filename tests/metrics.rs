@@ -12,9 +12,10 @@ use serde_json::{Value as Json, json};
 
 /// The Python of the prometheus-client venv (scripts/install-clients).
 fn parser_python() -> PathBuf {
-    let dir = std::env::var_os("SALT_FCGI_CLIENTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".salt/clients"));
+    let dir = std::env::var_os("SALT_FCGI_CLIENTS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".salt/clients"),
+        PathBuf::from,
+    );
     let python = dir.join("prometheus-client/bin/python");
     assert!(
         python.exists(),

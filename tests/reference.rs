@@ -83,7 +83,7 @@ fn local_batch_results_are_salts() {
             .as_array()
             .cloned()
             .unwrap_or_else(|| panic!("a list: {v}"));
-        items.sort_by_key(|i| i.to_string());
+        items.sort_by_key(std::string::ToString::to_string);
         items
     };
     // rest_cherrypy puts the batch's items straight into `return` (docs/api.md).

@@ -624,7 +624,7 @@ fn probes_carry_neither_the_callers_returners_nor_its_jid() {
     let resp = cgi_post(&allowing, &json!([e.auth(subset)]));
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     let ret = resp.ret()[0].clone();
-    assert_eq!(ret.as_object().map(|m| m.len()), Some(1), "{ret}");
+    assert_eq!(ret.as_object().map(serde_json::Map::len), Some(1), "{ret}");
     assert!(
         ret.as_object().expect("object").values().all(|v| v == "s"),
         "{ret}"

@@ -12,7 +12,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use rmpv::Value;
-use salt_fcgi::salt::event_frame::{msgpack_size, next_frame, split_frame};
+use salt_fcgi::internals::event_frame::{msgpack_size, next_frame, split_frame};
 
 const MAXES: [usize; 4] = [8, 64, 4096, 64 << 20];
 

@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use salt_fcgi::salt::event_frame::{FrameBuffer, Piece, split_frame};
+use salt_fcgi::internals::event_frame::{FrameBuffer, Piece, split_frame};
 
 const MAXES: [usize; 4] = [8, 64, 4096, 64 << 20];
 

@@ -14,7 +14,7 @@ use std::io::Read;
 
 use fuzz_common::{quietly, runtime};
 use libfuzzer_sys::fuzz_target;
-use salt_fcgi::frontend::record_check::{RecordCheck, check_record};
+use salt_fcgi::internals::{RecordCheck, check_record};
 use tokio::io::AsyncReadExt;
 use tokio_fastcgi::{RequestResult, Requests};
 

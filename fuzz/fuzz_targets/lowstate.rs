@@ -10,7 +10,7 @@
 
 use fuzz_common::{default_limits, json_depth, same_json, small_limits};
 use libfuzzer_sys::fuzz_target;
-use salt_fcgi::api::lowstate::{nesting_exceeds, parse};
+use salt_fcgi::internals::lowstate::{nesting_exceeds, parse};
 use serde_json::Value as Json;
 
 fuzz_target!(|body: &[u8]| {

@@ -4,8 +4,8 @@
 
 use fuzz_common::json_depth;
 use libfuzzer_sys::fuzz_target;
-use salt_fcgi::salt::event_frame::msgpack_size;
-use salt_fcgi::salt::payload::{decode, encode};
+use salt_fcgi::internals::event_frame::msgpack_size;
+use salt_fcgi::internals::payload::{decode, encode};
 use serde_json::Value as Json;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use salt_fcgi::api::{Api, ApiResponse};
-use salt_fcgi::frontend::cgi::response_bytes as cgi_response_bytes;
-use salt_fcgi::settings::{Limits, Settings};
+use salt_fcgi::internals::{Api, ApiResponse};
+use salt_fcgi::internals::cgi::response_bytes as cgi_response_bytes;
+use salt_fcgi::internals::{Limits, Settings};
 use serde_json::Value as Json;
 
 /// A `sock_dir` that does not exist: every chunk stops at the "master running" check (503)

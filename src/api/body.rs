@@ -32,7 +32,7 @@ fn refused(status: u16, message: &str) -> LowstateError {
 }
 
 /// Parses a body by its `Content-Type`; an empty body is `None` (`/logout`, `/stats`).
-pub fn parse(
+pub(crate) fn parse(
     content_type: Option<&str>,
     body: &[u8],
     limits: &Limits,
@@ -162,7 +162,7 @@ fn percent_decode(text: &[u8]) -> String {
 
 /// The body type of a successful answer: YAML when `Accept` rates a YAML type above JSON,
 /// JSON otherwise (also for no `Accept`, `*/*` and types salt-fcgi does not write).
-pub fn wants_yaml(accept: Option<&str>) -> bool {
+pub(crate) fn wants_yaml(accept: Option<&str>) -> bool {
     let Some(accept) = accept else {
         return false;
     };
@@ -184,7 +184,7 @@ pub fn wants_yaml(accept: Option<&str>) -> bool {
 }
 
 /// A successful answer as JSON, or YAML when the client asked for it.
-pub fn answer(status: u16, value: &Json, accept: Option<&str>) -> ApiResponse {
+pub(crate) fn answer(status: u16, value: &Json, accept: Option<&str>) -> ApiResponse {
     if wants_yaml(accept)
         && let Ok(text) = serde_yaml_ng::to_string(value)
     {

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 /// The producer's half: chunks go into `chunks`; dropping it ends the body.
-pub struct BodySender {
+pub(crate) struct BodySender {
     /// Where the chunks go (bounded: a full channel means the client is behind).
     pub chunks: mpsc::Sender<Bytes>,
     _alive: oneshot::Sender<()>,
@@ -39,7 +39,7 @@ pub struct ProducerEnd {
 
 /// A body stream of at most `capacity` chunks in flight; writes outlive the producer by
 /// at most `grace`.
-pub fn channel(capacity: usize, grace: Duration) -> (BodySender, BodyStream) {
+pub(crate) fn channel(capacity: usize, grace: Duration) -> (BodySender, BodyStream) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let (alive_tx, alive_rx) = oneshot::channel();
     let sender = BodySender {

@@ -8,7 +8,7 @@ use crate::salt::SaltError;
 
 /// A request that fails: the status and the message of its JSON body.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     /// HTTP status.
     pub status: u16,
     /// `return` of the JSON body.
@@ -17,7 +17,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with this status and message.
-    pub fn new(status: u16, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: u16, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
@@ -25,14 +25,14 @@ impl ApiError {
     }
 
     /// 401 with a message.
-    pub fn unauthorized(message: &str) -> ApiError {
+    pub(crate) fn unauthorized(message: &str) -> ApiError {
         ApiError::new(401, message)
     }
 
     /// A 503 says that the master did nothing for the request (a web server may send it
     /// to another salt-fcgi); once the master took part of it (`sent`), the same failure
     /// is a 502: what was sent may have been carried out.
-    pub fn after_sent(self, sent: bool) -> ApiError {
+    pub(crate) fn after_sent(self, sent: bool) -> ApiError {
         if !sent || self.status != 503 {
             return self;
         }
@@ -47,7 +47,7 @@ impl ApiError {
     }
 
     /// The JSON error response; a 5xx is also one line in the error log.
-    pub fn into_response(self) -> ApiResponse {
+    pub(crate) fn into_response(self) -> ApiResponse {
         if self.status >= 500 {
             crate::log!(error, "{}: {}", self.status, self.message);
         }
@@ -58,7 +58,7 @@ impl ApiError {
 /// The HTTP status for a Salt error. An ACL denial is a 401 like a failed login, as
 /// rest_cherrypy and rest_wsgi answer it (pepper, salt-mill and others only know 401); a
 /// refusal by configuration (disabled client, caller jid) is a 403.
-pub fn status_of(e: &SaltError) -> u16 {
+pub(crate) fn status_of(e: &SaltError) -> u16 {
     match e {
         SaltError::Invocation(_) => 400,
         SaltError::Authentication(_) | SaltError::Authorization(_) => 401,
@@ -83,7 +83,7 @@ impl From<LowstateError> for ApiError {
 }
 
 /// A body the front end could not deliver, against `max_body_bytes`.
-pub fn body_error(e: &BodyError, max: usize) -> ApiError {
+pub(crate) fn body_error(e: &BodyError, max: usize) -> ApiError {
     match e {
         BodyError::TooLarge(n) if *n > max.saturating_add(1) => ApiError::new(
             413,

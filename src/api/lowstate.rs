@@ -62,7 +62,7 @@ pub(crate) fn refusal(why: Refusal, syntax: &str, limits: &Limits) -> LowstateEr
 }
 
 /// The 400 for JSON nested deeper than `max_json_depth`.
-pub fn too_deep(limits: &Limits) -> LowstateError {
+pub(crate) fn too_deep(limits: &Limits) -> LowstateError {
     bad(format!(
         "JSON nested deeper than max_json_depth ({})",
         limits.max_json_depth
@@ -70,7 +70,7 @@ pub fn too_deep(limits: &Limits) -> LowstateError {
 }
 
 /// A parsed body (JSON, YAML or form) → chunks: a list of objects, or one object.
-pub fn from_value(value: Json, limits: &Limits) -> Result<Vec<Chunk>, LowstateError> {
+pub(crate) fn from_value(value: Json, limits: &Limits) -> Result<Vec<Chunk>, LowstateError> {
     let items = match value {
         Json::Array(items) => items,
         Json::Object(chunk) => vec![Json::Object(chunk)],

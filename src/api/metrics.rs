@@ -77,7 +77,7 @@ fn requests(out: &mut String, stats: &Stats) {
             cumulative += n;
             let le = LATENCY_BUCKETS
                 .get(i)
-                .map_or("+Inf".to_string(), |b| b.to_string());
+                .map_or("+Inf".to_string(), std::string::ToString::to_string);
             let _ = writeln!(
                 out,
                 "{name}_bucket{{endpoint=\"{endpoint}\",le=\"{le}\"}} {cumulative}"

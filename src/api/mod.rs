@@ -4,20 +4,21 @@
 //! endpoint (`endpoints`), which reads the body (`body`, `lowstate`) and answers with an
 //! [`ApiResponse`]; every failure is an `ApiError` (`error`).
 
-pub mod body;
-pub mod body_stream;
+pub(crate) mod body;
+pub(crate) mod body_stream;
 mod body_value;
-pub mod dispatch;
+pub(crate) mod dispatch;
 pub(crate) mod endpoints;
-pub mod error;
-pub mod lowstate;
+pub(crate) mod error;
+pub(crate) mod lowstate;
 mod metrics;
-pub mod request;
-pub mod request_id;
-pub mod response;
-pub mod stats;
+pub(crate) mod request;
+pub(crate) mod request_id;
+pub(crate) mod response;
+pub(crate) mod stats;
 
 pub use dispatch::Api;
-pub use request::{ApiRequest, BodyError};
+pub(crate) use request::ApiRequest;
+pub use request::BodyError;
 pub use response::ApiResponse;
-pub use stats::Stats;
+pub(crate) use stats::Stats;

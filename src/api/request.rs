@@ -99,7 +99,7 @@ impl ApiRequest {
 }
 
 /// Parses a `Content-Length` value: absent or empty is `None`.
-pub fn parse_content_length(value: Option<&str>) -> Result<Option<usize>, BodyError> {
+pub(crate) fn parse_content_length(value: Option<&str>) -> Result<Option<usize>, BodyError> {
     match value.map(str::trim) {
         None | Some("") => Ok(None),
         Some(v) => v

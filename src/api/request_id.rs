@@ -8,11 +8,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::request::ApiRequest;
 
 /// Longest request id taken from the web server or the client, in bytes.
-pub const MAX_REQUEST_ID_BYTES: usize = 128;
+pub(crate) const MAX_REQUEST_ID_BYTES: usize = 128;
 
 /// The id of `req`: the front end's (a web server's param), else the `X-Request-Id`
 /// header, when either is a well-formed id; else a new one.
-pub fn choose(req: &ApiRequest) -> String {
+pub(crate) fn choose(req: &ApiRequest) -> String {
     req.request_id
         .as_deref()
         .into_iter()
@@ -24,7 +24,7 @@ pub fn choose(req: &ApiRequest) -> String {
 
 /// 1 to 128 bytes of `A-Z a-z 0-9 - _ . : @ + / =` (nginx's hex, Apache's base64-ish
 /// `UNIQUE_ID`, UUIDs); anything else could forge or break a log line, and is replaced.
-pub fn is_well_formed(id: &str) -> bool {
+pub(crate) fn is_well_formed(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_REQUEST_ID_BYTES
         && id
@@ -34,7 +34,7 @@ pub fn is_well_formed(id: &str) -> bool {
 
 /// A new id, unique per process and across processes: 32 hex digits from the time in
 /// nanoseconds, the process id and a counter, mixed so consecutive ids differ everywhere.
-pub fn generate() -> String {
+pub(crate) fn generate() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -88,7 +88,7 @@ impl ApiResponse {
 }
 
 /// Standard reason phrases.
-pub fn reason(status: u16) -> &'static str {
+pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         200 => "OK",

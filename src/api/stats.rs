@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value as Json, json};
 
 /// Request counters of one process.
-pub struct Stats {
+pub(crate) struct Stats {
     started: Instant,
     in_flight: AtomicU64,
     by_status: Mutex<BTreeMap<u16, u64>>,
@@ -18,13 +18,13 @@ pub struct Stats {
 }
 
 /// The upper bounds (seconds) of the latency histogram's buckets.
-pub const LATENCY_BUCKETS: [f64; 12] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 300.0,
 ];
 
 /// One endpoint's counters: answers by status and a latency histogram.
 #[derive(Debug, Clone, Default)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// Answers by status.
     pub by_status: BTreeMap<u16, u64>,
     /// Answers per bucket of [`LATENCY_BUCKETS`] (not cumulative; the last is `+Inf`).
@@ -34,7 +34,7 @@ pub struct Endpoint {
 }
 
 /// Counts one request as in flight until dropped.
-pub struct Counted<'a>(&'a Stats);
+pub(crate) struct Counted<'a>(&'a Stats);
 
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
@@ -44,7 +44,7 @@ impl Drop for Counted<'_> {
 
 impl Stats {
     /// Counters starting now, at zero.
-    pub fn new() -> Stats {
+    pub(crate) fn new() -> Stats {
         Stats {
             started: Instant::now(),
             in_flight: AtomicU64::new(0),
@@ -54,9 +54,12 @@ impl Stats {
     }
 
     /// A request to `endpoint` was answered with `status` after `took`.
-    pub fn end_on(&self, endpoint: &'static str, status: u16, took: Duration) {
+    pub(crate) fn end_on(&self, endpoint: &'static str, status: u16, took: Duration) {
         self.end(status);
-        let mut map = self.by_endpoint.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .by_endpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let counters = map.entry(endpoint).or_default();
         *counters.by_status.entry(status).or_default() += 1;
         let secs = took.as_secs_f64();
@@ -69,33 +72,33 @@ impl Stats {
     }
 
     /// A copy of the counters per endpoint.
-    pub fn endpoints(&self) -> BTreeMap<&'static str, Endpoint> {
+    pub(crate) fn endpoints(&self) -> BTreeMap<&'static str, Endpoint> {
         self.by_endpoint
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
     /// Requests in flight now (the asking one included).
-    pub fn in_flight(&self) -> u64 {
+    pub(crate) fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Acquire)
     }
 
     /// A request began.
-    pub fn begin(&self) -> Counted<'_> {
+    pub(crate) fn begin(&self) -> Counted<'_> {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         Counted(self)
     }
 
     /// A request ended with `status`.
-    pub fn end(&self, status: u16) {
+    pub(crate) fn end(&self, status: u16) {
         if let Ok(mut map) = self.by_status.lock() {
             *map.entry(status).or_default() += 1;
         }
     }
 
     /// The counters as JSON, with the master round trips made so far.
-    pub fn report(&self, master_round_trips: u64) -> Json {
+    pub(crate) fn report(&self, master_round_trips: u64) -> Json {
         let by_status: BTreeMap<String, u64> = self
             .by_status
             .lock()

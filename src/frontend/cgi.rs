@@ -17,7 +17,7 @@ use crate::settings::Settings;
 /// CGI variables by name (`REQUEST_METHOD`, `HTTP_X_AUTH_TOKEN`, …), as the environment
 /// or FastCGI params hold them. Names compare without regard to case (tokio-fastcgi
 /// lower-cases them); a value that is not UTF-8 is left out.
-pub type CgiVars = Vec<(String, String)>;
+pub(crate) type CgiVars = Vec<(String, String)>;
 
 /// The value of CGI variable `name`.
 fn var<'a>(vars: &'a CgiVars, name: &str) -> Option<&'a str> {
@@ -175,7 +175,7 @@ pub fn response_bytes(resp: &ApiResponse) -> Vec<u8> {
 
 /// The CGI response without its body: `Status:` line, headers, blank line. A streamed
 /// body has no Content-Length (the web server chunks it).
-pub fn response_head(resp: &ApiResponse) -> Vec<u8> {
+pub(crate) fn response_head(resp: &ApiResponse) -> Vec<u8> {
     let mut head = format!(
         "Status: {} {}\r\nContent-Type: {}\r\n",
         resp.status,

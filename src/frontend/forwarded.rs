@@ -7,7 +7,7 @@ use crate::address_block::listed;
 
 /// The client's address: the peer, unless the peer is a trusted proxy; then the nearest
 /// address of the forwarding chain that is not itself a trusted proxy.
-pub fn client_addr(
+pub(crate) fn client_addr(
     peer: Option<String>,
     headers: &[(String, String)],
     trusted: &[String],

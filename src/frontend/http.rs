@@ -274,7 +274,7 @@ async fn websocket(
                 Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                 Some(Ok(_)) => continue,
             },
-            _ = ping.tick() => Message::Ping(Default::default()),
+            _ = ping.tick() => Message::Ping(Bytes::new()),
         };
         if !matches!(body.bounded(ws.send(message)).await, Some(Ok(()))) {
             return;

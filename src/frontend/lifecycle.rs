@@ -16,13 +16,17 @@ use crate::settings::Limits;
 /// One of the `max_connections` connection slots. A connection holds it while it lives,
 /// and so does anything the connection hands itself over to (a WebSocket after its
 /// upgrade): the slot is free again when the last holder drops it.
-pub type Slot = Arc<OwnedSemaphorePermit>;
+pub(crate) type Slot = Arc<OwnedSemaphorePermit>;
 
 /// Accepts connections until shutdown, at most `max_connections` at once, running
 /// `serve_one` on each in its own task with the connection's [`Slot`]; then waits (up to
 /// `shutdown_grace`) for the requests in flight. Shared by the FastCGI and HTTP servers.
-pub async fn accept_loop<F, Fut>(listener: Listener, api: &Api, life: &Lifecycle, serve_one: F)
-where
+pub(crate) async fn accept_loop<F, Fut>(
+    listener: Listener,
+    api: &Api,
+    life: &Lifecycle,
+    serve_one: F,
+) where
     F: Fn(Stream, Slot) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -125,7 +129,7 @@ impl ServeOptions {
 }
 
 /// Shared state of a running server: in-flight requests and the shutdown signal.
-pub struct Lifecycle {
+pub(crate) struct Lifecycle {
     shutdown: watch::Sender<bool>,
     in_flight: AtomicUsize,
     drained: Notify,
@@ -136,11 +140,11 @@ pub struct Lifecycle {
 }
 
 /// Marks one request in flight until dropped.
-pub struct InFlight<'a>(&'a Lifecycle);
+pub(crate) struct InFlight<'a>(&'a Lifecycle);
 
 impl Lifecycle {
     /// A lifecycle with no request served yet.
-    pub fn new(options: ServeOptions) -> Arc<Lifecycle> {
+    pub(crate) fn new(options: ServeOptions) -> Arc<Lifecycle> {
         Arc::new(Lifecycle {
             shutdown: watch::channel(false).0,
             in_flight: AtomicUsize::new(0),
@@ -152,22 +156,22 @@ impl Lifecycle {
     }
 
     /// A receiver that changes to `true` when the server should stop.
-    pub fn subscribe(&self) -> watch::Receiver<bool> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
     }
 
     /// Asks the server to stop accepting and finish what is in flight.
-    pub fn shut_down(&self) {
+    pub(crate) fn shut_down(&self) {
         self.shutdown.send_replace(true);
     }
 
     /// True once shutdown was asked for.
-    pub fn is_shutting_down(&self) -> bool {
+    pub(crate) fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
     }
 
     /// Counts a request as started; stops the server after `max_requests`.
-    pub fn begin(&self) -> InFlight<'_> {
+    pub(crate) fn begin(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let served = self.served.fetch_add(1, Ordering::AcqRel) + 1;
         if let Ok(mut t) = self.last_request.lock() {
@@ -180,7 +184,7 @@ impl Lifecycle {
     }
 
     /// Waits until no request is in flight, or `grace` has passed.
-    pub async fn drain(&self, grace: Duration) {
+    pub(crate) async fn drain(&self, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
         while self.in_flight.load(Ordering::Acquire) > 0 {
             let notified = self.drained.notified();
@@ -195,7 +199,7 @@ impl Lifecycle {
     }
 
     /// Stops the server on SIGTERM/SIGINT, and after `idle_timeout` without requests.
-    pub fn watch_signals_and_idle(self: &Arc<Self>) {
+    pub(crate) fn watch_signals_and_idle(self: &Arc<Self>) {
         let life = Arc::clone(self);
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
@@ -227,8 +231,7 @@ impl Lifecycle {
                     let last = life
                         .last_request
                         .lock()
-                        .map(|t| *t)
-                        .unwrap_or_else(|_| Instant::now());
+                        .map_or_else(|_| Instant::now(), |t| *t);
                     let quiet_for = last.elapsed();
                     if quiet_for >= idle && life.in_flight.load(Ordering::Acquire) == 0 {
                         crate::log::info("idle timeout: exiting");
@@ -260,7 +263,7 @@ mod tests {
 
     #[tokio::test]
     async fn max_requests_triggers_shutdown_and_drain_waits() {
-        let limits = crate::settings::Settings::from_mapping(&Default::default()).limits;
+        let limits = crate::settings::Settings::from_mapping(&serde_yaml_ng::Mapping::new()).limits;
         let life = Lifecycle::new(ServeOptions {
             max_requests: Some(2),
             ..ServeOptions::new(&limits)

@@ -3,13 +3,13 @@
 //! servers (connections, SIGTERM, max-requests and idle exit), `listener` their sockets,
 //! `record_check` guards the FastCGI records. Here: the panic guard every front end uses.
 
-pub mod cgi;
-pub mod fastcgi;
-pub mod forwarded;
-pub mod http;
-pub mod lifecycle;
-pub mod listener;
-pub mod record_check;
+pub(crate) mod cgi;
+pub(crate) mod fastcgi;
+pub(crate) mod forwarded;
+pub(crate) mod http;
+pub(crate) mod lifecycle;
+pub(crate) mod listener;
+pub(crate) mod record_check;
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use crate::api::{Api, ApiRequest, ApiResponse};
 
 /// Runs the API on one request in its own task, so a panic answers 500 instead of
 /// taking the connection or the process down.
-pub async fn handle_guarded(api: &Arc<Api>, req: ApiRequest) -> ApiResponse {
+pub(crate) async fn handle_guarded(api: &Arc<Api>, req: ApiRequest) -> ApiResponse {
     let api = Arc::clone(api);
     // Boxed: the handler's future is large, and a caller that keeps its own future for a
     // connection's life (an event stream's) would otherwise hold room for it all along.
@@ -25,7 +25,7 @@ pub async fn handle_guarded(api: &Arc<Api>, req: ApiRequest) -> ApiResponse {
 }
 
 /// Awaits `work` in its own task; a panic in it becomes a 500 response.
-pub async fn guarded<F>(work: F) -> ApiResponse
+pub(crate) async fn guarded<F>(work: F) -> ApiResponse
 where
     F: std::future::Future<Output = ApiResponse> + Send + 'static,
 {

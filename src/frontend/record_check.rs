@@ -153,7 +153,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for RecordCheck<R> {
                             None => Poll::Pending,
                         };
                     }
-                    other => return other,
+                    other @ Poll::Ready(_) => return other,
                 },
                 // The connection loop logs it as the reason the connection closed.
                 Err(why) => {

@@ -22,7 +22,7 @@ use super::error::{SaltError, SaltResult};
 use crate::settings::Settings;
 
 /// The transports salt-fcgi speaks, as named in the master config.
-pub const TRANSPORTS: [&str; 3] = ["zeromq", "tcp", "ws"];
+pub(crate) const TRANSPORTS: [&str; 3] = ["zeromq", "tcp", "ws"];
 
 /// Sends clear loads to the master's request server.
 pub struct RequestChannel {
@@ -115,7 +115,10 @@ impl RequestChannel {
                 Ok(reply)
             }
             Err(e) => {
-                let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+                let mut failures = self
+                    .failures
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 *failures.entry(e.kind()).or_default() += 1;
                 Err(e)
             }
@@ -124,7 +127,10 @@ impl RequestChannel {
 
     /// Requests that failed on the way to or from the master so far, by kind.
     pub fn failures(&self) -> Vec<(&'static str, u64)> {
-        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         failures.iter().map(|(k, v)| (*k, *v)).collect()
     }
 
@@ -226,7 +232,7 @@ impl Wait {
 
 /// Turns Salt's error replies into errors: `{"error": {"name", "message"}}`, `{"error": "…"}`,
 /// and the bare strings the request server answers to loads it refuses.
-pub fn check_reply(reply: Json) -> SaltResult<Json> {
+pub(crate) fn check_reply(reply: Json) -> SaltResult<Json> {
     if is_cluster_retry(&reply) {
         // A 3008 cluster master whose Raft node is not ready defers every request.
         return Err(SaltError::NotRunning(

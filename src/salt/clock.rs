@@ -3,7 +3,7 @@
 //! `settings::seconds`, the one bound every layer uses.)
 
 /// A job id as Salt makes them: UTC `%Y%m%d%H%M%S%f` (20 digits).
-pub fn new_jid() -> String {
+pub(crate) fn new_jid() -> String {
     let t = UtcNow::read();
     format!(
         "{:04}{:02}{:02}{:02}{:02}{:02}{:06}",
@@ -13,7 +13,7 @@ pub fn new_jid() -> String {
 
 /// The current UTC time as Python's `datetime.utcnow().isoformat()` writes it (an
 /// event's `_stamp`).
-pub fn utc_stamp() -> String {
+pub(crate) fn utc_stamp() -> String {
     let t = UtcNow::read();
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}",
@@ -53,7 +53,7 @@ impl UtcNow {
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -11,7 +11,7 @@ use super::error::{SaltError, SaltResult};
 
 /// True for a string that can be a Salt token: hex only (Salt's `hash_type` digests), so it
 /// is safe as a file name in the token store (CVE-2018-15750).
-pub fn is_token_shaped(token: &str) -> bool {
+pub(crate) fn is_token_shaped(token: &str) -> bool {
     !token.is_empty() && token.len() <= 256 && token.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -52,9 +52,6 @@ pub enum Credentials {
         password: Secret,
     },
 }
-
-/// Chunk keys that carry credentials; never forwarded anywhere but where Salt reads them.
-pub const CREDENTIAL_KEYS: [&str; 4] = ["eauth", "username", "password", "token"];
 
 impl Credentials {
     /// Reads the credentials of a chunk; the caller has checked one of token/eauth exists.

@@ -84,7 +84,7 @@ impl std::error::Error for SaltError {}
 
 /// `Exception occurred in runner f: Traceback … KeyError: 'f'` → the first and last line
 /// (`Exception occurred in runner f: KeyError: 'f'`); `None` if there is no traceback.
-pub fn without_traceback(text: &str) -> Option<String> {
+pub(crate) fn without_traceback(text: &str) -> Option<String> {
     let at = text.find("Traceback (most recent call last)")?;
     let head = text[..at].trim_end();
     let last = text
@@ -97,4 +97,4 @@ pub fn without_traceback(text: &str) -> Option<String> {
 }
 
 /// Shorthand for results of Salt calls.
-pub type SaltResult<T> = Result<T, SaltError>;
+pub(crate) type SaltResult<T> = Result<T, SaltError>;

@@ -42,7 +42,7 @@ pub fn frame(tag: &str, data: &Json) -> Vec<u8> {
 }
 
 /// Fires one event; `_stamp` is added as Salt's `fire_event` does.
-pub async fn fire(settings: &Settings, tag: &str, mut data: Json) -> SaltResult<()> {
+pub(crate) async fn fire(settings: &Settings, tag: &str, mut data: Json) -> SaltResult<()> {
     if let Json::Object(map) = &mut data {
         map.insert("_stamp".into(), Json::from(super::clock::utc_stamp()));
     }

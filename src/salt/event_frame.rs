@@ -138,7 +138,7 @@ fn be_u32(b: &[u8]) -> u32 {
 /// The whole length (length prefix included) of the frame starting `buf` when it is over
 /// `max` and its size is already known from its first bytes: the reader skips it. (A bare
 /// frame whose size shows only after `max` bytes is still an error, as before.)
-pub fn oversized_frame(buf: &[u8], max: usize) -> Option<usize> {
+pub(crate) fn oversized_frame(buf: &[u8], max: usize) -> Option<usize> {
     let first = *buf.first()?;
     if first & 0xf0 == 0x80 || first == 0xde {
         // Only what the first `max` bytes tell, so the answer does not depend on how the

@@ -146,9 +146,8 @@ impl EventBus {
         // again (once: a bus that drops every new connection is down).
         for _ in 0..2 {
             let reader = self.connected_reader().await?;
-            match Reader::register(&reader, prefixes.clone(), &mut queue) {
-                Some(id) => return Ok((id, reader)),
-                None => continue,
+            if let Some(id) = Reader::register(&reader, prefixes.clone(), &mut queue) {
+                return Ok((id, reader));
             }
         }
         Err(SaltError::NotRunning(
@@ -311,12 +310,12 @@ static EVENTS_READ: AtomicU64 = AtomicU64::new(0);
 static STREAMS_FELL_BEHIND: AtomicU64 = AtomicU64::new(0);
 
 /// Events read from the master bus by this process so far.
-pub fn events_read() -> u64 {
+pub(crate) fn events_read() -> u64 {
     EVENTS_READ.load(Ordering::Relaxed)
 }
 
 /// Event streams this process closed so far because their client fell behind.
-pub fn streams_fell_behind() -> u64 {
+pub(crate) fn streams_fell_behind() -> u64 {
     STREAMS_FELL_BEHIND.load(Ordering::Relaxed)
 }
 

@@ -5,23 +5,23 @@
 //! per netapi client) and `netapi` (the checks Salt's `NetapiClient.run` makes before
 //! dispatching a chunk to a client).
 
-pub mod bus_socket;
-pub mod channel;
-pub mod client;
-pub mod clock;
-pub mod credentials;
-pub mod error;
-pub mod event_fire;
-pub mod event_frame;
-pub mod events;
-pub mod master;
+pub(crate) mod bus_socket;
+pub(crate) mod channel;
+pub(crate) mod client;
+pub(crate) mod clock;
+pub(crate) mod credentials;
+pub(crate) mod error;
+pub(crate) mod event_fire;
+pub(crate) mod event_frame;
+pub(crate) mod events;
+pub(crate) mod master;
 pub mod netapi;
-pub mod payload;
-pub mod redact;
-pub mod sent;
-pub mod tokens;
-pub mod yamlify;
+pub(crate) mod payload;
+pub(crate) mod redact;
+pub(crate) mod sent;
+pub(crate) mod tokens;
+pub(crate) mod yamlify;
 
-pub use client::Chunk;
-pub use error::{SaltError, SaltResult};
+pub(crate) use client::Chunk;
+pub(crate) use error::SaltError;
 pub use master::Master;

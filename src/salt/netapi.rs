@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn a_missing_sock_dir_is_explained_in_the_log() {
-        let mut settings = crate::settings::Settings::from_mapping(&Default::default());
+        let mut settings = crate::settings::Settings::from_mapping(&serde_yaml_ng::Mapping::new());
         settings.config_path = "/home/admin/salt/master".into();
         settings.sock_dir = "/home/admin/salt/no-such-sock-dir".into();
         let line = missing_marker_detail(&settings, &settings.sock_dir.join("workers.ipc"));

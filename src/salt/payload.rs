@@ -40,7 +40,7 @@ pub fn decode(bytes: &[u8]) -> Result<Json, DecodeError> {
 }
 
 /// Converts a decoded msgpack value to JSON.
-pub fn to_json(value: Msgpack) -> Json {
+pub(crate) fn to_json(value: Msgpack) -> Json {
     convert(value, true)
 }
 

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value as Json, json};
 
 /// What a redacted value becomes.
-pub const REDACTED: &str = "**redacted**";
+pub(crate) const REDACTED: &str = "**redacted**";
 
 /// Word stems that make a key secret (compared with the start of each word of a key).
 const SECRET_STEMS: [&str; 12] = [
@@ -95,7 +95,7 @@ fn words(key: &str) -> Vec<String> {
 }
 
 /// True for a key (or a name in text) whose value must not be shown.
-pub fn is_secret_name(key: &str) -> bool {
+pub(crate) fn is_secret_name(key: &str) -> bool {
     if key.is_empty()
         || key.len() > 128
         || HARMLESS_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
@@ -113,7 +113,7 @@ fn is_private_key_text(text: &str) -> bool {
 }
 
 /// `value` with every secret replaced by [`REDACTED`].
-pub fn redacted(value: &Json) -> Json {
+pub(crate) fn redacted(value: &Json) -> Json {
     match value {
         Json::Object(map) => Json::Object(
             map.iter()
@@ -160,7 +160,7 @@ fn is_name_char(c: char) -> bool {
 }
 
 /// `text` with the values after secret names hidden (see the module comment).
-pub fn redacted_text(text: &str) -> String {
+pub(crate) fn redacted_text(text: &str) -> String {
     if !text.contains(['=', ':', ' ']) {
         return text.to_string();
     }
@@ -278,7 +278,7 @@ pub struct PublicEvent {
 }
 
 /// How many framings [`PublicEvent::framed`] keeps (SSE and WebSocket).
-pub const FRAMINGS: usize = 2;
+pub(crate) const FRAMINGS: usize = 2;
 
 impl PublicEvent {
     /// The event in framing `which` (< [`FRAMINGS`]), made by `make` once.
@@ -291,7 +291,7 @@ impl PublicEvent {
 }
 
 /// The event as a client sees it, made once and shared by every stream.
-pub fn public_event(tag: &str, data: &Json) -> Arc<PublicEvent> {
+pub(crate) fn public_event(tag: &str, data: &Json) -> Arc<PublicEvent> {
     Arc::new(PublicEvent {
         tag: tag.to_string(),
         // Salt's order (`get_event(full=True)` is `{"data", "tag"}`).

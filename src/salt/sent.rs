@@ -18,19 +18,19 @@ tokio::task_local! {
 
 /// Runs `work` (one request) with a fresh flag; returns its output and whether anything
 /// that may act reached the master.
-pub async fn track<F: Future>(work: F) -> (F::Output, bool) {
+pub(crate) async fn track<F: Future>(work: F) -> (F::Output, bool) {
     let flag = Arc::new(AtomicBool::new(false));
     let out = SENT.scope(Arc::clone(&flag), work).await;
     (out, flag.load(Ordering::Acquire))
 }
 
 /// Marks the current request: the master took a load it may act on.
-pub fn mark() {
+pub(crate) fn mark() {
     let _ = SENT.try_with(|flag| flag.store(true, Ordering::Release));
 }
 
 /// `work` with the current request's flag, for a task the request spawns.
-pub fn inherit<F: Future>(work: F) -> impl Future<Output = F::Output> {
+pub(crate) fn inherit<F: Future>(work: F) -> impl Future<Output = F::Output> {
     let flag = SENT.try_with(Arc::clone).ok();
     async move {
         match flag {

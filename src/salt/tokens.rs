@@ -13,7 +13,7 @@ use serde_json::{Map, Value as Json, json};
 
 use super::channel::check_reply;
 use super::credentials::Secret;
-pub use super::credentials::is_token_shaped;
+pub(crate) use super::credentials::is_token_shaped;
 use super::error::{SaltError, SaltResult};
 use super::master::Master;
 use crate::settings::Settings;
@@ -23,7 +23,7 @@ const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A token as the master describes it (`mk_token` / `get_token` replies).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Token {
+pub(crate) struct Token {
     /// The token itself (hex).
     pub token: Secret,
     /// Creation time, epoch seconds.
@@ -41,7 +41,7 @@ pub struct Token {
 impl Token {
     /// Whether this token's user is named in `entries`: the user name, `*`, or one of the
     /// token's groups as `group%` (as `external_auth` names them).
-    pub fn is_listed_in(&self, entries: &[String]) -> bool {
+    pub(crate) fn is_listed_in(&self, entries: &[String]) -> bool {
         let groups: Vec<&str> = match self.data.get("groups") {
             Some(Json::Array(groups)) => groups.iter().filter_map(Json::as_str).collect(),
             _ => Vec::new(),
@@ -77,7 +77,7 @@ impl Token {
 /// `token_expire` is honoured only where the master's `token_expire_user_override` allows.
 /// The caller has checked that the master runs (`/login` does that before it reads the
 /// credentials, as rest_cherrypy does).
-pub async fn mk_token(
+pub(crate) async fn mk_token(
     master: &Master,
     eauth: &str,
     username: &str,
@@ -99,10 +99,10 @@ pub async fn mk_token(
 }
 
 /// What a failed login answers (rest_cherrypy's words).
-pub const LOGIN_FAILED: &str = "Could not authenticate using provided credentials";
+pub(crate) const LOGIN_FAILED: &str = "Could not authenticate using provided credentials";
 
 /// The master's `get_token`: the token if it exists and has not expired.
-pub async fn get_token(master: &Master, token: &str) -> SaltResult<Option<Token>> {
+pub(crate) async fn get_token(master: &Master, token: &str) -> SaltResult<Option<Token>> {
     if !is_token_shaped(token) {
         return Ok(None);
     }
@@ -119,7 +119,7 @@ pub async fn get_token(master: &Master, token: &str) -> SaltResult<Option<Token>
 
 /// What revoking a token did.
 #[derive(Debug, PartialEq)]
-pub enum Revocation {
+pub(crate) enum Revocation {
     /// The token's file was removed: no process can use it any more.
     Removed,
     /// There was no such token (already expired, revoked, or never made).
@@ -130,7 +130,7 @@ pub enum Revocation {
 
 /// Removes `token` from the master's `localfs` token store (3006/3007 `<token>`, 3008's
 /// cache `<token>.p`).
-pub fn revoke(settings: &Settings, token: &str) -> io::Result<Revocation> {
+pub(crate) fn revoke(settings: &Settings, token: &str) -> io::Result<Revocation> {
     if settings.eauth_tokens != "localfs" {
         return Ok(Revocation::Unsupported(settings.eauth_tokens.clone()));
     }
@@ -156,7 +156,7 @@ pub fn revoke(settings: &Settings, token: &str) -> io::Result<Revocation> {
 /// for the `rest` and `django` backends, else the `external_auth` entries of the user,
 /// of `*` and of each of the token's groups (`group%`); strings sorted, then the rest,
 /// without duplicates.
-pub fn perms(settings: &Settings, token: &Token) -> Vec<Json> {
+pub(crate) fn perms(settings: &Settings, token: &Token) -> Vec<Json> {
     if matches!(token.eauth.as_str(), "rest" | "django")
         && let Some(Json::Array(list)) = token.data.get("auth_list")
     {

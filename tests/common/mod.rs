@@ -51,14 +51,15 @@ pub struct TestEnv {
 pub fn env() -> &'static TestEnv {
     static ENV: OnceLock<TestEnv> = OnceLock::new();
     ENV.get_or_init(|| {
-        let dir = std::env::var_os("SALT_FCGI_TEST_ENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
+        let dir = std::env::var_os("SALT_FCGI_TEST_ENV").map_or_else(
+            || {
                 panic!(
                     "SALT_FCGI_TEST_ENV is not set: these tests need a real salt-master. \
                  Run them with `scripts/test` (it starts one with scripts/salt-env)."
                 )
-            });
+            },
+            PathBuf::from,
+        );
         let text = std::fs::read_to_string(dir.join("env.sh"))
             .unwrap_or_else(|e| panic!("cannot read {}/env.sh: {e}", dir.display()));
         let vars: HashMap<String, String> = text
@@ -663,7 +664,7 @@ pub fn normalize_job(v: &Json) -> Json {
                 .map(|(k, v)| {
                     let mut v = normalize_job(v);
                     if let (true, Json::Array(items)) = (k == "Minions", &mut v) {
-                        items.sort_by_key(|i| i.to_string());
+                        items.sort_by_key(std::string::ToString::to_string);
                     }
                     (mask_jids(k), v)
                 })
@@ -1018,7 +1019,9 @@ impl PrivateMaster {
     /// Starts it (after any other private master of this process has stopped).
     pub fn start() -> PrivateMaster {
         static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let guard = ONE.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = ONE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         PrivateMaster::up("private", 40, 1, &[], guard)
     }
 
@@ -1027,7 +1030,9 @@ impl PrivateMaster {
     /// (base + `port_offset` and up), after any other such master of this process stopped.
     pub fn start_variant(name: &str, port_offset: u16, args: &[&str]) -> PrivateMaster {
         static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let guard = ONE.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = ONE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         PrivateMaster::up(name, port_offset, 2, args, guard)
     }
 

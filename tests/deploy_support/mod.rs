@@ -43,7 +43,7 @@ pub struct TestEnv {
     /// The master config salt-fcgi is pointed at.
     pub master_config: PathBuf,
     /// What salt-fcgi itself reads from it.
-    pub settings: salt_fcgi::settings::Settings,
+    pub settings: salt_fcgi::internals::Settings,
     /// Minions that answer.
     pub minions: Vec<String>,
     /// Full-access eauth user and password.
@@ -55,7 +55,7 @@ impl TestEnv {
     /// Loads the environment; panics with instructions when there is none.
     pub fn load() -> TestEnv {
         let common = crate::common::env();
-        let settings = salt_fcgi::settings::Settings::load(Some(&common.config))
+        let settings = salt_fcgi::internals::Settings::load(Some(&common.config))
             .unwrap_or_else(|e| panic!("cannot read the test master's config: {e}"));
         let marker = settings.sock_dir.join("workers.ipc");
         assert!(
@@ -309,7 +309,7 @@ fn collect_logs(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
         return;
     };
     let mut entries: Vec<_> = entries.flatten().collect();
-    entries.sort_by_key(|e| e.path());
+    entries.sort_by_key(std::fs::DirEntry::path);
     for e in entries {
         let path = e.path();
         let Ok(ft) = e.file_type() else { continue };

@@ -400,7 +400,9 @@ impl Machine {
         );
         require("systemd-nspawn", "systemd-container");
         require("nsenter", "util-linux");
-        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = wd.mkdir("machine", 0o755);
         let venv = crate::common::env().venv.clone();
         let pki = Pki::generate(
@@ -590,10 +592,13 @@ impl Machine {
         let config = self.dir.join(format!("seed{}", self.master.config()));
         TestEnv {
             dir: self.dir.clone(),
-            settings: salt_fcgi::settings::Settings::load(Some(&config))
+            settings: salt_fcgi::internals::Settings::load(Some(&config))
                 .unwrap_or_else(|e| panic!("the machine's master config: {e}")),
             master_config: config,
-            minions: MINIONS.iter().map(|m| m.to_string()).collect(),
+            minions: MINIONS
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
             user: USER.into(),
             password: PASSWORD.into(),
         }

@@ -59,7 +59,7 @@ struct OpenCounts {
 
 impl Streams {
     /// No stream open yet.
-    pub fn new() -> Streams {
+    pub(crate) fn new() -> Streams {
         Streams {
             stop: watch::channel(false).0,
             open: Mutex::new(OpenCounts::default()),
@@ -67,12 +67,15 @@ impl Streams {
     }
 
     /// Streams open in this process now (`/metrics`).
-    pub fn open_count(&self) -> usize {
-        self.open.lock().unwrap_or_else(|e| e.into_inner()).total
+    pub(crate) fn open_count(&self) -> usize {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .total
     }
 
     /// Ends every stream (the server is stopping).
-    pub fn stop_all(&self) {
+    pub(crate) fn stop_all(&self) {
         self.stop.send_replace(true);
     }
 
@@ -84,7 +87,10 @@ impl Streams {
         user: &str,
     ) -> Result<OpenStream, ApiError> {
         let limits = &master.settings.limits;
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = |map: &HashMap<String, usize>, key: &str| map.get(key).copied().unwrap_or(0);
         let caps = [
             (
@@ -140,7 +146,11 @@ struct OpenStream {
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
-        let mut guard = self.streams.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self
+            .streams
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let open = &mut *guard;
         open.total = open.total.saturating_sub(1);
         for (map, key) in [
@@ -382,7 +392,9 @@ fn checks() -> &'static Mutex<Checks> {
 
 /// The master's answer for `token` if it is younger than `max_age`.
 fn recent_check(token: &str, max_age: Duration) -> Option<Option<f64>> {
-    let map = checks().lock().unwrap_or_else(|e| e.into_inner());
+    let map = checks()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     map.get(token)
         .filter(|(at, _)| at.elapsed() < max_age)
         .map(|(_, expire)| *expire)
@@ -391,7 +403,9 @@ fn recent_check(token: &str, max_age: Duration) -> Option<Option<f64>> {
 /// Keeps the master's answer for `token`; forgets answers older than a minute once many
 /// have gathered.
 fn remember_check(token: &str, expire: Option<f64>) {
-    let mut map = checks().lock().unwrap_or_else(|e| e.into_inner());
+    let mut map = checks()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if map.len() > 1024 {
         map.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(60));
     }

@@ -39,7 +39,7 @@ pub(crate) struct Call {
 impl Call {
     /// A call. The session token is only looked at by the endpoints that use it (a stale
     /// or foreign `session_id` cookie does not stand in the way of `/login`).
-    pub fn new(req: ApiRequest, raw: Vec<u8>, data: Option<Json>) -> Call {
+    pub(crate) fn new(req: ApiRequest, raw: Vec<u8>, data: Option<Json>) -> Call {
         let token = req
             .header("x-auth-token")
             .filter(|t| !t.trim().is_empty())
@@ -55,7 +55,7 @@ impl Call {
 
     /// The session token; 401 when there is none, or when it cannot be a Salt token (it is
     /// never used then).
-    pub fn session(&self) -> Result<&str, ApiError> {
+    pub(crate) fn session(&self) -> Result<&str, ApiError> {
         match self.session.as_deref() {
             Some(t) if is_token_shaped(t) => Ok(t),
             Some(_) => Err(ApiError::unauthorized("Invalid token")),
@@ -67,7 +67,7 @@ impl Call {
 
     /// The body's chunks (one object or a list of them), taken out of the call (a body
     /// is not copied on its way to the master).
-    pub fn chunks(&mut self, master: &Arc<Master>) -> Result<Vec<Chunk>, ApiError> {
+    pub(crate) fn chunks(&mut self, master: &Arc<Master>) -> Result<Vec<Chunk>, ApiError> {
         let Some(data) = self.data.take() else {
             return Err(ApiError::new(
                 400,
@@ -78,12 +78,12 @@ impl Call {
     }
 
     /// A successful answer, JSON or YAML as `Accept` asks.
-    pub fn answer(&self, status: u16, value: &Json) -> ApiResponse {
+    pub(crate) fn answer(&self, status: u16, value: &Json) -> ApiResponse {
         body::answer(status, value, self.req.header("accept"))
     }
 
     /// The client's address for log lines.
-    pub fn remote(&self) -> &str {
+    pub(crate) fn remote(&self) -> &str {
         self.req.remote_addr.as_deref().unwrap_or("-")
     }
 }
@@ -128,7 +128,7 @@ pub(crate) async fn run_chunks(
             match result {
                 Ok(Json::Array(items)) if is_batch(chunk) => {
                     crate::audit::note_returned(items.len());
-                    results.extend(items)
+                    results.extend(items);
                 }
                 Ok(r) => results.push(r),
                 Err(e) => return Err((e, chunk)),

@@ -34,7 +34,7 @@ enum Report {
 }
 
 /// Runs a `local_batch` chunk.
-pub async fn local_batch(
+pub(crate) async fn local_batch(
     master: &Arc<Master>,
     chunk: &Chunk,
     creds: &Credentials,
@@ -143,7 +143,7 @@ async fn minions_up(
 }
 
 /// Salt's batch size: `N%` of the minions (at least 1 when any), or a count.
-pub fn batch_size(batch: Option<&Json>, minions: usize) -> SaltResult<usize> {
+pub(crate) fn batch_size(batch: Option<&Json>, minions: usize) -> SaltResult<usize> {
     let text = match batch {
         None | Some(Json::Null) => "10%".to_string(),
         Some(Json::String(s)) => s.trim().to_string(),

@@ -35,7 +35,7 @@ pub struct CollectOptions {
 }
 
 /// Collection options from a chunk.
-pub fn collect_options(chunk: &Chunk, settings: &Settings) -> CollectOptions {
+pub(crate) fn collect_options(chunk: &Chunk, settings: &Settings) -> CollectOptions {
     CollectOptions {
         timeout: seconds(timeout_of(chunk.get("timeout"), settings.timeout)),
         gather_job_timeout: seconds(timeout_of(
@@ -438,7 +438,7 @@ fn bus_lost() -> SaltError {
 }
 
 /// The `[No response]` text Salt gives for a minion that did not return.
-pub fn no_response(jid: &str) -> String {
+pub(crate) fn no_response(jid: &str) -> String {
     format!(
         "Minion did not return. [No response]\nThe minions may not have all finished running and \
          any remaining minions will return upon completion. To look up the return data for this \

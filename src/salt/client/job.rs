@@ -34,7 +34,7 @@ const FORWARDED_KWARGS: [&str; 11] = [
 
 /// What to publish: the parts of a chunk that become the publish load.
 #[derive(Debug, Clone)]
-pub struct Job {
+pub(crate) struct Job {
     /// Target (string, or list for `tgt_type: list`).
     pub tgt: Json,
     /// Function name (or list for compound commands).
@@ -64,7 +64,7 @@ pub struct Published {
 
 impl Job {
     /// Reads a `local*` chunk.
-    pub fn from_chunk(chunk: &Chunk, settings: &Settings) -> SaltResult<Job> {
+    pub(crate) fn from_chunk(chunk: &Chunk, settings: &Settings) -> SaltResult<Job> {
         let tgt = match chunk.get("tgt") {
             Some(t @ Json::String(s)) if !s.is_empty() => t.clone(),
             Some(t @ Json::Array(items)) if items.iter().all(Json::is_string) => t.clone(),
@@ -137,7 +137,12 @@ impl Job {
 
     /// A job with the same credentials' context: `fun` on the listed minions, returning
     /// only to the `ext_job_cache` (as every publish of Salt's client without `ret` does).
-    pub fn on_list(minions: &[String], fun: &str, arg: Vec<Json>, settings: &Settings) -> Job {
+    pub(crate) fn on_list(
+        minions: &[String],
+        fun: &str,
+        arg: Vec<Json>,
+        settings: &Settings,
+    ) -> Job {
         Job {
             tgt: Json::from(minions.to_vec()),
             fun: Json::from(fun),
@@ -209,7 +214,7 @@ fn missing(key: &str) -> SaltError {
 
 /// Salt's `condition_input`: 20-digit integers become strings (jids); a non-empty `kwarg`
 /// object is appended as `{"__kwarg__": true, …}`.
-pub fn condition_input(args: Vec<Json>, kwarg: Option<&Json>) -> Vec<Json> {
+pub(crate) fn condition_input(args: Vec<Json>, kwarg: Option<&Json>) -> Vec<Json> {
     let mut out: Vec<Json> = args
         .into_iter()
         .map(|a| match &a {
@@ -228,7 +233,7 @@ pub fn condition_input(args: Vec<Json>, kwarg: Option<&Json>) -> Vec<Json> {
 }
 
 /// Sends a publish; `Ok(None)` when no minion matched the target.
-pub async fn publish(
+pub(crate) async fn publish(
     master: &Master,
     job: &Job,
     creds: &Credentials,
@@ -293,12 +298,12 @@ fn whole_seconds(d: Duration) -> Json {
 
 /// Tag prefixes a subscription needs before a publish whose jid is not known yet: every
 /// job event, and bare `<jid>` events (fired by 3006/3007 masters, not by 3008).
-pub fn prefixes_before_publish() -> Vec<String> {
+pub(crate) fn prefixes_before_publish() -> Vec<String> {
     vec!["salt/job/".into(), "2".into()]
 }
 
 /// The reply-wait for a publish: the chunk's timeout, else `publish_timeout`.
-pub fn publish_wait(chunk: &Chunk, settings: &Settings) -> Duration {
+pub(crate) fn publish_wait(chunk: &Chunk, settings: &Settings) -> Duration {
     seconds(timeout_of(chunk.get("timeout"), settings.publish_timeout))
 }
 

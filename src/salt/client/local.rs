@@ -12,10 +12,10 @@ use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult};
 use crate::salt::master::Master;
 
-pub use super::truthy;
+pub(crate) use super::truthy;
 
 /// `local`: publish, collect, and shape `{minion: return}` as LocalClient.cmd does.
-pub async fn local(master: &Master, chunk: &Chunk, creds: &Credentials) -> SaltResult<Json> {
+pub(crate) async fn local(master: &Master, chunk: &Chunk, creds: &Credentials) -> SaltResult<Json> {
     let job = Job::from_chunk(chunk, &master.settings)?;
     let opts = collect_options(chunk, &master.settings);
     run_and_collect(
@@ -30,7 +30,7 @@ pub async fn local(master: &Master, chunk: &Chunk, creds: &Credentials) -> SaltR
 }
 
 /// Publishes `job` and collects its returns into one `{minion: ret}` object.
-pub async fn run_and_collect(
+pub(crate) async fn run_and_collect(
     master: &Master,
     job: &Job,
     creds: &Credentials,
@@ -83,7 +83,11 @@ pub async fn run_and_collect(
 }
 
 /// `local_async`: publish only; `{"jid", "minions"}` or `{}` if nothing matched.
-pub async fn local_async(master: &Master, chunk: &Chunk, creds: &Credentials) -> SaltResult<Json> {
+pub(crate) async fn local_async(
+    master: &Master,
+    chunk: &Chunk,
+    creds: &Credentials,
+) -> SaltResult<Json> {
     let job = Job::from_chunk(chunk, &master.settings)?;
     let wait = publish_wait(chunk, &master.settings);
     Ok(
@@ -99,7 +103,11 @@ pub async fn local_async(master: &Master, chunk: &Chunk, creds: &Credentials) ->
 
 /// `local_subset`: run `fun` on `subset` (alias `sub`, default 3) random minions of the
 /// target that have the function.
-pub async fn local_subset(master: &Master, chunk: &Chunk, creds: &Credentials) -> SaltResult<Json> {
+pub(crate) async fn local_subset(
+    master: &Master,
+    chunk: &Chunk,
+    creds: &Credentials,
+) -> SaltResult<Json> {
     let job = Job::from_chunk(chunk, &master.settings)?;
     let Json::String(fun) = &job.fun else {
         return Err(SaltError::Invocation(

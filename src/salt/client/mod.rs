@@ -2,13 +2,13 @@
 //! module each, and the chunk readers they share (`Chunk` is one lowstate chunk, a JSON
 //! object).
 
-pub mod batch;
-pub mod collect;
-pub mod job;
-pub mod local;
+pub(crate) mod batch;
+pub(crate) mod collect;
+pub(crate) mod job;
+pub(crate) mod local;
 mod nodegroup;
-pub mod runner;
-pub mod wheel;
+pub(crate) mod runner;
+pub(crate) mod wheel;
 
 use std::sync::OnceLock;
 
@@ -17,10 +17,10 @@ use serde_json::{Map, Value as Json};
 use super::error::{SaltError, SaltResult};
 
 /// One lowstate chunk: `{"client": …, "fun": …, …}`.
-pub type Chunk = Map<String, Json>;
+pub(crate) type Chunk = Map<String, Json>;
 
 /// Salt's `_get_timeout`: a number (or numeric string) of seconds, else `default`.
-pub fn timeout_of(value: Option<&Json>, default: f64) -> f64 {
+pub(crate) fn timeout_of(value: Option<&Json>, default: f64) -> f64 {
     let secs = match value {
         Some(Json::Number(n)) => n.as_f64(),
         Some(Json::String(s)) => s.trim().parse::<f64>().ok(),
@@ -31,7 +31,7 @@ pub fn timeout_of(value: Option<&Json>, default: f64) -> f64 {
 }
 
 /// Python truthiness of a JSON value.
-pub fn truthy(v: &Json) -> bool {
+pub(crate) fn truthy(v: &Json) -> bool {
     match v {
         Json::Null => false,
         Json::Bool(b) => *b,
@@ -44,7 +44,7 @@ pub fn truthy(v: &Json) -> bool {
 
 /// `arg` as a list: a scalar or object is wrapped (rest_cherrypy does this; rest_wsgi
 /// iterated a string character by character).
-pub fn arg_list(value: Option<&Json>) -> Vec<Json> {
+pub(crate) fn arg_list(value: Option<&Json>) -> Vec<Json> {
     match value {
         None | Some(Json::Null) => vec![],
         Some(Json::Array(items)) => items.clone(),
@@ -53,7 +53,7 @@ pub fn arg_list(value: Option<&Json>) -> Vec<Json> {
 }
 
 /// A required string key, or an invocation error naming it.
-pub fn required_str<'a>(chunk: &'a Chunk, key: &str, client: &str) -> SaltResult<&'a str> {
+pub(crate) fn required_str<'a>(chunk: &'a Chunk, key: &str, client: &str) -> SaltResult<&'a str> {
     match chunk.get(key) {
         Some(Json::String(s)) if !s.is_empty() => Ok(s),
         None | Some(Json::Null) => Err(SaltError::Invocation(format!(
@@ -66,7 +66,7 @@ pub fn required_str<'a>(chunk: &'a Chunk, key: &str, client: &str) -> SaltResult
 }
 
 /// The OS user this process runs as (the publish `user` field), looked up once.
-pub fn os_user() -> &'static str {
+pub(crate) fn os_user() -> &'static str {
     static USER: OnceLock<String> = OnceLock::new();
     USER.get_or_init(|| {
         // SAFETY: getpwuid_r writes only into the buffers we pass and returns a pointer into them.

@@ -100,12 +100,20 @@ async fn start(
 }
 
 /// `runner_async`: start the job and return `{"tag", "jid"}`.
-pub async fn runner_async(master: &Master, chunk: &Chunk, creds: &Credentials) -> SaltResult<Json> {
+pub(crate) async fn runner_async(
+    master: &Master,
+    chunk: &Chunk,
+    creds: &Credentials,
+) -> SaltResult<Json> {
     start(master, chunk, creds, "runner_async").await
 }
 
 /// `runner`: start the job and wait for its return (`timeout`, else `rest_timeout`).
-pub async fn runner(master: &Master, chunk: &Chunk, creds: &Credentials) -> SaltResult<Json> {
+pub(crate) async fn runner(
+    master: &Master,
+    chunk: &Chunk,
+    creds: &Credentials,
+) -> SaltResult<Json> {
     let mut sub = master.bus.subscribe(vec!["salt/run/".into()]).await?;
     let reply = start(master, chunk, creds, "runner").await?;
     let tag = reply

@@ -12,7 +12,7 @@ use parser::Node;
 
 /// Salt's `parse_input(args, condition=False)`: `name=value` strings become kwargs,
 /// `{"__kwarg__": true, …}` objects are merged into kwargs, strings are YAML-typed.
-pub fn parse_input(args: Vec<Json>) -> (Vec<Json>, Map<String, Json>) {
+pub(crate) fn parse_input(args: Vec<Json>) -> (Vec<Json>, Map<String, Json>) {
     let mut positional = Vec::new();
     let mut kwargs = Map::new();
     for arg in args {
@@ -53,7 +53,7 @@ fn split_kwarg(s: &str) -> Option<(&str, &str)> {
 /// Salt's loader) does. Integers past 64 bits become their decimal text (what Salt's msgpack
 /// encoder sends for them); what JSON cannot carry at all (`.inf`, `.nan`, mappings with
 /// non-string keys) stays the original string.
-pub fn yamlify_arg(s: &str) -> Json {
+pub(crate) fn yamlify_arg(s: &str) -> Json {
     let original = || Json::from(s);
     let stripped = s.trim();
     if matches!(stripped, "" | "---" | "...") || s.contains(['\t', '\r', '\n']) {
