@@ -305,6 +305,7 @@ fn login(front: &Front, user: &str, password: &str) -> String {
 /// small multiple of the body (the 10 KB bomb took a CGI process to 419 MB; the 750 KB one
 /// killed a `--http` process under a 3 GB address-space limit).
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn yaml_alias_bombs_cost_no_more_than_their_size() {
     let e = env();
     let small = alias_bomb(2_000, 2_000);
@@ -398,6 +399,7 @@ fn yaml_alias_bombs_cost_no_more_than_their_size() {
 /// ordinary request waits until one closes. An oversized message closes the socket. By
 /// default streams may take only three quarters of the slots (503 past that).
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn websockets_hold_their_connection_slot() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
@@ -496,6 +498,7 @@ fn websockets_hold_their_connection_slot() {
 /// A WebSocket whose client stops reading ends with its token like an SSE stream: the
 /// stalled write is abandoned (the connection's slot and the user's stream count freed).
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn a_stalled_websocket_ends_with_its_token() {
     let e = env();
     let config = e.config_variant(
@@ -588,6 +591,7 @@ fn connect_with_small_receive_buffer(address: &str) -> std::net::TcpStream {
 /// Through nginx → FastCGI: a token and a user may hold only so many streams (429), and the
 /// count goes down when a stream ends.
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn event_streams_are_capped_per_token_and_user() {
     let e = env();
     let config = e.config_variant(
@@ -662,6 +666,7 @@ fn event_streams_are_capped_per_token_and_user() {
 /// With `stream_max_per_user: 1`, "the stalled stream is open" is observable as "another
 /// stream of the same user is refused (429)", and "it is gone" as "it is accepted".
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn stalled_streams_end_on_falling_behind_logout_and_sigterm() {
     let e = env();
     let config = e.config_variant(
@@ -786,6 +791,7 @@ fn stalled_streams_end_on_falling_behind_logout_and_sigterm() {
 /// "cleared" only when the master no longer knows the token; a user whose ACL cannot run
 /// `auth.del_token` is told the truth (500) and the token keeps working.
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn logout_revokes_on_the_master_from_another_host() {
     let e = env();
     let elsewhere =
@@ -846,6 +852,7 @@ fn logout_revokes_on_the_master_from_another_host() {
 /// What another user watching `/events` sees of a `test.arg` call and a webhook carrying
 /// secrets in every common shape: the job and the hook, never a secret.
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn event_streams_show_no_secrets() {
     let e = env();
     let http = Server::http(&e.config);
@@ -906,6 +913,7 @@ fn event_streams_show_no_secrets() {
 
 /// `stream_users` keeps other users off the bus (403), on every front end.
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn only_stream_users_may_stream() {
     let e = env();
     let config = e.config_variant(
@@ -940,6 +948,7 @@ fn only_stream_users_may_stream() {
 
 /// A raw FastCGI request whose body never finishes: closed after `body_read_timeout`.
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn slow_bodies_never_hold_a_slot() {
     let e = env();
     let config = e.config_variant(
@@ -1048,6 +1057,7 @@ fn half_sent_fastcgi_request() -> Vec<u8> {
 /// `EventSource`, a WebSocket. From an origin in `cors_origins` the same page works; from
 /// any other it is refused (403). Through `--http` (WebSocket) and through nginx → FastCGI.
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn cross_site_requests_are_refused_in_a_browser() {
     let e = env();
     let wd = ds::Workdir::new("attack-browser");
@@ -1271,6 +1281,7 @@ impl Drop for PageServer {
 /// `/keys` relays no traceback; `/token` and `/keys` answers are never cached; hook paths
 /// with control characters or empty segments are refused.
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn error_bodies_caching_and_hook_paths() {
     let e = env();
     let front = Front::Cgi(&e.config);
@@ -1322,6 +1333,7 @@ fn error_bodies_caching_and_hook_paths() {
 /// address — through Debian's `fail2ban-regex` with the shipped filter: exactly the
 /// senders' addresses are found, never the forged one.
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn fail2ban_finds_the_sender_never_a_forged_address() {
     let e = env();
     let regex = ds::require("fail2ban-regex", "fail2ban");

@@ -67,6 +67,7 @@ fn wait_for(path: &Path, id: &str) -> Vec<Json> {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn request_and_chunk_lines_carry_every_field_and_no_secret() {
     let e = env();
     let (config, log) = audited_config("audit-fields", "");
@@ -191,6 +192,7 @@ fn request_and_chunk_lines_carry_every_field_and_no_secret() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn sighup_reopens_a_rotated_file_and_ids_reach_the_error_log() {
     let (config, log) = audited_config("audit-rotate", "");
     let server = Server::http(&config);
@@ -220,6 +222,7 @@ fn sighup_reopens_a_rotated_file_and_ids_reach_the_error_log() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn fail_closed_refuses_with_503_and_nothing_reaches_the_master() {
     let e = env();
     let touched = std::env::temp_dir().join(format!("salt-fcgi-audit-fc-{}", std::process::id()));

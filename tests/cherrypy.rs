@@ -49,6 +49,7 @@ fn job_returns(front: &Front, token: &str, jid: &str) -> Response {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn every_endpoint_on_every_front_end() {
     let e = env();
     let http = Server::http(&e.config);
@@ -210,6 +211,7 @@ fn every_endpoint_on_every_front_end() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn missing_bad_and_foreign_credentials() {
     let e = env();
     let http = Server::http(&e.config);
@@ -260,6 +262,7 @@ fn missing_bad_and_foreign_credentials() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn restricted_user_sees_only_what_its_acl_allows() {
     let e = env();
     let http = Server::http(&e.config);
@@ -294,6 +297,7 @@ fn restricted_user_sees_only_what_its_acl_allows() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn expiry_and_logout_reach_every_process() {
     let e = env();
     let a = Server::fastcgi_unix(&e.config);
@@ -345,6 +349,7 @@ fn expiry_and_logout_reach_every_process() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn webhook_fires_on_the_master_bus_without_credentials() {
     let e = env();
     let http = Server::http(&e.config);
@@ -398,6 +403,7 @@ fn webhook_fires_on_the_master_bus_without_credentials() {
 /// On a private master: `key.gen_accept` adds an accepted key with no minion behind it,
 /// which every test targeting `*` on the shared master would wait for.
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn new_key_pair_as_a_tarball() {
     let e = env();
     let private = common::PrivateMaster::start();
@@ -451,6 +457,7 @@ fn new_key_pair_as_a_tarball() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn event_streams_end_with_their_token_and_never_take_it_from_the_url() {
     let e = env();
     let config = e.config_variant(
@@ -512,6 +519,7 @@ fn event_streams_end_with_their_token_and_never_take_it_from_the_url() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn websocket_carries_a_jobs_events() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;

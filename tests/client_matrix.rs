@@ -410,6 +410,7 @@ fn home(name: &str) -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn salt_mill_through_the_http_server() {
     let server = Server::http(&env().config);
     salt_mill_everyday(
@@ -420,12 +421,14 @@ fn salt_mill_through_the_http_server() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn peppa_through_the_http_server() {
     let server = Server::http(&env().config);
     peppa_everyday(&format!("http://{}", server.address), &home("peppa"));
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn guajillo_through_the_http_server() {
     let server = Server::http(&env().config);
     guajillo_everyday(

@@ -128,6 +128,7 @@ fn all_true() -> Json {
 /// Everything through the two salt-fcgi directly, then through nginx with one master stopped
 /// and brought back.
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn two_masters_behind_one_upstream() {
     let started = Instant::now();
     let wd = Workdir::new("cluster");

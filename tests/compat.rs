@@ -40,6 +40,7 @@ fn post(path: &str, content_type: &str, body: &str) -> common::Response {
 /// Item 1: pepper (`jid=<jid>`) and guajillo send a 20-digit jid as a bare JSON number;
 /// it must find the job (it became 2.0261203072555934e+19 and an empty return).
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn a_jid_sent_as_a_bare_number_finds_the_job() {
     let e = env();
     let started = cgi_post(
@@ -71,6 +72,7 @@ fn a_jid_sent_as_a_bare_number_finds_the_job() {
 /// Item 1: integers past 64 bits travel as Salt sends them (their decimal text), from JSON
 /// (pepper, guajillo), YAML and form bodies alike, and come back as Salt's answer.
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn integers_past_64_bits_reach_the_minion_as_salt_sends_them() {
     let e = env();
     let text = format!(
@@ -122,6 +124,7 @@ fn integers_past_64_bits_reach_the_minion_as_salt_sends_them() {
 /// Item 3: a runner chunk's keys the function does not take are dropped, as Salt's API
 /// drops them (`expr_form` on `manage.up` answered "Passed invalid arguments").
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn runner_keywords_the_function_does_not_take_are_dropped_like_salt() {
     let e = env();
     let form = format!(
@@ -152,6 +155,7 @@ fn runner_keywords_the_function_does_not_take_are_dropped_like_salt() {
 /// gives the same answer (with the traceback cut to its message: docs/api.md), and its ACL
 /// still sees every argument that runs.
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn wheel_extra_keys_get_salts_answer() {
     let e = env();
     let chunks = [
@@ -202,6 +206,7 @@ fn keys(v: &Json) -> Vec<&str> {
 /// Item 4: a function's own dict order comes back as the master sent it (it was sorted),
 /// in JSON and in YAML, from local and runner alike, as from Salt.
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn key_order_is_the_masters() {
     let e = env();
     let kwarg = json!({"zeta": 1, "alpha": 2, "mid": 3});

@@ -18,6 +18,7 @@ fn post(body: &[u8], content_type: Option<&str>) -> common::Response {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn bad_bodies_are_400() {
     for body in [&b"["[..], b"", b"42", b"[1]", b"[{}, \"x\"]", b"[\"\xff\"]"] {
         let (status, msg) = status_and_message(&post(body, Some("application/json")));
@@ -33,6 +34,7 @@ fn bad_bodies_are_400() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn content_type_other_than_json_is_406_and_json_with_charset_is_fine() {
     assert_eq!(post(b"[]", Some("image/png")).status, 406);
     assert_eq!(post(b"[]", Some("multipart/form-data")).status, 406);
@@ -45,6 +47,7 @@ fn content_type_other_than_json_is_406_and_json_with_charset_is_fine() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn methods_other_than_get_and_post_are_405() {
     let resp = cgi(&env().config, "OPTIONS", None, b"", &[]);
     assert_eq!(resp.status, 204, "OPTIONS");
@@ -62,6 +65,7 @@ fn methods_other_than_get_and_post_are_405() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn missing_and_wrong_credentials_are_401() {
     let e = env();
     let (s, m) = status_and_message(&cgi_post(
@@ -89,6 +93,7 @@ fn missing_and_wrong_credentials_are_401() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn bad_tokens_are_401() {
     let e = env();
     for token in [
@@ -105,6 +110,7 @@ fn bad_tokens_are_401() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn restricted_user_outside_its_acl_is_401() {
     let e = env();
     let allowed = cgi_post(
@@ -130,6 +136,7 @@ fn restricted_user_outside_its_acl_is_401() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn disabled_and_unknown_clients() {
     let e = env();
     let config = e.config_variant("disabled", "netapi_enable_clients: [local]\n");
@@ -155,6 +162,7 @@ fn disabled_and_unknown_clients() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn ssh_and_raw_shell_are_refused() {
     let e = env();
     let (s, m) = status_and_message(&cgi_post(
@@ -173,6 +181,7 @@ fn ssh_and_raw_shell_are_refused() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn body_over_max_body_bytes_is_413_and_near_the_limit_works() {
     let e = env();
     let config = e.config_variant("bodylimit", "salt_fcgi:\n  max_body_bytes: 20000\n");
@@ -203,6 +212,7 @@ fn body_over_max_body_bytes_is_413_and_near_the_limit_works() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn master_not_running_is_503() {
     let e = env();
     let config = e.config_variant("nomaster", "sock_dir: /nonexistent/salt-fcgi/sock\n");
@@ -219,6 +229,7 @@ fn master_not_running_is_503() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn bad_chunk_fields_are_400() {
     let e = env();
     for chunk in [
@@ -236,6 +247,7 @@ fn bad_chunk_fields_are_400() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn a_failing_chunk_aborts_the_request_with_its_error() {
     let e = env();
     let body = json!([
@@ -250,6 +262,7 @@ fn a_failing_chunk_aborts_the_request_with_its_error() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn unknown_runner_function_is_an_error_without_a_traceback() {
     let e = env();
     let resp = cgi_post(
@@ -275,6 +288,7 @@ fn unknown_runner_function_is_an_error_without_a_traceback() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn query_string_words_never_become_options() {
     // RFC 3875 4.4: `GET /?--http+127.0.0.1:1` reaches a CGI program as argv.
     let out = std::process::Command::new(common::binary())

@@ -11,12 +11,14 @@ fn ping() -> serde_json::Value {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn cgi_local_test_ping() {
     let resp = cgi_post(&env().config, &ping());
     assert_eq!((resp.status, resp.ret()), (200, json!([env().all_true()])));
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn fastcgi_local_test_ping_and_errors_on_one_process() {
     let e = env();
     let server = Server::fastcgi_unix(&e.config);
@@ -36,6 +38,7 @@ fn fastcgi_local_test_ping_and_errors_on_one_process() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn fastcgi_big_return_arrives_whole() {
     // Over 64 KiB: the head and the body go out as separate writes, the body in several
     // FCGI_STDOUT records.
@@ -64,6 +67,7 @@ fn fastcgi_big_return_arrives_whole() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn fastcgi_concurrent_requests() {
     let e = env();
     let server = Server::fastcgi_unix(&e.config);
@@ -86,6 +90,7 @@ fn fastcgi_concurrent_requests() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn http_local_test_ping() {
     let e = env();
     let server = Server::http(&e.config);
@@ -99,6 +104,7 @@ fn http_local_test_ping() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn fastcgi_on_an_inherited_listening_socket() {
     // What spawn-fcgi and mod_fcgid do: the listening socket is fd 0.
     let e = env();
@@ -140,6 +146,7 @@ fn vm_peak_kb(pid: u32) -> u64 {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn malformed_fastcgi_records_end_the_connection_without_a_panic() {
     use std::io::{Read, Write};
     let e = env();
@@ -199,6 +206,7 @@ fn malformed_fastcgi_records_end_the_connection_without_a_panic() {
 }
 
 #[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn clients_that_vanish_or_send_garbage_do_not_hurt_the_server() {
     use std::io::Write;
     let e = env();
