@@ -7,7 +7,6 @@
 //! Front ends: [`cgi`] execs the binary with a CGI environment; [`Server`] runs it as an
 //! HTTP or FastCGI server on a free port / socket (killed on drop); [`http`] and
 //! [`fastcgi`] are small clients; [`salt_cli`] runs Salt's own CLI to cross-check.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -418,18 +417,6 @@ impl Server {
     /// The process id (for signals).
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    /// Waits for the process to exit by itself, up to `limit`.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
     }
 }
 

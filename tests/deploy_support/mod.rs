@@ -7,8 +7,6 @@
 //! main config of its own in a scratch directory (the equivalent of Debian's
 //! `apache2.conf`/`nginx.conf`) that includes the shipped site file.
 
-#![allow(dead_code)]
-
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -38,8 +36,6 @@ pub const EAUTH: &str = "file";
 /// `tests/common`, like every other integration test), plus what salt-fcgi itself reads
 /// from its config.
 pub struct TestEnv {
-    /// The environment directory (`scripts/salt-env up DIR`).
-    pub dir: PathBuf,
     /// The master config salt-fcgi is pointed at.
     pub master_config: PathBuf,
     /// What salt-fcgi itself reads from it.
@@ -66,7 +62,6 @@ impl TestEnv {
         );
         assert!(!common.minions.is_empty(), "env.sh lists no minions");
         TestEnv {
-            dir: common.dir.clone(),
             master_config: common.config.clone(),
             settings,
             minions: common.minions.clone(),
@@ -649,7 +644,6 @@ const APACHE_MODULES: &str = "/usr/lib/apache2/modules";
 pub struct Apache {
     pub daemon: Daemon,
     pub port: u16,
-    pub dir: PathBuf,
 }
 
 impl Apache {
@@ -740,7 +734,7 @@ impl Apache {
             let mut daemon = Daemon::spawn("apache2", &mut cmd);
             match wait_for_port(&mut daemon, port, Duration::from_secs(15)) {
                 Ok(()) => {
-                    return Apache { daemon, port, dir };
+                    return Apache { daemon, port };
                 }
                 Err(e) => {
                     last_error = format!("{e}{}", wd.log_dump());
@@ -765,9 +759,9 @@ impl Apache {
 
 /// An nginx started in the foreground from a main config of its own.
 pub struct Nginx {
-    pub daemon: Daemon,
+    /// Held for its `Drop`, which stops nginx.
+    _daemon: Daemon,
     pub port: u16,
-    pub dir: PathBuf,
 }
 
 impl Nginx {
@@ -824,7 +818,12 @@ impl Nginx {
                 .stderr(log_file(&logs.join("stderr.log")));
             let mut daemon = Daemon::spawn("nginx", &mut cmd);
             match wait_for_port(&mut daemon, port, Duration::from_secs(15)) {
-                Ok(()) => return Nginx { daemon, port, dir },
+                Ok(()) => {
+                    return Nginx {
+                        _daemon: daemon,
+                        port,
+                    };
+                }
                 Err(e) => {
                     last_error = format!("{e}{}", wd.log_dump());
                     drop(daemon);

@@ -9,8 +9,6 @@
 //! master's user, the TLS certificate the recipes name, the names `salt-api.example.com`
 //! and `salt.example.com` for 127.0.0.1, and the administrator's shell in the checkout.
 
-#![allow(dead_code)]
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -100,14 +98,6 @@ pub fn recipes() -> Vec<Recipe> {
         }
     }
     out
-}
-
-/// The recipe named `name`.
-pub fn recipe(name: &str) -> Recipe {
-    recipes()
-        .into_iter()
-        .find(|r| r.name == name)
-        .unwrap_or_else(|| panic!("no recipe named {name} in README.md or docs/deploy.md"))
 }
 
 /// The commands of a recipe, exactly as the docs have them (`scripts/recipes show`).
@@ -352,14 +342,6 @@ impl MasterSpec {
     pub fn config(&self) -> String {
         format!("{}/master", self.config_dir)
     }
-
-    /// The master's request-server socket (`workers.ipc`), the sign that it runs.
-    pub fn marker(&self) -> String {
-        format!(
-            "{}/var/run/salt/master/workers.ipc",
-            self.root_dir.unwrap_or("")
-        )
-    }
 }
 
 /// At most one scratch machine at a time: each boots systemd, a master and two minions on
@@ -370,7 +352,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 pub struct Machine {
     /// Its directory (bind-mounted at the same path inside).
     pub dir: PathBuf,
-    pub name: String,
     /// PID (on this machine) of its systemd.
     pub leader: u32,
     pub master: MasterSpec,
@@ -437,7 +418,6 @@ impl Machine {
             .unwrap_or_else(|e| panic!("{e}{}", wd.log_dump()));
         let m = Machine {
             dir,
-            name: machine_name,
             leader,
             master,
             pki,
@@ -591,7 +571,6 @@ impl Machine {
     pub fn salt_env(&self) -> TestEnv {
         let config = self.dir.join(format!("seed{}", self.master.config()));
         TestEnv {
-            dir: self.dir.clone(),
             settings: salt_fcgi::internals::Settings::load(Some(&config))
                 .unwrap_or_else(|e| panic!("the machine's master config: {e}")),
             master_config: config,
