@@ -41,9 +41,11 @@ pub mod internals {
     pub use crate::salt::{Master, netapi};
     pub use crate::settings::{Limits, Settings};
 
-    /// The CGI front end: one request from the environment, and its pieces.
+    /// The CGI front end: one request from the environment, and the CGI dialect it
+    /// shares with FastCGI.
     pub mod cgi {
-        pub use crate::frontend::cgi::{read_body, request_from_vars, response_bytes, run};
+        pub use crate::frontend::cgi::run;
+        pub use crate::frontend::cgi_dialect::{read_body, request_from_vars, response_bytes};
     }
     /// The FastCGI front end.
     pub mod fastcgi {

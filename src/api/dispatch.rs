@@ -15,7 +15,7 @@ use super::body;
 use super::endpoints::{self, Call, Streams};
 use super::error::{ApiError, body_error};
 use super::metrics;
-use super::request::{ApiRequest, BodyError};
+use super::request::ApiRequest;
 use super::request_id;
 use super::response::ApiResponse;
 use super::stats::Stats;
@@ -331,16 +331,12 @@ impl Api {
         ))
     }
 
-    /// Reads the body (within `max_body_bytes`) and the session token into a [`Call`].
+    /// Takes the body (the front end bounded it) and the session token into a [`Call`].
     fn call(&self, mut req: ApiRequest) -> Result<Call, ApiError> {
         let limits = &self.settings().limits;
+        // The front end read at most `max_body_bytes` (frontend/cgi_dialect.rs, http.rs)
+        // or said why not.
         let raw = match std::mem::replace(&mut req.body, Ok(Vec::new())) {
-            Ok(body) if body.len() > limits.max_body_bytes => {
-                return Err(body_error(
-                    &BodyError::TooLarge(body.len()),
-                    limits.max_body_bytes,
-                ));
-            }
             Ok(body) => body,
             Err(e) => return Err(body_error(&e, limits.max_body_bytes)),
         };
@@ -502,6 +498,7 @@ fn welcome() -> ApiResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::BodyError;
     use serde_json::Value as Json;
 
     fn api(extra: &str) -> Api {
@@ -623,12 +620,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn body_limits() {
+    async fn body_errors_of_the_front_end() {
         let api = api("salt_fcgi: {max_body_bytes: 4}");
-        let r = api
-            .handle(post("/", "[  ]  ", Some("application/json")))
-            .await;
-        assert_eq!(r.status, 413);
+        let mut req = post("/", "", Some("application/json"));
+        req.body = Err(BodyError::TooLarge(6));
+        assert_eq!(api.handle(req).await.status, 413);
         let mut req = post("/", "", Some("application/json"));
         req.body = Err(BodyError::Truncated {
             expected: 10,

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_fastcgi::{OutStream, Request, RequestResult, Requests};
 
-use super::cgi::{self, response_head};
+use super::cgi_dialect::{self, response_head};
 use super::handle_guarded;
 use super::lifecycle::{Lifecycle, ServeOptions, accept_loop};
 use super::listener::{Listener, Stream};
@@ -121,10 +121,10 @@ async fn respond<W: AsyncWrite + Unpin>(
     api: &Arc<Api>,
     max_body: usize,
 ) -> Delivery {
-    let request = cgi::request_from_vars(
+    let request = cgi_dialect::request_from_vars(
         &params(req),
         // FCGI_STDIN is complete in memory; it is read the way a CGI body is.
-        |declared| cgi::read_body(&mut *req.get_stdin(), declared, max_body),
+        |declared| cgi_dialect::read_body(&mut *req.get_stdin(), declared, max_body),
         max_body,
     );
     let mut response = handle_guarded(api, request).await;
@@ -178,7 +178,7 @@ async fn write_stream<W: AsyncWrite + Unpin>(
 }
 
 /// A request's FastCGI params as CGI variables (values that are not UTF-8 left out).
-pub fn params<W: AsyncWrite + Unpin>(req: &Request<W>) -> cgi::CgiVars {
+pub fn params<W: AsyncWrite + Unpin>(req: &Request<W>) -> cgi_dialect::CgiVars {
     req.str_params_iter()
         .into_iter()
         .flatten()

@@ -4,6 +4,7 @@
 //! `record_check` guards the FastCGI records. Here: the panic guard every front end uses.
 
 pub(crate) mod cgi;
+pub(crate) mod cgi_dialect;
 pub(crate) mod fastcgi;
 pub(crate) mod forwarded;
 pub(crate) mod http;
