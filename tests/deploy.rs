@@ -438,6 +438,16 @@ fn nginx_to_salt_fcgi_socket() {
     if !salt_fcgi_logged(&wd, "serving FastCGI on unix:") {
         checks.fail("salt-fcgi did not log where it listens".into());
     }
+    // The shipped site passes nginx's $request_id (fastcgi_param REQUEST_ID): the id
+    // salt-fcgi answers with is the one in nginx's access log line of that request.
+    let welcome = client.get("");
+    let id = welcome.header("x-request-id").unwrap_or_default().to_string();
+    let access = std::fs::read_to_string(wd.join("nginx/logs/access.log")).unwrap_or_default();
+    checks.check(
+        !id.is_empty() && access.lines().any(|l| l.ends_with(&format!(" rid={id}"))),
+        "X-Request-Id is nginx's $request_id (in its access log)",
+        &welcome,
+    );
 
     // SIGTERM with a synchronous request in flight: the request completes with 200, new
     // connections are refused at once (nginx answers 502), then the process exits.

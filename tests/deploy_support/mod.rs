@@ -794,7 +794,8 @@ impl Nginx {
                  error_log {logs}/error.log info;\n\
                  events {{ worker_connections 256; }}\n\
                  http {{\n\
-                 \x20   access_log {logs}/access.log;\n\
+                 \x20   log_format with_id '$remote_addr \"$request\" $status rid=$request_id';\n\
+                 \x20   access_log {logs}/access.log with_id;\n\
                  \x20   client_body_temp_path {dir}/tmp/body;\n\
                  \x20   fastcgi_temp_path {dir}/tmp/fastcgi;\n\
                  \x20   proxy_temp_path {dir}/tmp/proxy;\n\
