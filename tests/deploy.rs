@@ -441,7 +441,10 @@ fn nginx_to_salt_fcgi_socket() {
     // The shipped site passes nginx's $request_id (fastcgi_param REQUEST_ID): the id
     // salt-fcgi answers with is the one in nginx's access log line of that request.
     let welcome = client.get("");
-    let id = welcome.header("x-request-id").unwrap_or_default().to_string();
+    let id = welcome
+        .header("x-request-id")
+        .unwrap_or_default()
+        .to_string();
     let access = std::fs::read_to_string(wd.join("nginx/logs/access.log")).unwrap_or_default();
     checks.check(
         !id.is_empty() && access.lines().any(|l| l.ends_with(&format!(" rid={id}"))),
@@ -626,8 +629,14 @@ fn systemd_socket_activation() {
         service_text.push_str(&dropin);
     }
     let mut checks = Checks::new("systemd-socket-activation");
-    let out = std::process::Command::new(&analyze)
-        .arg("verify")
+    let mut verify = std::process::Command::new(&analyze);
+    verify.arg("verify");
+    if !installed() {
+        // The units name `man:salt-fcgi(1)` as their documentation, which only the Debian
+        // package installs (scripts/package checks it there).
+        verify.arg("--man=no");
+    }
+    let out = verify
         .args(
             [
                 "salt-fcgi.socket",

@@ -49,7 +49,10 @@ impl ApiError {
     /// The JSON error response; a 5xx is also one line in the error log.
     pub(crate) fn into_response(self) -> ApiResponse {
         if self.status >= 500 {
-            crate::log!(error, "{}: {}", self.status, self.message);
+            // Most messages already start with their status ("503: …"): not twice.
+            let status = format!("{}: ", self.status);
+            let text = self.message.strip_prefix(&status).unwrap_or(&self.message);
+            crate::log!(error, "{status}{text}");
         }
         ApiResponse::error(self.status, &self.message)
     }

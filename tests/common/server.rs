@@ -15,6 +15,13 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Whether something listens on `address`. A connect to a free port in the ephemeral
+/// range can pick that same port as its source and connect to itself (TCP simultaneous
+/// open), which says nothing about a listener: it does not count.
+pub fn tcp_listening(address: impl std::net::ToSocketAddrs) -> bool {
+    std::net::TcpStream::connect(address).is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+}
+
 /// A child process killed when the test ends, also when it panics (a process left behind
 /// keeps the test run's output pipe open).
 pub struct KillOnDrop(pub Child);
@@ -111,7 +118,7 @@ impl Server {
         if self.address.starts_with('/') {
             std::os::unix::net::UnixStream::connect(&self.address).is_ok()
         } else {
-            std::net::TcpStream::connect(&self.address).is_ok()
+            tcp_listening(&self.address)
         }
     }
 

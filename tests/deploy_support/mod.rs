@@ -576,7 +576,7 @@ impl Drop for Daemon {
 pub fn wait_for_port(daemon: &mut Daemon, port: u16, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if crate::common::tcp_listening(("127.0.0.1", port)) {
             return Ok(());
         }
         if let Some(status) = daemon.try_wait() {
