@@ -240,7 +240,8 @@ fn recipe_nginx_deb() {
         if state.split_whitespace().collect::<Vec<_>>() != ["active", "active"] {
             checks.fail(format!("salt-fcgi.socket / .service: {state:?}"));
         }
-        let (_, show) = m.sh("systemctl show -P FragmentPath salt-fcgi.service; \
+        // FragmentPath is where systemd found the unit: /lib/… on merged-/usr Debian.
+        let (_, show) = m.sh("readlink -f $(systemctl show -P FragmentPath salt-fcgi.service); \
              systemctl show -P ProtectSystem salt-fcgi.service; \
              readlink /proc/$(systemctl show -P MainPID salt-fcgi.service)/exe");
         let want = [
