@@ -241,9 +241,11 @@ fn recipe_nginx_deb() {
             checks.fail(format!("salt-fcgi.socket / .service: {state:?}"));
         }
         // FragmentPath is where systemd found the unit: /lib/… on merged-/usr Debian.
-        let (_, show) = m.sh("readlink -f $(systemctl show -P FragmentPath salt-fcgi.service); \
+        let (_, show) = m.sh(
+            "readlink -f $(systemctl show -P FragmentPath salt-fcgi.service); \
              systemctl show -P ProtectSystem salt-fcgi.service; \
-             readlink /proc/$(systemctl show -P MainPID salt-fcgi.service)/exe");
+             readlink /proc/$(systemctl show -P MainPID salt-fcgi.service)/exe",
+        );
         let want = [
             "/usr/lib/systemd/system/salt-fcgi.service",
             "strict",
