@@ -79,10 +79,17 @@ impl Audit {
                 open: None,
             }),
         };
+        // The key (a file read or /dev/urandom) only for an audit that writes: a CGI
+        // process without one would pay it on every request.
+        let key = if sink.is_some() {
+            hmac_key(options)
+        } else {
+            Vec::new()
+        };
         Audit {
             sink: sink.map(Mutex::new),
             fail_closed: options.fail_closed,
-            key: hmac_key(options),
+            key,
         }
     }
 

@@ -145,10 +145,13 @@ impl Api {
         let id = request_id::choose(&req);
         req.request_id = Some(id.clone());
         let started = Instant::now();
-        let head = self.audit_head(&req, &id);
+        // Only an audit that writes lines pays for their fields.
+        let head = self.audit.enabled().then(|| self.audit_head(&req, &id));
         let work = async {
-            let (resp, note) = audit::noting(self.audited(req, &head)).await;
-            self.write_audit(head, &note, resp.status, started);
+            let (resp, note) = audit::noting(self.audited(req, head.as_ref())).await;
+            if let Some(head) = head {
+                self.write_audit(head, &note, resp.status, started);
+            }
             resp
         };
         // Boxed: the nested request futures would otherwise exceed the compiler's depth.
@@ -158,8 +161,10 @@ impl Api {
 
     /// With `audit_fail_closed`, writes the `received` line first: a request whose line
     /// cannot be written answers 503 and nothing of it reaches the master.
-    async fn audited(&self, req: ApiRequest, head: &Map<String, Json>) -> ApiResponse {
-        if self.audit.fail_closed() {
+    async fn audited(&self, req: ApiRequest, head: Option<&Map<String, Json>>) -> ApiResponse {
+        if let Some(head) = head
+            && self.audit.fail_closed()
+        {
             let mut line = head.clone();
             line.insert("stage".into(), json!("received"));
             if let Err(e) = self.audit.write(&Json::Object(line)) {
@@ -192,9 +197,6 @@ impl Api {
 
     /// Writes a request's chunk lines and its own line (a failure is logged).
     fn write_audit(&self, head: Map<String, Json>, note: &audit::Note, status: u16, t: Instant) {
-        if !self.audit.enabled() {
-            return;
-        }
         let mut who = Map::new();
         who.insert("user".into(), json!(note.user));
         who.insert("eauth".into(), json!(note.eauth));
