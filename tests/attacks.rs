@@ -4,7 +4,7 @@
 //!
 //! Every wait here is a condition polled with a deadline several times what it needs.
 
-use crate::common::{self, Front, Req, Response, Server, env, read_stream};
+use crate::common::{self, Front, OpenStream, Req, Response, Server, env, read_stream};
 use crate::deploy_support as ds;
 
 use std::io::{Read, Write};
@@ -467,20 +467,9 @@ fn websockets_hold_their_connection_slot() {
     let config = e.config_variant("ws-share", "salt_fcgi: {max_connections: 4}\n");
     let http = Server::http(&config);
     let token = login(&Front::Http(&http.address), &e.user, &e.password);
-    let readers: Vec<_> = (0..3)
-        .map(|_| {
-            let (address, token) = (http.address.clone(), token.clone());
-            std::thread::spawn(move || {
-                read_stream(
-                    &address,
-                    "/events",
-                    &[("X-Auth-Token", &token)],
-                    Duration::from_secs(8),
-                )
-            })
-        })
+    let open: Vec<OpenStream> = (0..3)
+        .map(|_| OpenStream::open(&http.address, "/events", &[("X-Auth-Token", &token)]))
         .collect();
-    std::thread::sleep(Duration::from_secs(2));
     let (text, _) = read_stream(
         &http.address,
         "/events",
@@ -489,8 +478,8 @@ fn websockets_hold_their_connection_slot() {
     );
     assert!(text.starts_with("HTTP/1.1 503"), "{text}");
     assert!(text.contains("max_streams"), "{text}");
-    for r in readers {
-        let (text, _) = r.join().expect("reader");
+    for stream in open {
+        let (text, _) = stream.read_for(Duration::ZERO);
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     }
 }
@@ -867,16 +856,7 @@ fn event_streams_show_no_secrets() {
     let http = Server::http(&e.config);
     let front = Front::Http(&http.address);
     let watcher = login(&front, &e.restricted_user, &e.restricted_password);
-    let address = http.address.clone();
-    let reader = std::thread::spawn(move || {
-        read_stream(
-            &address,
-            "/events",
-            &[("X-Auth-Token", &watcher)],
-            Duration::from_secs(15),
-        )
-    });
-    std::thread::sleep(Duration::from_secs(2));
+    let stream = OpenStream::open(&http.address, "/events", &[("X-Auth-Token", &watcher)]);
     let caller = login(&front, &e.user, &e.password);
     let job = json!([{"client": "local", "tgt": "ms-0", "fun": "test.arg",
         "arg": ["password=hunter2", "db_password=hunter3", "--password hunter4", "--token", "hunter5"],
@@ -901,7 +881,10 @@ fn event_streams_show_no_secrets() {
             .header("X-Gitlab-Event", "Push Hook"),
     );
     assert_eq!(r.status, 200, "{}", r.ret());
-    let (text, _) = reader.join().expect("reader");
+    let (text, _) = stream.read_until(
+        |t| t.contains("/ret/ms-0") && t.contains("tag: salt/netapi/hook/ci/deploy"),
+        Duration::from_secs(60),
+    );
     assert!(
         text.contains("tag: salt/job/") && text.contains("/ret/ms-0"),
         "the job's events: {text}"

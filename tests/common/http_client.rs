@@ -31,20 +31,95 @@ pub fn read_stream(
     headers: &[(&str, &str)],
     limit: Duration,
 ) -> (String, Duration) {
-    let mut s = std::net::TcpStream::connect(address).expect("connect");
-    s.set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
-    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).expect("write");
     let start = Instant::now();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while start.elapsed() < limit && read_some(&mut s, &mut chunk, &mut buf) {}
-    (String::from_utf8_lossy(&buf).into_owned(), start.elapsed())
+    let stream = OpenStream::open(address, path, headers);
+    let (text, _) = stream.read_for(limit.saturating_sub(start.elapsed()));
+    (text, start.elapsed())
+}
+
+/// An event stream (`GET /events`, plain HTTP) whose head has arrived: once `open`
+/// returns, the server has subscribed it to the bus (salt-fcgi subscribes before it
+/// answers), so a test can act knowing the stream will see the events, however loaded the
+/// machine is, instead of sleeping a guessed time.
+pub struct OpenStream {
+    socket: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl OpenStream {
+    /// Sends `GET path` and reads until the response head and, for a 200, rest_cherrypy's
+    /// `retry: 400` line have arrived (or the server closed, or 60 s passed).
+    pub fn open(address: &str, path: &str, headers: &[(&str, &str)]) -> OpenStream {
+        let mut socket = std::net::TcpStream::connect(address).expect("connect");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let mut head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        socket.write_all(head.as_bytes()).expect("write");
+        let mut stream = OpenStream {
+            socket,
+            buf: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut chunk = [0u8; 4096];
+        while !stream.is_open() && Instant::now() < deadline {
+            if !read_some(&mut stream.socket, &mut chunk, &mut stream.buf) {
+                break;
+            }
+        }
+        stream
+    }
+
+    /// The head is complete and, if the answer is a 200, the stream has begun.
+    fn is_open(&self) -> bool {
+        let text = String::from_utf8_lossy(&self.buf);
+        match text.split_once("\r\n\r\n") {
+            Some((head, rest)) => {
+                !head.starts_with("HTTP/1.1 200") || rest.contains("retry: 400\n")
+            }
+            None => false,
+        }
+    }
+
+    /// Reads on until the server ends the stream or `limit` passes; everything that
+    /// arrived (head included) and how long this read lasted.
+    pub fn read_for(self, limit: Duration) -> (String, Duration) {
+        self.read_until(|_| false, limit)
+    }
+
+    /// Reads on until what arrived satisfies `done`, the server ends the stream, or
+    /// `limit` passes; everything that arrived (head included) and how long this read lasted.
+    pub fn read_until(
+        mut self,
+        done: impl Fn(&str) -> bool,
+        limit: Duration,
+    ) -> (String, Duration) {
+        let start = Instant::now();
+        self.wait_for(done, limit);
+        (
+            String::from_utf8_lossy(&self.buf).into_owned(),
+            start.elapsed(),
+        )
+    }
+
+    /// Reads on, keeping the stream open, until what arrived satisfies `done` (true), or
+    /// the server ends the stream or `limit` passes (false).
+    pub fn wait_for(&mut self, done: impl Fn(&str) -> bool, limit: Duration) -> bool {
+        let start = Instant::now();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if done(&String::from_utf8_lossy(&self.buf)) {
+                return true;
+            }
+            if start.elapsed() >= limit || !read_some(&mut self.socket, &mut chunk, &mut self.buf) {
+                return false;
+            }
+        }
+    }
 }
 
 /// Sends one HTTP/1.1 request (`Connection: close`) to `/` and reads the whole response.

@@ -1,7 +1,7 @@
 //! A master of a test's own (its own ports and config), for tests that stop, restart or reconfigure it.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::env;
@@ -85,6 +85,7 @@ impl PrivateMaster {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Command::new("pgrep")
             .args(["-f", &pattern])
+            .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
         {
@@ -132,6 +133,7 @@ impl PrivateMaster {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Command::new("pgrep")
             .args(["-f", &pattern])
+            .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
         {

@@ -1521,17 +1521,17 @@ fn session_suite(client: &Client, env: &TestEnv, checks: &mut Checks, scratch: &
 fn events_suite(client: &Client, env: &TestEnv, checks: &mut Checks) {
     let (_, token) = login(client, env, &[]);
     let url = format!("{}{}", client.base, below(client, "events"));
-    let reader = client
-        .curl()
-        .args(["-sSN", "--max-time", "8", "--cacert"])
-        .arg(&client.cacert)
-        .args(["-H", &format!("X-Auth-Token: {token}"), "-D", "-"])
-        .arg(&url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run curl for /events");
-    std::thread::sleep(Duration::from_millis(1500));
+    let stream = StreamReader::spawn(
+        client
+            .curl()
+            .args(["-sSN", "--max-time", "90", "--cacert"])
+            .arg(&client.cacert)
+            .args(["-H", &format!("X-Auth-Token: {token}"), "-D", "-"])
+            .arg(&url),
+    );
+    // The stream is subscribed to the bus before its head is sent: once `retry: 400` has
+    // arrived, no event fired afterwards can be missed, however loaded the machine is.
+    let opened = stream.wait_for(|t| t.contains("retry: 400\n"), Duration::from_secs(60));
     let secret = format!("stream-{}", wrong_password(&checks.path));
     let mut bad = env.chunk("local", json!({"tgt": "*", "fun": "test.ping"}));
     bad["password"] = json!(secret);
@@ -1542,30 +1542,36 @@ fn events_suite(client: &Client, env: &TestEnv, checks: &mut Checks) {
         .json()
         .and_then(|j| j["return"][0]["jid"].as_str().map(str::to_string))
         .unwrap_or_default();
-    let out = reader.wait_with_output().expect("curl /events");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let shown = Reply {
-        status: 200,
-        headers: Vec::new(),
-        body: text.clone().into_bytes(),
-        elapsed: Duration::from_secs(8),
-        error: String::from_utf8_lossy(&out.stderr).into_owned(),
-        command: format!("curl -sSN --max-time 8 -H 'X-Auth-Token: …' {url}"),
-    };
-    checks.check(
-        text.contains("text/event-stream") && text.contains("\r\n\r\nretry: 400\n"),
-        "GET /events is an event stream starting with rest_cherrypy's `retry: 400`",
-        &shown,
-    );
     let mut wanted = vec![format!("salt/job/{jid}/new")];
     wanted.extend(
         env.minions
             .iter()
             .map(|m| format!("salt/job/{jid}/ret/{m}")),
     );
+    let carries = |text: &str, tag: &str| text.contains(&format!("tag: {tag}\ndata: {{"));
+    if opened && !jid.is_empty() {
+        stream.wait_for(
+            |t| wanted.iter().all(|tag| carries(t, tag)),
+            Duration::from_secs(60),
+        );
+    }
+    let (text, error) = stream.stop();
+    let shown = Reply {
+        status: 200,
+        headers: Vec::new(),
+        body: text.clone().into_bytes(),
+        elapsed: Duration::ZERO,
+        error,
+        command: format!("curl -sSN -H 'X-Auth-Token: …' {url}"),
+    };
+    checks.check(
+        text.contains("text/event-stream") && text.contains("\r\n\r\nretry: 400\n"),
+        "GET /events is an event stream starting with rest_cherrypy's `retry: 400`",
+        &shown,
+    );
     for tag in &wanted {
         checks.check(
-            !jid.is_empty() && text.contains(&format!("tag: {tag}\ndata: {{")),
+            !jid.is_empty() && carries(&text, tag),
             &format!("the stream carries {tag}"),
             &shown,
         );
@@ -1575,6 +1581,72 @@ fn events_suite(client: &Client, env: &TestEnv, checks: &mut Checks) {
         "a failed publish's password is redacted in the stream",
         &shown,
     );
+}
+
+/// A streaming command (curl on an event stream) whose output is read as it arrives, so a
+/// test waits for what it expects with a deadline instead of a fixed time.
+struct StreamReader {
+    child: Child,
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StreamReader {
+    fn spawn(cmd: &mut Command) -> StreamReader {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the stream's reader");
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut stdout, &mut buf) {
+                sink.lock()
+                    .expect("stream buffer")
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+        StreamReader {
+            child,
+            out,
+            reader: Some(reader),
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().expect("stream buffer")).into_owned()
+    }
+
+    /// Polls until `done` holds for what arrived so far; false at the deadline.
+    fn wait_for(&self, done: impl Fn(&str) -> bool, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(&self.text()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Ends the command; what it printed on stdout and stderr.
+    fn stop(mut self) -> (String, String) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let mut error = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut error);
+        }
+        (self.text(), error)
+    }
 }
 
 /// No log file under the workdir (web-server error logs, salt-fcgi's stderr) contains
