@@ -1206,6 +1206,13 @@ const sleep = ms => new Promise(r => setTimeout(r, ms));
       headers: {{'Content-Type': 'text/plain'}},
       body: JSON.stringify({{client: 'local', tgt: 'ms-0', fun: 'cmd.run', arg: ['touch ' + marker]}})}});
     await sleep(3000);
+    // The page's clock is virtual (it runs ahead while nothing is fetched): while an
+    // open /ws has carried nothing yet, wait in real time, a one-second job at a time.
+    for (let i = 0; i < 30 && window.sock && window.sock.readyState <= 1 && !out.ws_messages; i++) {{
+      await fetch(api + '/', {{method: 'POST', mode: 'no-cors', credentials: 'include',
+        headers: {{'Content-Type': 'text/plain'}},
+        body: JSON.stringify({{client: 'local', tgt: 'ms-0', fun: 'test.sleep', arg: [1]}})}});
+    }}
     if (window.sock) window.sock.close();
   }} catch (e) {{ out.error = String(e); }}
   document.getElementById('out').textContent = 'RESULT' + JSON.stringify(out) + 'END';
