@@ -18,6 +18,7 @@ use super::metrics;
 use super::request::ApiRequest;
 use super::request_id;
 use super::response::ApiResponse;
+use super::routes::{self, Endpoint, Resolved};
 use super::stats::Stats;
 use crate::audit::{self, Audit};
 use crate::salt::Master;
@@ -31,88 +32,6 @@ pub struct Api {
     streams: Arc<Streams>,
     /// The audit log (off unless `audit_log` is set).
     audit: Audit,
-}
-
-/// What a path names.
-#[derive(Debug, Clone, PartialEq)]
-enum Route {
-    Root,
-    Login,
-    Logout,
-    Token,
-    Run,
-    Stats,
-    Metrics,
-    Minions(Option<String>),
-    Jobs(Option<String>),
-    Keys(Option<String>),
-    Hook(String),
-    Events,
-    Ws(Option<String>),
-    NotFound,
-}
-
-impl Route {
-    /// The route of `path` (below the mount point; trailing `/` ignored).
-    fn of(path: &str, webhook_url: &str) -> Route {
-        let path = path.trim_end_matches('/');
-        if let Some(rest) = path.strip_prefix(webhook_url)
-            && (rest.is_empty() || rest.starts_with('/'))
-        {
-            return Route::Hook(rest.trim_start_matches('/').to_string());
-        }
-        let mut parts = path.trim_start_matches('/').splitn(2, '/');
-        let first = parts.next().unwrap_or_default();
-        let id = parts.next().filter(|s| !s.is_empty()).map(str::to_string);
-        match (first, id) {
-            ("", None) => Route::Root,
-            ("login", None) => Route::Login,
-            ("logout", None) => Route::Logout,
-            ("token", None) => Route::Token,
-            ("run", None) => Route::Run,
-            ("stats", None) => Route::Stats,
-            ("metrics", None) => Route::Metrics,
-            ("minions", id) => Route::Minions(id),
-            ("jobs", id) => Route::Jobs(id),
-            ("keys", id) => Route::Keys(id),
-            ("events", None) => Route::Events,
-            ("ws", token) => Route::Ws(token),
-            _ => Route::NotFound,
-        }
-    }
-
-    /// The methods this route answers.
-    fn allowed(&self) -> &'static str {
-        match self {
-            Route::Root | Route::Login => "GET, POST",
-            Route::Minions(None) | Route::Keys(None) => "GET, POST",
-            Route::Logout | Route::Token | Route::Run | Route::Hook(_) => "POST",
-            Route::Stats | Route::Metrics => "GET",
-            Route::Minions(_) | Route::Jobs(_) | Route::Keys(_) => "GET",
-            Route::Events | Route::Ws(_) => "GET",
-            Route::NotFound => "",
-        }
-    }
-
-    /// The endpoint's name in `/metrics` (ids and tokens left out).
-    fn name(&self) -> &'static str {
-        match self {
-            Route::Root => "root",
-            Route::Login => "login",
-            Route::Logout => "logout",
-            Route::Token => "token",
-            Route::Run => "run",
-            Route::Stats => "stats",
-            Route::Metrics => "metrics",
-            Route::Minions(_) => "minions",
-            Route::Jobs(_) => "jobs",
-            Route::Keys(_) => "keys",
-            Route::Hook(_) => "hook",
-            Route::Events => "events",
-            Route::Ws(_) => "ws",
-            Route::NotFound => "not_found",
-        }
-    }
 }
 
 /// Request headers a browser may send cross-origin (SaltGUI sends `Cache-Control`).
@@ -145,10 +64,14 @@ impl Api {
         let id = request_id::choose(&req);
         req.request_id = Some(id.clone());
         let started = Instant::now();
+        let resolved = routes::resolve(&req.method, &req.path, &self.settings().api.webhook_url);
         // Only an audit that writes lines pays for their fields.
-        let head = self.audit.enabled().then(|| self.audit_head(&req, &id));
+        let head = self
+            .audit
+            .enabled()
+            .then(|| self.audit_head(&req, &resolved, &id));
         let work = async {
-            let (resp, note) = audit::noting(self.audited(req, head.as_ref())).await;
+            let (resp, note) = audit::noting(self.audited(req, resolved, head.as_ref())).await;
             if let Some(head) = head {
                 self.write_audit(head, &note, resp.status, started);
             }
@@ -161,7 +84,12 @@ impl Api {
 
     /// With `audit_fail_closed`, writes the `received` line first: a request whose line
     /// cannot be written answers 503 and nothing of it reaches the master.
-    async fn audited(&self, req: ApiRequest, head: Option<&Map<String, Json>>) -> ApiResponse {
+    async fn audited(
+        &self,
+        req: ApiRequest,
+        resolved: Resolved,
+        head: Option<&Map<String, Json>>,
+    ) -> ApiResponse {
         if let Some(head) = head
             && self.audit.fail_closed()
         {
@@ -175,14 +103,15 @@ impl Api {
                 );
             }
         }
-        self.handle_with_id(req).await
+        self.handle_with_id(req, resolved).await
     }
 
     /// The fields of every audit line of `req`. The path of `/ws/<token>` loses its token.
-    fn audit_head(&self, req: &ApiRequest, id: &str) -> Map<String, Json> {
-        let path = match Route::of(&req.path, &self.settings().api.webhook_url) {
-            Route::Ws(Some(_)) => "/ws/(token)".to_string(),
-            _ => req.path.clone(),
+    fn audit_head(&self, req: &ApiRequest, resolved: &Resolved, id: &str) -> Map<String, Json> {
+        let path = if resolved.carries_token() {
+            "/ws/(token)".to_string()
+        } else {
+            req.path.clone()
         };
         let mut head = Map::new();
         head.insert("time".into(), json!(audit::now_rfc3339()));
@@ -230,15 +159,15 @@ impl Api {
     }
 
     /// [`Api::handle`] once the request has its id.
-    async fn handle_with_id(&self, req: ApiRequest) -> ApiResponse {
+    async fn handle_with_id(&self, req: ApiRequest, resolved: Resolved) -> ApiResponse {
         let _counted = self.stats.begin();
         let started = Instant::now();
-        let endpoint = Route::of(&req.path, &self.settings().api.webhook_url).name();
+        let endpoint = resolved.name;
         let cors = self.cors_headers(&req);
         let mut resp = if req.method == "OPTIONS" {
             self.preflight(&req, cors.is_some())
         } else {
-            match crate::salt::sent::track(self.route(req)).await {
+            match crate::salt::sent::track(self.route(req, resolved)).await {
                 (Ok(resp), _) => resp,
                 (Err(e), sent) => e.after_sent(sent).into_response(),
             }
@@ -256,44 +185,41 @@ impl Api {
         resp
     }
 
-    async fn route(&self, req: ApiRequest) -> Result<ApiResponse, ApiError> {
-        let route = Route::of(&req.path, &self.settings().api.webhook_url);
-        let method = req.method.clone();
-        if route == Route::NotFound {
-            return Err(ApiError::new(404, "404: Not Found"));
-        }
-        if !route.allowed().split(", ").any(|m| m == method) {
-            return Ok(ApiResponse::error(405, "405: Method Not Allowed")
-                .with_header("Allow", route.allowed()));
-        }
-        if method == "GET" && route == Route::Root {
-            return Ok(welcome());
-        }
-        if method == "GET" && route == Route::Login {
-            return Ok(ApiResponse::json(200, &json!({"return": "Please log in"}))
-                .with_header("WWW-Authenticate", "Session"));
-        }
-        self.refuse_cross_site(&req, &route)?;
-        let mut call = self.call(req)?;
-        let master = &self.master;
-        match route {
-            Route::Root | Route::Run => endpoints::lowstate(master, &mut call).await,
-            Route::Login => endpoints::login(master, &call).await,
-            Route::Logout => endpoints::logout(master, &call).await,
-            Route::Token => endpoints::token(master, &mut call).await,
-            Route::Stats => endpoints::stats(master, &call, &self.stats).await,
-            Route::Metrics => self.metrics(&call).await,
-            Route::Minions(id) if method == "GET" => {
-                endpoints::minion_grains(master, &call, id).await
+    /// Runs the endpoint `resolved` found (404 and 405 when it found none).
+    async fn route(&self, req: ApiRequest, resolved: Resolved) -> Result<ApiResponse, ApiError> {
+        let Some((endpoint, param)) = resolved.found else {
+            if resolved.allow.is_empty() {
+                return Err(ApiError::new(404, "404: Not Found"));
             }
-            Route::Minions(_) => endpoints::start_job(master, &mut call).await,
-            Route::Jobs(id) => endpoints::jobs(master, &call, id).await,
-            Route::Keys(id) if method == "GET" => endpoints::keys(master, &call, id).await,
-            Route::Keys(_) => endpoints::gen_key(master, &mut call).await,
-            Route::Hook(path) => endpoints::hook(master, &call, &path).await,
-            Route::Events => endpoints::events(master, &call, &self.streams).await,
-            Route::Ws(token) => endpoints::websocket(master, &call, token, &self.streams).await,
-            Route::NotFound => Err(ApiError::new(404, "404: Not Found")),
+            return Ok(ApiResponse::error(405, "405: Method Not Allowed")
+                .with_header("Allow", &resolved.allow));
+        };
+        // The two pages read neither body nor session.
+        match endpoint {
+            Endpoint::Welcome => return Ok(welcome()),
+            Endpoint::LoginPage => return Ok(login_page()),
+            _ => {}
+        }
+        self.refuse_cross_site(&req, endpoint, param.is_some())?;
+        let mut call = self.call(req, endpoint)?;
+        let master = &self.master;
+        match endpoint {
+            Endpoint::Welcome => Ok(welcome()),
+            Endpoint::LoginPage => Ok(login_page()),
+            Endpoint::Lowstate => endpoints::lowstate(master, &mut call).await,
+            Endpoint::Login => endpoints::login(master, &call).await,
+            Endpoint::Logout => endpoints::logout(master, &call).await,
+            Endpoint::Token => endpoints::token(master, &mut call).await,
+            Endpoint::Stats => endpoints::stats(master, &call, &self.stats).await,
+            Endpoint::Metrics => self.metrics(&call).await,
+            Endpoint::MinionGrains => endpoints::minion_grains(master, &call, param).await,
+            Endpoint::StartJob => endpoints::start_job(master, &mut call).await,
+            Endpoint::Jobs => endpoints::jobs(master, &call, param).await,
+            Endpoint::Keys => endpoints::keys(master, &call, param).await,
+            Endpoint::GenKey => endpoints::gen_key(master, &mut call).await,
+            Endpoint::Hook => endpoints::hook(master, &call, param.as_deref().unwrap_or("")).await,
+            Endpoint::Events => endpoints::events(master, &call, &self.streams).await,
+            Endpoint::Ws => endpoints::websocket(master, &call, param, &self.streams).await,
         }
     }
 
@@ -334,7 +260,7 @@ impl Api {
     }
 
     /// Takes the body (the front end bounded it) and the session token into a [`Call`].
-    fn call(&self, mut req: ApiRequest) -> Result<Call, ApiError> {
+    fn call(&self, mut req: ApiRequest, endpoint: Endpoint) -> Result<Call, ApiError> {
         let limits = &self.settings().limits;
         // The front end read at most `max_body_bytes` (frontend/cgi_dialect.rs, http.rs)
         // or said why not.
@@ -344,7 +270,7 @@ impl Api {
         };
         let data = body::parse(req.content_type.as_deref(), &raw, limits)?;
         let call = Call::new(req, raw, data);
-        note_who(&call);
+        note_who(&call, endpoint);
         Ok(call)
     }
 
@@ -353,12 +279,18 @@ impl Api {
     /// is present and is neither this API's own origin nor in `cors_origins`. `SameSite=Lax`
     /// alone lets any same-site origin (a sibling subdomain, another port) through.
     /// Requests with `X-Auth-Token` (no browser adds it cross-site unasked) pass.
-    fn refuse_cross_site(&self, req: &ApiRequest, route: &Route) -> Result<(), ApiError> {
+    fn refuse_cross_site(
+        &self,
+        req: &ApiRequest,
+        endpoint: Endpoint,
+        with_param: bool,
+    ) -> Result<(), ApiError> {
         let by_cookie = req.cookie("session_id").is_some_and(|c| !c.is_empty())
             && req
                 .header("x-auth-token")
                 .is_none_or(|t| t.trim().is_empty());
-        let guarded = req.method == "POST" || matches!(route, Route::Events | Route::Ws(None));
+        let stream = endpoint == Endpoint::Events || (endpoint == Endpoint::Ws && !with_param);
+        let guarded = req.method == "POST" || stream;
         if !by_cookie || !guarded {
             return Ok(());
         }
@@ -414,11 +346,11 @@ impl Api {
 
 /// Notes for the audit who a request says it is: the session token, and the first chunk's
 /// `username`, `eauth` and `token` (a webhook's body is the sender's data, not credentials).
-fn note_who(call: &Call) {
+fn note_who(call: &Call, endpoint: Endpoint) {
     if let Some(token) = &call.session {
         audit::note_token(token);
     }
-    if call.req.path.trim_start_matches('/').starts_with("hook") {
+    if endpoint == Endpoint::Hook {
         return;
     }
     let first = match &call.data {
@@ -489,6 +421,12 @@ fn host_and_port(authority: &str) -> (&str, Option<Option<u16>>) {
     }
 }
 
+/// `GET /login`: rest_cherrypy's answer, asking for a session.
+fn login_page() -> ApiResponse {
+    ApiResponse::json(200, &json!({"return": "Please log in"}))
+        .with_header("WWW-Authenticate", "Session")
+}
+
 /// `GET /`: rest_cherrypy's welcome, a health check for API clients.
 fn welcome() -> ApiResponse {
     ApiResponse::json(
@@ -517,21 +455,6 @@ mod tests {
 
     fn body(r: &ApiResponse) -> Json {
         serde_json::from_slice(&r.body).expect("json body")
-    }
-
-    #[test]
-    fn routes() {
-        let r = |p| Route::of(p, "/hook");
-        assert_eq!(r(""), Route::Root);
-        assert_eq!(r("/"), Route::Root);
-        assert_eq!(r("/login/"), Route::Login);
-        assert_eq!(r("/jobs/123"), Route::Jobs(Some("123".into())));
-        assert_eq!(r("/keys"), Route::Keys(None));
-        assert_eq!(r("/hook/a/b"), Route::Hook("a/b".into()));
-        assert_eq!(r("/hook"), Route::Hook(String::new()));
-        assert_eq!(r("/hookx"), Route::NotFound);
-        assert_eq!(r("/static/salt-motd.txt"), Route::NotFound);
-        assert_eq!(r("/login/x"), Route::NotFound);
     }
 
     #[tokio::test]

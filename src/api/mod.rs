@@ -15,6 +15,7 @@ mod metrics;
 pub(crate) mod request;
 pub(crate) mod request_id;
 pub(crate) mod response;
+mod routes;
 pub(crate) mod stats;
 
 pub use dispatch::Api;
