@@ -28,7 +28,7 @@ mod settings;
 /// tells an item nobody uses.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::api::{Api, ApiResponse, BodyError};
+    pub use crate::api::{Api, ApiResponse, Body, BodyError};
     pub use crate::frontend::lifecycle::{ServeOptions, ensure_fd_limit};
     pub use crate::frontend::listener::{Listener, is_listening_socket};
     pub use crate::frontend::record_check::{RecordCheck, check_record};
@@ -45,7 +45,8 @@ pub mod internals {
     /// shares with FastCGI.
     pub mod cgi {
         pub use crate::frontend::cgi::run;
-        pub use crate::frontend::cgi_dialect::{read_body, request_from_vars, response_bytes};
+        pub use crate::frontend::cgi_dialect::{read_body, request_from_vars};
+        pub use crate::frontend::cgi_response::response_bytes;
     }
     /// The FastCGI front end.
     pub mod fastcgi {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use salt_fcgi::internals::{Api, ApiResponse};
+use salt_fcgi::internals::{Api, ApiResponse, Body};
 use salt_fcgi::internals::cgi::response_bytes as cgi_response_bytes;
 use salt_fcgi::internals::{Limits, Settings};
 use serde_json::Value as Json;
@@ -173,13 +173,17 @@ pub fn check_response(method: &str, resp: &ApiResponse) {
         ApiResponse::JSON,
         "without a master only JSON answers"
     );
+    assert!(
+        matches!(resp.body, Body::Full(_)),
+        "without a master no stream opens"
+    );
     if resp.status == 204 {
         assert!(
-            resp.body.is_empty() && method == "OPTIONS",
+            resp.whole_body().is_empty() && method == "OPTIONS",
             "204 for {method}"
         );
     } else {
-        let body: Json = serde_json::from_slice(&resp.body).expect("response body is JSON");
+        let body: Json = serde_json::from_slice(resp.whole_body()).expect("response body is JSON");
         let ret = body.get("return").expect("response body has \"return\"");
         if resp.status != 200 {
             assert!(ret.is_string(), "error body {body}");
@@ -207,7 +211,7 @@ pub fn check_response(method: &str, resp: &ApiResponse) {
         .expect("header block ends with a blank line");
     assert_eq!(
         &bytes[end + 4..],
-        &resp.body[..],
+        resp.whole_body(),
         "body after the header block"
     );
     let head = std::str::from_utf8(&bytes[..end]).expect("header block is UTF-8");
@@ -226,7 +230,7 @@ pub fn check_response(method: &str, resp: &ApiResponse) {
         .iter()
         .filter_map(|l| l.strip_prefix("Content-Length: "))
         .collect();
-    assert_eq!(lengths, vec![resp.body.len().to_string()], "Content-Length");
+    assert_eq!(lengths, vec![resp.whole_body().len().to_string()], "Content-Length");
     for line in &lines {
         assert!(
             !line.contains('\n') && !line.contains('\r'),

@@ -294,6 +294,6 @@ mod tests {
         assert!(!wants_yaml(Some("application/x-yaml;q=0.1, */*")));
         let r = answer(200, &json!({"return": [1]}), Some("application/x-yaml"));
         assert_eq!(r.content_type, "application/x-yaml");
-        assert_eq!(String::from_utf8_lossy(&r.body), "return:\n- 1\n");
+        assert_eq!(String::from_utf8_lossy(r.whole_body()), "return:\n- 1\n");
     }
 }

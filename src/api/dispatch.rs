@@ -454,7 +454,7 @@ mod tests {
     }
 
     fn body(r: &ApiResponse) -> Json {
-        serde_json::from_slice(&r.body).expect("json body")
+        serde_json::from_slice(r.whole_body()).expect("json body")
     }
 
     #[tokio::test]

@@ -21,5 +21,5 @@ pub(crate) mod stats;
 pub use dispatch::Api;
 pub(crate) use request::ApiRequest;
 pub use request::BodyError;
-pub use response::ApiResponse;
+pub use response::{ApiResponse, Body};
 pub(crate) use stats::Stats;

@@ -14,26 +14,36 @@ pub struct ApiResponse {
     pub content_type: &'static str,
     /// Extra headers beyond Content-Type and Content-Length.
     pub headers: Vec<(&'static str, String)>,
-    /// The body bytes (Content-Length is their count), when the body is whole.
-    pub body: Vec<u8>,
-    /// A body that arrives over time (`/events`; for a 101, one WebSocket text message per
-    /// chunk): the front end writes each chunk as it comes and flushes whenever no more is
-    /// waiting, with no Content-Length; the stream's end is the body's end. Chunks are
-    /// shared: one event's bytes serve every stream.
-    pub stream: Option<BodyStream>,
+    /// The body: whole, streamed, or a WebSocket's messages.
+    pub body: Body,
+}
+
+/// What follows a response's head.
+#[derive(Debug)]
+pub enum Body {
+    /// The whole body (Content-Length is its length).
+    Full(Vec<u8>),
+    /// A body that arrives over time (`/events`): the front end writes each chunk as it
+    /// comes and flushes whenever no more is waiting, with no Content-Length; the stream's
+    /// end is the body's end. Chunks are shared: one event's bytes serve every stream.
+    Stream(BodyStream),
+    /// The messages of a WebSocket (`/ws`, status 101), one text message per chunk; only
+    /// a front end that can upgrade the connection is ever given one.
+    WebSocket(BodyStream),
+}
+
+impl Default for Body {
+    fn default() -> Body {
+        Body::Full(Vec::new())
+    }
 }
 
 impl ApiResponse {
     /// A JSON response.
     pub fn json(status: u16, value: &Json) -> ApiResponse {
-        ApiResponse {
-            status,
-            content_type: ApiResponse::JSON,
-            headers: Vec::new(),
-            // Serialising a serde_json::Value cannot fail.
-            body: serde_json::to_vec(value).unwrap_or_default(),
-            stream: None,
-        }
+        // Serialising a serde_json::Value cannot fail.
+        let body = serde_json::to_vec(value).unwrap_or_default();
+        ApiResponse::bytes(status, ApiResponse::JSON, body)
     }
 
     /// `{"return": [results…]}` with status 200.
@@ -57,16 +67,31 @@ impl ApiResponse {
             status,
             content_type,
             headers: Vec::new(),
-            body,
-            stream: None,
+            body: Body::Full(body),
         }
     }
 
     /// A body that arrives over time from `chunks`.
     pub fn streaming(status: u16, content_type: &'static str, chunks: BodyStream) -> ApiResponse {
         ApiResponse {
-            stream: Some(chunks),
+            body: Body::Stream(chunks),
             ..ApiResponse::bytes(status, content_type, Vec::new())
+        }
+    }
+
+    /// A 101 whose WebSocket carries `messages`.
+    pub fn websocket(messages: BodyStream) -> ApiResponse {
+        ApiResponse {
+            body: Body::WebSocket(messages),
+            ..ApiResponse::bytes(101, ApiResponse::JSON, Vec::new())
+        }
+    }
+
+    /// The whole body's bytes (empty for a stream).
+    pub fn whole_body(&self) -> &[u8] {
+        match &self.body {
+            Body::Full(bytes) => bytes,
+            Body::Stream(_) | Body::WebSocket(_) => &[],
         }
     }
 

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::cgi_dialect::{CgiVars, read_body, request_from_vars, response_bytes, response_head};
-use crate::api::body_stream::BodyStream;
+use super::cgi_dialect::{CgiVars, read_body, request_from_vars};
+use super::cgi_response::{self, Delivery, ResponseSink, response_bytes};
 use crate::api::{Api, ApiResponse};
 use crate::settings::Settings;
 
@@ -92,38 +92,17 @@ fn write_whole(response: &ApiResponse) -> std::io::Result<()> {
     out.flush()
 }
 
-/// Writes a streamed response to stdout, flushed whenever no more is waiting, until the
-/// stream ends or the client is gone (the web server closed our stdout: EPIPE, as SIGPIPE
-/// is ignored in Rust programs). Writes go through tokio's stdout, so a client that stops
-/// reading blocks a pool thread, not the stream: once the stream has ended (token,
-/// falling behind), the write is abandoned after `stream_end_grace` and the process exits.
-async fn write_stream(head: &[u8], body: &mut BodyStream) -> std::io::Result<()> {
-    use tokio::io::AsyncWriteExt;
-    let mut out = tokio::io::stdout();
-    let mut ready = head.to_vec();
-    loop {
-        let written = body
-            .bounded(async {
-                out.write_all(&ready).await?;
-                out.flush().await
-            })
-            .await;
-        match written {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(e),
-            None => {
-                crate::log::warn("CGI stream abandoned: its client stopped reading");
-                return Ok(());
-            }
-        }
-        ready.clear();
-        let Some(chunk) = body.next().await else {
-            return Ok(());
-        };
-        ready.extend_from_slice(&chunk);
-        while let Some(more) = body.try_next() {
-            ready.extend_from_slice(&more);
-        }
+/// CGI's stdout, through tokio: a client that stops reading blocks a pool thread, not an
+/// event stream, so once the stream has ended (token, falling behind) the write is
+/// abandoned after `stream_end_grace` and the process exits. A client that is gone makes
+/// the write fail (EPIPE: Rust programs ignore SIGPIPE).
+struct Stdout(tokio::io::Stdout);
+
+impl ResponseSink for Stdout {
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.0.write_all(bytes).await?;
+        self.0.flush().await
     }
 }
 
@@ -157,19 +136,18 @@ fn serve(settings: Settings) -> std::io::Result<()> {
         }
     };
     let api = Arc::new(Api::new(settings));
-    let mut response = runtime.block_on(super::handle_guarded(&api, request));
+    let response = runtime.block_on(super::handle_guarded(&api, request));
     if !stdin_is_tty {
         drain_stdin(limit);
     }
-    // The head first: a streamed one has no Content-Length.
-    let head = response_head(&response);
-    let written = match response.stream.take() {
-        Some(mut body) => runtime.block_on(write_stream(&head, &mut body)),
-        None => write_whole(&response),
-    };
+    let mut stdout = Stdout(tokio::io::stdout());
+    let written = runtime.block_on(cgi_response::write_response(&mut stdout, response));
+    if written.as_ref().is_ok_and(|d| *d == Delivery::Abandoned) {
+        crate::log::warn("CGI stream abandoned: its client stopped reading");
+    }
     // A blocking ZeroMQ wait that outlived its request (deadline hit) must not hold the exit.
     runtime.shutdown_background();
-    written
+    written.map(|_| ())
 }
 
 /// Most bytes of an unread body consumed before answering.

@@ -1,12 +1,13 @@
-//! The CGI/1.1 dialect that CGI and FastCGI share (FastCGI params carry the same variable
-//! names): variables → `ApiRequest`, the body read within `max_body_bytes` (the one place
-//! that bounds a CGI or FastCGI body: the dispatcher does not check again), and the
-//! response head. `cgi.rs` runs the CGI process, `fastcgi.rs` the responder.
+//! The CGI/1.1 request dialect that CGI and FastCGI share (FastCGI params carry the same
+//! variable names): variables → `ApiRequest`, and the body read within `max_body_bytes`
+//! (the one place that bounds a CGI or FastCGI body: the dispatcher does not check again).
+//! The response side is `cgi_response.rs`; `cgi.rs` runs the CGI process, `fastcgi.rs`
+//! the responder.
 
 use std::io::Read;
 
 use crate::api::request::parse_content_length;
-use crate::api::{ApiRequest, ApiResponse, BodyError};
+use crate::api::{ApiRequest, BodyError};
 
 /// CGI variables by name (`REQUEST_METHOD`, `HTTP_X_AUTH_TOKEN`, …), as the environment
 /// or FastCGI params hold them. Names compare without regard to case (tokio-fastcgi
@@ -103,32 +104,6 @@ pub fn read_body(
         None if buf.len() > max => Err(BodyError::TooLarge(buf.len())),
         _ => Ok(buf),
     }
-}
-
-/// The CGI response: `Status:` line, headers, blank line, body.
-pub fn response_bytes(resp: &ApiResponse) -> Vec<u8> {
-    let mut out = response_head(resp);
-    out.extend_from_slice(&resp.body);
-    out
-}
-
-/// The CGI response without its body: `Status:` line, headers, blank line. A streamed
-/// body has no Content-Length (the web server chunks it).
-pub(crate) fn response_head(resp: &ApiResponse) -> Vec<u8> {
-    let mut head = format!(
-        "Status: {} {}\r\nContent-Type: {}\r\n",
-        resp.status,
-        resp.reason(),
-        resp.content_type,
-    );
-    if resp.stream.is_none() {
-        head.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
-    }
-    for (name, value) in &resp.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    head.into_bytes()
 }
 
 #[cfg(test)]
@@ -240,15 +215,5 @@ mod tests {
             (r.mount.as_str(), r.path.as_str(), r.https),
             ("", "/jobs", false)
         );
-    }
-
-    #[test]
-    fn cgi_headers_are_byte_accurate() {
-        let resp = ApiResponse::error(405, "é").with_header("Allow", "GET, POST");
-        let bytes = response_bytes(&resp);
-        let text = String::from_utf8(bytes).expect("utf8");
-        assert!(text.starts_with("Status: 405 Method Not Allowed\r\n"));
-        assert!(text.contains("Content-Length: 15\r\n"), "{text}");
-        assert!(text.ends_with("\r\n\r\n{\"return\":\"é\"}"));
     }
 }

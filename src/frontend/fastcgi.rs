@@ -16,13 +16,13 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_fastcgi::{OutStream, Request, RequestResult, Requests};
 
-use super::cgi_dialect::{self, response_head};
+use super::cgi_dialect;
+use super::cgi_response::{self, Delivery, ResponseSink};
 use super::handle_guarded;
 use super::lifecycle::{Lifecycle, ServeOptions, accept_loop};
 use super::listener::{Listener, Stream};
 use super::record_check::RecordCheck;
-use crate::api::body_stream::BodyStream;
-use crate::api::{Api, ApiResponse};
+use crate::api::Api;
 
 /// Serves FastCGI on `listener` until SIGTERM, max-requests or idle exit.
 pub async fn serve(listener: Listener, api: Arc<Api>, options: ServeOptions) {
@@ -107,14 +107,6 @@ where
 }
 
 /// How a response went out.
-#[derive(Debug, PartialEq)]
-enum Delivery {
-    /// Written, or the web server is gone (nothing more to do).
-    Done,
-    /// A stream ended while its client had stopped reading: the connection must go.
-    Abandoned,
-}
-
 /// Builds the ApiRequest from params and stdin, runs it, writes the CGI response.
 async fn respond<W: AsyncWrite + Unpin>(
     req: &Request<W>,
@@ -127,53 +119,24 @@ async fn respond<W: AsyncWrite + Unpin>(
         |declared| cgi_dialect::read_body(&mut *req.get_stdin(), declared, max_body),
         max_body,
     );
-    let mut response = handle_guarded(api, request).await;
-    let mut out = req.get_stdout();
-    // The head first: a streamed one has no Content-Length.
-    let head = response_head(&response);
-    let written = match response.stream.take() {
-        Some(mut body) => match write_stream(&mut out, &head, &mut body).await {
-            Some(written) => written,
-            None => return Delivery::Abandoned,
-        },
-        None => write_response(&mut out, &response).await,
-    };
-    if let Err(e) = written {
-        crate::log!(warn, "FastCGI write failed (client gone?): {e:?}");
+    let response = handle_guarded(api, request).await;
+    let mut out = Records(req.get_stdout());
+    match cgi_response::write_response(&mut out, response).await {
+        Ok(delivery) => delivery,
+        Err(e) => {
+            crate::log!(warn, "FastCGI write failed (client gone?): {e}");
+            Delivery::Done
+        }
     }
-    Delivery::Done
 }
 
-/// Writes a streamed response: the head, then what the stream has ready as one flushed
-/// STDOUT record at a time, until the stream ends or the web server is gone. `None`: the
-/// stream ended while a write was stuck (the client stopped reading), so it was abandoned.
-async fn write_stream<W: AsyncWrite + Unpin>(
-    out: &mut OutStream<W>,
-    head: &[u8],
-    body: &mut BodyStream,
-) -> Option<Result<(), tokio_fastcgi::Error>> {
-    let mut ready = head.to_vec();
-    loop {
-        let written = body
-            .bounded(async {
-                out.write(&ready).await?;
-                out.flush().await.map_err(tokio_fastcgi::Error::from)
-            })
-            .await?;
-        if let Err(e) = written {
-            return Some(Err(e));
-        }
-        // Written: the storage goes too (an idle stream holds none between events).
-        ready = Vec::new();
-        let Some(chunk) = body.next().await else {
-            return Some(Ok(()));
-        };
-        ready.extend_from_slice(&chunk);
-        while ready.len() < COPY_BODY_MAX
-            && let Some(more) = body.try_next()
-        {
-            ready.extend_from_slice(&more);
-        }
+/// A request's FCGI_STDOUT: each send is written as records and flushed.
+struct Records<W: AsyncWrite + Unpin>(OutStream<W>);
+
+impl<W: AsyncWrite + Unpin> ResponseSink for Records<W> {
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.0.write(bytes).await.map_err(std::io::Error::other)?;
+        self.0.flush().await
     }
 }
 
@@ -184,26 +147,6 @@ pub fn params<W: AsyncWrite + Unpin>(req: &Request<W>) -> cgi_dialect::CgiVars {
         .flatten()
         .filter_map(|(k, v)| Some((k.to_string(), v?.to_string())))
         .collect()
-}
-
-/// Bodies up to this size go out in one write with their head; a bigger body is written
-/// after the head instead of being copied behind it (a 1 MB return is held once, not twice).
-const COPY_BODY_MAX: usize = 64 * 1024;
-
-/// Writes the CGI response to FCGI_STDOUT.
-async fn write_response<W: AsyncWrite + Unpin>(
-    out: &mut OutStream<W>,
-    response: &ApiResponse,
-) -> Result<(), tokio_fastcgi::Error> {
-    let mut head = response_head(response);
-    if response.body.len() <= COPY_BODY_MAX {
-        head.extend_from_slice(&response.body);
-        out.write(&head).await?;
-    } else {
-        out.write(&head).await?;
-        out.write(&response.body).await?;
-    }
-    Ok(())
 }
 
 /// Fails reads once more than `cap` bytes arrived since the last request began.

@@ -27,7 +27,7 @@ use super::lifecycle::{Lifecycle, ServeOptions, Slot, accept_loop};
 use super::listener::{Listener, Stream};
 use crate::api::body_stream::BodyStream;
 use crate::api::request::parse_content_length;
-use crate::api::{Api, ApiRequest, ApiResponse, BodyError};
+use crate::api::{Api, ApiRequest, ApiResponse, Body, BodyError};
 
 /// Serves HTTP on `listener` until SIGTERM, max-requests or idle exit.
 pub async fn serve(listener: Listener, api: Arc<Api>, options: ServeOptions) {
@@ -77,14 +77,15 @@ async fn connection<S>(
             request.server_port = local_port;
             request.can_upgrade = true;
             let mut resp = handle_guarded(&api, request).await;
-            let chunks = match resp.stream.take() {
-                Some(body) if resp.status == 101 => {
+            let body = match std::mem::take(&mut resp.body) {
+                Body::Full(bytes) => Either::Left(Full::new(Bytes::from(bytes))),
+                Body::WebSocket(messages) => {
                     let ping_every = life.options.stream_heartbeat;
-                    tokio::spawn(websocket(on_upgrade, body, ping_every, slot));
-                    None
+                    tokio::spawn(websocket(on_upgrade, messages, ping_every, slot));
+                    Either::Left(Full::new(Bytes::new()))
                 }
-                Some(body) => {
-                    let (chunks, end) = body.into_parts();
+                Body::Stream(stream) => {
+                    let (chunks, end) = stream.into_parts();
                     tokio::spawn(async move {
                         end.and_grace().await;
                         drop_tx.send_replace(true);
@@ -92,11 +93,10 @@ async fn connection<S>(
                     // A stream is the connection's last response, so dropping the
                     // connection after it never cuts another one short.
                     resp.headers.push(("Connection", "close".into()));
-                    Some(chunks)
+                    Either::Right(StreamBody(chunks))
                 }
-                None => None,
             };
-            Ok::<_, Infallible>(to_hyper(resp, chunks))
+            Ok::<_, Infallible>(to_hyper(resp, body))
         }
     });
     let conn = http1::Builder::new()
@@ -184,10 +184,10 @@ async fn from_hyper(req: Request<Incoming>, options: &ServeOptions) -> ApiReques
 }
 
 /// A response body: whole, or chunks that arrive over time (an event stream).
-type Body = Either<Full<Bytes>, StreamBody>;
+type HyperBody = Either<Full<Bytes>, StreamBody>;
 
-/// The hyper response: `resp`'s head, and its whole body or the stream's `chunks`.
-fn to_hyper(resp: ApiResponse, chunks: Option<mpsc::Receiver<Bytes>>) -> Response<Body> {
+/// The hyper response: `resp`'s head and `body` (its whole body, or a stream's chunks).
+fn to_hyper(resp: ApiResponse, body: HyperBody) -> Response<HyperBody> {
     let mut builder = Response::builder()
         .status(StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
     if resp.status != 101 {
@@ -196,10 +196,6 @@ fn to_hyper(resp: ApiResponse, chunks: Option<mpsc::Receiver<Bytes>>) -> Respons
     for (name, value) in &resp.headers {
         builder = builder.header(*name, value.as_str());
     }
-    let body = match chunks {
-        Some(chunks) => Either::Right(StreamBody(chunks)),
-        None => Either::Left(Full::new(Bytes::from(resp.body))),
-    };
     builder.body(body).unwrap_or_else(|_| {
         Response::new(Either::Left(Full::new(Bytes::from_static(
             b"{\"return\":\"500\"}",

@@ -5,6 +5,7 @@
 
 pub(crate) mod cgi;
 pub(crate) mod cgi_dialect;
+pub(crate) mod cgi_response;
 pub(crate) mod fastcgi;
 pub(crate) mod forwarded;
 pub(crate) mod http;
@@ -50,7 +51,7 @@ mod tests {
     async fn a_panicking_handler_is_a_500() {
         let resp = guarded(async { panic!("boom") }).await;
         assert_eq!(resp.status, 500);
-        assert!(!String::from_utf8_lossy(&resp.body).contains("boom"));
+        assert!(!String::from_utf8_lossy(resp.whole_body()).contains("boom"));
         assert_eq!(guarded(async { ApiResponse::ok(vec![]) }).await.status, 200);
     }
 }

@@ -272,16 +272,18 @@ pub struct PublicEvent {
     pub tag: String,
     /// `{"tag": …, "data": …}` as JSON text, every secret redacted.
     pub json: String,
-    /// The event as each kind of client stream frames it, made by the first stream that
-    /// needs it and shared by all the others (one copy per event, not one per stream).
-    framed: [OnceLock<Bytes>; FRAMINGS],
+    /// The event as each kind of client stream frames it (the consumer numbers its
+    /// framings), made by the first stream that needs it and shared by all the others (one
+    /// copy per event, not one per stream).
+    framed: [OnceLock<Bytes>; FRAME_SLOTS],
 }
 
-/// How many framings [`PublicEvent::framed`] keeps (SSE and WebSocket).
-pub(crate) const FRAMINGS: usize = 2;
+/// How many framings of one event [`PublicEvent::framed`] keeps; a framing numbered
+/// beyond them is made anew for every stream.
+pub(crate) const FRAME_SLOTS: usize = 2;
 
 impl PublicEvent {
-    /// The event in framing `which` (< [`FRAMINGS`]), made by `make` once.
+    /// The event in framing `which`, made by `make` once (if `which` < [`FRAME_SLOTS`]).
     pub fn framed(&self, which: usize, make: impl FnOnce(&PublicEvent) -> Vec<u8>) -> Bytes {
         match self.framed.get(which) {
             Some(slot) => slot.get_or_init(|| Bytes::from(make(self))).clone(),

@@ -43,6 +43,9 @@ enum Framing {
     WebSocket = 1,
 }
 
+// Each framing has its slot in an event's shared frames.
+const _: () = assert!((Framing::WebSocket as usize) < crate::salt::redact::FRAME_SLOTS);
+
 /// The event streams of a process: how many are open (in all, per token, per user) and
 /// the signal that ends them all when the server stops.
 pub(crate) struct Streams {
@@ -215,7 +218,7 @@ pub(crate) async fn websocket(
     };
     let body = start(master, token, Framing::WebSocket, streams).await?;
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    Ok(ApiResponse::streaming(101, "application/json", body)
+    Ok(ApiResponse::websocket(body)
         .with_header("Upgrade", "websocket")
         .with_header("Connection", "Upgrade")
         .with_header("Sec-WebSocket-Accept", &accept))
