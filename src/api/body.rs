@@ -9,6 +9,7 @@
 use serde_json::{Map, Value as Json};
 
 use super::body_value::{self, Bounds};
+use super::error::ApiError;
 use super::lowstate::{LowstateError, nesting_exceeds, refusal, too_deep};
 use super::response::ApiResponse;
 use crate::salt::yamlify::yamlify_arg;
@@ -31,18 +32,22 @@ fn refused(status: u16, message: &str) -> LowstateError {
     }
 }
 
+/// A content type salt-fcgi does not read (406).
+fn not_acceptable(message: &str) -> ApiError {
+    ApiError::new(406, format!("406: {message}"))
+}
+
 /// Parses a body by its `Content-Type`; an empty body is `None` (`/logout`, `/stats`).
 pub(crate) fn parse(
     content_type: Option<&str>,
     body: &[u8],
     limits: &Limits,
-) -> Result<Option<Json>, LowstateError> {
+) -> Result<Option<Json>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
     let Some(media) = content_type.map(media_type) else {
-        return Err(refused(
-            406,
+        return Err(not_acceptable(
             "request body without a Content-Type; send application/json",
         ));
     };
@@ -51,8 +56,7 @@ pub(crate) fn parse(
         "application/x-www-form-urlencoded" => form(body),
         "application/x-yaml" | "text/yaml" => yaml(body, limits)?,
         _ => {
-            return Err(refused(
-                406,
+            return Err(not_acceptable(
                 "Content type not supported; send application/json",
             ));
         }
@@ -244,35 +248,37 @@ mod tests {
         let l = limits();
         assert_eq!(parse(None, b"", &l), Ok(None));
         assert_eq!(parse(Some("application/json"), b" \n", &l), Ok(None));
-        assert_eq!(parse(None, b"[]", &l).expect_err("no type").status, 406);
+        assert_eq!(parse(None, b"[]", &l).expect_err("no type").status(), 406);
         assert_eq!(
-            parse(Some("image/png"), b"[]", &l).expect_err("png").status,
+            parse(Some("image/png"), b"[]", &l)
+                .expect_err("png")
+                .status(),
             406
         );
         assert_eq!(
             parse(Some("text/plain"), b"hello", &l)
                 .expect_err("not json")
-                .status,
+                .status(),
             400
         );
         assert_eq!(
             parse(Some("application/x-yaml"), b"a: [b", &l)
                 .expect_err("bad yaml")
-                .status,
+                .status(),
             400
         );
         let big = format!("a: '{}'", "x".repeat(70_000));
         assert_eq!(
             parse(Some("application/x-yaml"), big.as_bytes(), &l)
                 .expect_err("big yaml")
-                .status,
+                .status(),
             413
         );
         let deep = format!("{}1{}", "[".repeat(80), "]".repeat(80));
         assert_eq!(
             parse(Some("text/yaml"), deep.as_bytes(), &l)
                 .expect_err("deep")
-                .status,
+                .status(),
             400
         );
     }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value as Json, json};
 
 use super::body;
 use super::endpoints::{self, Call, Streams};
-use super::error::{ApiError, body_error};
+use super::error::ApiError;
 use super::metrics;
 use super::request::ApiRequest;
 use super::request_id;
@@ -266,7 +266,10 @@ impl Api {
         // or said why not.
         let raw = match std::mem::replace(&mut req.body, Ok(Vec::new())) {
             Ok(body) => body,
-            Err(e) => return Err(body_error(&e, limits.max_body_bytes)),
+            Err(error) => {
+                let max = limits.max_body_bytes;
+                return Err(ApiError::Body { error, max });
+            }
         };
         let data = body::parse(req.content_type.as_deref(), &raw, limits)?;
         let call = Call::new(req, raw, data);

@@ -6,19 +6,28 @@ use super::request::BodyError;
 use super::response::ApiResponse;
 use crate::salt::SaltError;
 
-/// A request that fails: the status and the message of its JSON body.
+/// Why a request failed. Each kind knows its status ([`ApiError::status`]) and its
+/// message; [`ApiError::into_response`] is the one place that renders the JSON body and
+/// logs a 5xx with its cause.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ApiError {
-    /// HTTP status.
-    pub status: u16,
-    /// `return` of the JSON body.
-    pub message: String,
+pub(crate) enum ApiError {
+    /// The front end could not deliver the body: 413 over `max`, else 400.
+    Body { error: BodyError, max: usize },
+    /// The body or a chunk is not what the API takes (400, or 413 past a size limit).
+    Lowstate(LowstateError),
+    /// Salt refused or failed ([`status_of`]).
+    Salt(SaltError),
+    /// The master went away after it took part of the request, which may have been
+    /// carried out: 502, whatever the failure that followed.
+    LostAfterSent(Box<ApiError>),
+    /// Refused by this API's own rules: no such route, no session, a content type, a limit.
+    Refused { status: u16, message: String },
 }
 
 impl ApiError {
-    /// An error with this status and message.
+    /// A refusal with this status and message.
     pub(crate) fn new(status: u16, message: impl Into<String>) -> ApiError {
-        ApiError {
+        ApiError::Refused {
             status,
             message: message.into(),
         }
@@ -29,32 +38,57 @@ impl ApiError {
         ApiError::new(401, message)
     }
 
+    /// The HTTP status.
+    pub(crate) fn status(&self) -> u16 {
+        match self {
+            ApiError::Body {
+                error: BodyError::TooLarge(_),
+                ..
+            } => 413,
+            ApiError::Body { .. } => 400,
+            ApiError::Lowstate(e) => e.status,
+            ApiError::Salt(e) => status_of(e),
+            ApiError::LostAfterSent(_) => 502,
+            ApiError::Refused { status, .. } => *status,
+        }
+    }
+
+    /// The `return` of the JSON body: safe to show (no secrets, no paths).
+    pub(crate) fn message(&self) -> String {
+        match self {
+            ApiError::Body { error, max } => body_message(error, *max),
+            ApiError::Lowstate(e) => e.message.clone(),
+            ApiError::Salt(e) => e.message().to_string(),
+            ApiError::LostAfterSent(cause) => format!(
+                "502: the master went away after it took this request, which may have been \
+                 carried out (look the job up before sending it again): {}",
+                cause.message()
+            ),
+            ApiError::Refused { message, .. } => message.clone(),
+        }
+    }
+
     /// A 503 says that the master did nothing for the request (a web server may send it
     /// to another salt-fcgi); once the master took part of it (`sent`), the same failure
     /// is a 502: what was sent may have been carried out.
     pub(crate) fn after_sent(self, sent: bool) -> ApiError {
-        if !sent || self.status != 503 {
-            return self;
+        if sent && self.status() == 503 {
+            ApiError::LostAfterSent(Box::new(self))
+        } else {
+            self
         }
-        ApiError::new(
-            502,
-            format!(
-                "502: the master went away after it took this request, which may have been \
-                 carried out (look the job up before sending it again): {}",
-                self.message
-            ),
-        )
     }
 
     /// The JSON error response; a 5xx is also one line in the error log.
     pub(crate) fn into_response(self) -> ApiResponse {
-        if self.status >= 500 {
+        let (status, message) = (self.status(), self.message());
+        if status >= 500 {
             // Most messages already start with their status ("503: …"): not twice.
-            let status = format!("{}: ", self.status);
-            let text = self.message.strip_prefix(&status).unwrap_or(&self.message);
-            crate::log!(error, "{status}{text}");
+            let prefix = format!("{status}: ");
+            let text = message.strip_prefix(&prefix).unwrap_or(&message);
+            crate::log!(error, "{prefix}{text}");
         }
-        ApiResponse::error(self.status, &self.message)
+        ApiResponse::error(status, &message)
     }
 }
 
@@ -75,33 +109,28 @@ pub(crate) fn status_of(e: &SaltError) -> u16 {
 
 impl From<SaltError> for ApiError {
     fn from(e: SaltError) -> ApiError {
-        ApiError::new(status_of(&e), e.message())
+        ApiError::Salt(e)
     }
 }
 
 impl From<LowstateError> for ApiError {
     fn from(e: LowstateError) -> ApiError {
-        ApiError::new(e.status, e.message)
+        ApiError::Lowstate(e)
     }
 }
 
-/// A body the front end could not deliver, against `max_body_bytes`.
-pub(crate) fn body_error(e: &BodyError, max: usize) -> ApiError {
+/// What the client reads of a body the front end could not deliver.
+fn body_message(e: &BodyError, max: usize) -> String {
     match e {
-        BodyError::TooLarge(n) if *n > max.saturating_add(1) => ApiError::new(
-            413,
-            format!("413: request body of {n} bytes is over max_body_bytes ({max})"),
-        ),
-        BodyError::TooLarge(_) => ApiError::new(
-            413,
-            format!("413: request body is over max_body_bytes ({max})"),
-        ),
-        BodyError::Truncated { expected, got } => ApiError::new(
-            400,
-            format!("400: request body ended after {got} of {expected} bytes (Content-Length)"),
-        ),
-        BodyError::BadLength => ApiError::new(400, "400: Content-Length is not a number"),
-        BodyError::Io(m) => ApiError::new(400, format!("400: cannot read request body: {m}")),
+        BodyError::TooLarge(n) if *n > max.saturating_add(1) => {
+            format!("413: request body of {n} bytes is over max_body_bytes ({max})")
+        }
+        BodyError::TooLarge(_) => format!("413: request body is over max_body_bytes ({max})"),
+        BodyError::Truncated { expected, got } => {
+            format!("400: request body ended after {got} of {expected} bytes (Content-Length)")
+        }
+        BodyError::BadLength => "400: Content-Length is not a number".into(),
+        BodyError::Io(m) => format!("400: cannot read request body: {m}"),
     }
 }
 
@@ -109,15 +138,24 @@ pub(crate) fn body_error(e: &BodyError, max: usize) -> ApiError {
 mod tests {
     use super::*;
 
+    fn body(error: BodyError) -> ApiError {
+        ApiError::Body { error, max: 4 }
+    }
+
     #[test]
     fn every_error_has_one_status() {
-        assert_eq!(status_of(&SaltError::Authentication(String::new())), 401);
-        assert_eq!(status_of(&SaltError::Authorization(String::new())), 401);
-        assert_eq!(status_of(&SaltError::Forbidden(String::new())), 403);
-        assert_eq!(status_of(&SaltError::Timeout(String::new())), 504);
-        assert_eq!(status_of(&SaltError::EventBus(String::new())), 503);
-        assert_eq!(body_error(&BodyError::TooLarge(5), 4).status, 413);
-        assert_eq!(body_error(&BodyError::BadLength, 4).status, 400);
+        let salt = |e: SaltError| ApiError::from(e).status();
+        assert_eq!(salt(SaltError::Authentication(String::new())), 401);
+        assert_eq!(salt(SaltError::Authorization(String::new())), 401);
+        assert_eq!(salt(SaltError::Forbidden(String::new())), 403);
+        assert_eq!(salt(SaltError::Timeout(String::new())), 504);
+        assert_eq!(salt(SaltError::EventBus(String::new())), 503);
+        assert_eq!(body(BodyError::TooLarge(5)).status(), 413);
+        assert_eq!(body(BodyError::BadLength).status(), 400);
+        assert_eq!(
+            body(BodyError::TooLarge(9)).message(),
+            "413: request body of 9 bytes is over max_body_bytes (4)"
+        );
     }
 
     #[test]
@@ -125,8 +163,8 @@ mod tests {
         let lost = ApiError::from(SaltError::NotRunning("gone".into()));
         assert_eq!(lost.clone().after_sent(false), lost);
         let after = lost.after_sent(true);
-        assert_eq!(after.status, 502);
-        assert!(after.message.ends_with(": gone"), "{}", after.message);
+        assert_eq!(after.status(), 502);
+        assert!(after.message().ends_with(": gone"), "{}", after.message());
         let timeout = ApiError::from(SaltError::Timeout("t".into()));
         assert_eq!(timeout.clone().after_sent(true), timeout);
     }

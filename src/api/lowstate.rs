@@ -273,7 +273,7 @@ mod tests {
         let huge = format!("a: -{jid}{jid}");
         for nan in ["a: .inf", "a: .nan", "[-.inf]", &huge, "a: 1.8e38"] {
             assert_eq!(
-                parsed("application/x-yaml", nan).expect_err(nan).status,
+                parsed("application/x-yaml", nan).expect_err(nan).status(),
                 400
             );
         }

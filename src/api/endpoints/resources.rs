@@ -341,7 +341,7 @@ mod tests {
             "a b",
             &"x".repeat(300),
         ] {
-            assert_eq!(hook_tag(bad).expect_err(bad).status, 400, "{bad:?}");
+            assert_eq!(hook_tag(bad).expect_err(bad).status(), 400, "{bad:?}");
         }
     }
 
