@@ -75,17 +75,37 @@ pub struct Limits {
     /// expired or revoked, fell behind, server stopping) before the connection is dropped
     /// (`stream_end_grace`, default 2 s).
     pub stream_end_grace: Duration,
-    /// Accept a caller-chosen `jid` on `local`/`local_async`/`local_subset`
-    /// (`allow_caller_jid`, default false: such a chunk is refused with 403).
-    pub allow_caller_jid: bool,
     /// HTTP front end: longest wait for a request's head, and again for its body
     /// (`body_read_timeout`, 30 s); a slower client gets 400 (slowloris).
     pub body_read_timeout: Duration,
 }
 
-/// Everything salt-fcgi reads from the master config, with Salt's defaults.
+/// Everything salt-fcgi reads from the master config, with Salt's defaults, by the part
+/// that uses it; each part has its own reader.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Where the master is and how to reach it (the Salt side's channels and bus).
+    pub addresses: MasterAddresses,
+    /// Salt's defaults for client calls (the Salt side's clients).
+    pub calls: CallDefaults,
+    /// eauth and tokens (the Salt side's token code).
+    pub auth: AuthOptions,
+    /// Which netapi clients may run and what a caller may choose (netapi checks).
+    pub netapi: NetapiPolicy,
+    /// salt-fcgi's own limits and timeouts (front ends, api and streams).
+    pub limits: Limits,
+    /// Options of the rest_cherrypy dialect (the api layer).
+    pub api: ApiOptions,
+    /// The audit log (`salt_fcgi: audit_log`, `audit_fail_closed`, `audit_hmac_key_file`).
+    pub audit: AuditOptions,
+    /// The master config file these settings were read from (empty when built from a
+    /// mapping), for messages that say where a path came from.
+    pub config_path: PathBuf,
+}
+
+/// Where the master is and how a client reaches it.
+#[derive(Debug, Clone)]
+pub struct MasterAddresses {
     /// Master address as a client connects to it (0.0.0.0 → 127.0.0.1, :: → ::1).
     pub interface: String,
     /// Request server port (`ret_port`, 4506).
@@ -107,10 +127,11 @@ pub struct Settings {
     pub transport: String,
     /// `ssl` is set: a `tcp` or `ws` request port then speaks TLS, which salt-fcgi does not.
     pub master_tls: bool,
-    /// Netapi clients the operator enabled (`netapi_enable_clients`, default none).
-    pub netapi_enable_clients: Vec<String>,
-    /// `netapi_allow_raw_shell` (default false).
-    pub netapi_allow_raw_shell: bool,
+}
+
+/// Salt's defaults for client calls.
+#[derive(Debug, Clone)]
+pub struct CallDefaults {
     /// Default return wait for `local` (`timeout`, 5 s).
     pub timeout: f64,
     /// `gather_job_timeout` (10 s).
@@ -127,21 +148,29 @@ pub struct Settings {
     pub order_masters: bool,
     /// `syndic_wait` (5 s): how much longer a master of masters waits for returns.
     pub syndic_wait: f64,
-    /// salt-fcgi's own limits.
-    pub limits: Limits,
+}
+
+/// eauth and the master's tokens.
+#[derive(Debug, Clone)]
+pub struct AuthOptions {
     /// `external_auth` as JSON (login `perms`).
     pub external_auth: serde_json::Value,
     /// Where the master's `localfs` token backend keeps tokens (`<cachedir>/tokens`).
     pub token_dir: PathBuf,
     /// The master's token backend (`eauth_tokens`, default `localfs`).
     pub eauth_tokens: String,
-    /// Options of the rest_cherrypy dialect.
-    pub api: ApiOptions,
-    /// The audit log (`salt_fcgi: audit_log`, `audit_fail_closed`, `audit_hmac_key_file`).
-    pub audit: AuditOptions,
-    /// The master config file these settings were read from (empty when built from a
-    /// mapping), for messages that say where a path came from.
-    pub config_path: PathBuf,
+}
+
+/// Which netapi clients may run, and what a caller may choose.
+#[derive(Debug, Clone)]
+pub struct NetapiPolicy {
+    /// Netapi clients the operator enabled (`netapi_enable_clients`, default none).
+    pub enable_clients: Vec<String>,
+    /// `netapi_allow_raw_shell` (default false).
+    pub allow_raw_shell: bool,
+    /// Accept a caller-chosen `jid` on `local`/`local_async`/`local_subset`
+    /// (`salt_fcgi: allow_caller_jid`, default false: such a chunk is refused with 403).
+    pub allow_caller_jid: bool,
 }
 
 /// Options of the rest_cherrypy dialect: Salt's own `rest_cherrypy:` keys that still mean
@@ -224,32 +253,38 @@ impl Settings {
 
     /// Builds settings from an already merged top-level mapping.
     pub fn from_mapping(opts: &Mapping) -> Settings {
+        let own = opts.get("salt_fcgi").and_then(Yaml::as_mapping);
+        let cherrypy = opts.get("rest_cherrypy").and_then(Yaml::as_mapping);
+        let addresses = MasterAddresses::read(opts);
+        let calls = CallDefaults::read(opts);
+        Settings {
+            auth: AuthOptions::read(opts, &addresses.cachedir),
+            netapi: NetapiPolicy::read(opts, own),
+            limits: Limits::read(own, calls.rest_timeout),
+            api: ApiOptions::read(cherrypy, own),
+            audit: AuditOptions::read(own),
+            addresses,
+            calls,
+            config_path: PathBuf::new(),
+        }
+    }
+}
+
+impl MasterAddresses {
+    /// Reads the master's addresses (`root_dir` prepended to its directories).
+    fn read(opts: &Mapping) -> MasterAddresses {
         let get = |k: &str| opts.get(k);
         let root_dir = get_str(get("root_dir")).unwrap_or_else(|| "/".into());
-        let under_root = |p: String| prepend_root_dir(&root_dir, &p);
-        let rest_timeout = get_f64(get("rest_timeout")).unwrap_or(300.0);
-        let own = get("salt_fcgi").and_then(Yaml::as_mapping);
-        let own_f64 = |k: &str| own.and_then(|m| get_f64(m.get(k)));
-        let own_usize = |k: &str, d: usize| {
-            own.and_then(|m| m.get(k))
-                .and_then(Yaml::as_u64)
-                .map_or(d, |v| v as usize)
-        };
-        let cachedir: PathBuf =
-            under_root(get_str(get("cachedir")).unwrap_or_else(|| "/var/cache/salt/master".into()))
-                .into();
-        let cherrypy = get("rest_cherrypy").and_then(Yaml::as_mapping);
-        let max_connections = own_usize("max_connections", 256).max(1);
-        let cherrypy_bool = |k: &str| get_bool(cherrypy.and_then(|m| m.get(k))).unwrap_or(false);
-        Settings {
+        let under_root = |p: String| PathBuf::from(prepend_root_dir(&root_dir, &p));
+        MasterAddresses {
             interface: client_interface(&get_str(get("interface")).unwrap_or_default()),
             ret_port: get_port(get("ret_port")).unwrap_or(4506),
             sock_dir: under_root(
                 get_str(get("sock_dir")).unwrap_or_else(|| "/var/run/salt/master".into()),
-            )
-            .into(),
-            token_dir: cachedir.join("tokens"),
-            cachedir,
+            ),
+            cachedir: under_root(
+                get_str(get("cachedir")).unwrap_or_else(|| "/var/cache/salt/master".into()),
+            ),
             ipc_mode: match get_str(get("ipc_mode")).as_deref() {
                 Some("tcp") => IpcMode::Tcp,
                 _ => IpcMode::Ipc,
@@ -259,66 +294,6 @@ impl Settings {
             ipv6: get_bool(get("ipv6")).unwrap_or(false),
             transport: get_str(get("transport")).unwrap_or_else(|| "zeromq".into()),
             master_tls: get("ssl").is_some_and(|v| !matches!(v, Yaml::Null | Yaml::Bool(false))),
-            netapi_enable_clients: get_str_list(get("netapi_enable_clients")),
-            netapi_allow_raw_shell: get_bool(get("netapi_allow_raw_shell")).unwrap_or(false),
-            timeout: get_f64(get("timeout")).unwrap_or(5.0),
-            gather_job_timeout: get_f64(get("gather_job_timeout")).unwrap_or(10.0),
-            publish_timeout: get_f64(get("publish_timeout")).unwrap_or(30.0),
-            rest_timeout,
-            nodegroups: get_nodegroups(get("nodegroups")),
-            ext_job_cache: get_str(get("ext_job_cache")).unwrap_or_default(),
-            order_masters: get_bool(get("order_masters")).unwrap_or(false),
-            syndic_wait: get_f64(get("syndic_wait")).unwrap_or(5.0),
-            limits: Limits {
-                max_body_bytes: own_usize("max_body_bytes", 1 << 20),
-                max_chunks: own_usize("max_chunks", 100),
-                max_json_depth: own_usize("max_json_depth", 64),
-                max_yaml_body_bytes: own_usize("max_yaml_body_bytes", 64 << 10),
-                max_body_values: own_usize("max_body_values", 1 << 17).max(16),
-                max_header_bytes: own_usize("max_header_bytes", 64 << 10).max(8192),
-                max_reply_bytes: own_usize("max_reply_bytes", 64 << 20),
-                master_connect_timeout: seconds(own_f64("master_connect_timeout").unwrap_or(2.0)),
-                request_deadline: seconds(
-                    own_f64("request_deadline").unwrap_or(rest_timeout + 30.0),
-                ),
-                max_connections,
-                shutdown_grace: seconds(own_f64("shutdown_grace").unwrap_or(30.0)),
-                stream_queue_events: own_usize("stream_queue_events", 1000).max(1),
-                stream_token_check: seconds(own_f64("stream_token_check").unwrap_or(10.0).max(0.1)),
-                stream_heartbeat: seconds(own_f64("stream_heartbeat").unwrap_or(15.0).max(0.1)),
-                max_streams: own_usize("max_streams", max_connections.saturating_mul(3) / 4).max(1),
-                stream_max_per_token: own_usize("stream_max_per_token", 10).max(1),
-                stream_max_per_user: own_usize("stream_max_per_user", 50).max(1),
-                stream_end_grace: seconds(own_f64("stream_end_grace").unwrap_or(2.0)),
-                body_read_timeout: seconds(own_f64("body_read_timeout").unwrap_or(30.0))
-                    .max(Duration::from_millis(100)),
-                allow_caller_jid: own
-                    .and_then(|m| get_bool(m.get("allow_caller_jid")))
-                    .unwrap_or(false),
-            },
-            external_auth: get("external_auth")
-                .and_then(|v| serde_json::to_value(v).ok())
-                .unwrap_or_default(),
-            eauth_tokens: get_str(get("eauth_tokens")).unwrap_or_else(|| "localfs".into()),
-            api: ApiOptions {
-                webhook_url: get_str(cherrypy.and_then(|m| m.get("webhook_url")))
-                    .map_or_else(|| "/hook".into(), |u| format!("/{}", u.trim_matches('/'))),
-                webhook_disable_auth: cherrypy_bool("webhook_disable_auth"),
-                stats_disable_auth: cherrypy_bool("stats_disable_auth"),
-                cors_origins: get_str_list(own.and_then(|m| m.get("cors_origins"))),
-                stream_users: get_str_list(own.and_then(|m| m.get("stream_users"))),
-                trusted_proxies: get_str_list(own.and_then(|m| m.get("trusted_proxies"))),
-                metrics_users: get_str_list(own.and_then(|m| m.get("metrics_users"))),
-                metrics_addresses: get_str_list(own.and_then(|m| m.get("metrics_addresses"))),
-            },
-            audit: AuditOptions {
-                destination: get_str(own.and_then(|m| m.get("audit_log"))),
-                fail_closed: get_bool(own.and_then(|m| m.get("audit_fail_closed")))
-                    .unwrap_or(false),
-                hmac_key_file: get_str(own.and_then(|m| m.get("audit_hmac_key_file")))
-                    .map(PathBuf::from),
-            },
-            config_path: PathBuf::new(),
         }
     }
 
@@ -332,7 +307,117 @@ impl Settings {
     }
 }
 
-/// Reads one YAML file into a top-level mapping (an empty file is an empty mapping).
+impl CallDefaults {
+    /// Reads Salt's call defaults.
+    fn read(opts: &Mapping) -> CallDefaults {
+        let get = |k: &str| opts.get(k);
+        CallDefaults {
+            timeout: get_f64(get("timeout")).unwrap_or(5.0),
+            gather_job_timeout: get_f64(get("gather_job_timeout")).unwrap_or(10.0),
+            publish_timeout: get_f64(get("publish_timeout")).unwrap_or(30.0),
+            rest_timeout: get_f64(get("rest_timeout")).unwrap_or(300.0),
+            nodegroups: get_nodegroups(get("nodegroups")),
+            ext_job_cache: get_str(get("ext_job_cache")).unwrap_or_default(),
+            order_masters: get_bool(get("order_masters")).unwrap_or(false),
+            syndic_wait: get_f64(get("syndic_wait")).unwrap_or(5.0),
+        }
+    }
+}
+
+impl AuthOptions {
+    /// Reads eauth's settings; tokens live under the master's `cachedir`.
+    fn read(opts: &Mapping, cachedir: &Path) -> AuthOptions {
+        AuthOptions {
+            external_auth: opts
+                .get("external_auth")
+                .and_then(|v| serde_json::to_value(v).ok())
+                .unwrap_or_default(),
+            token_dir: cachedir.join("tokens"),
+            eauth_tokens: get_str(opts.get("eauth_tokens")).unwrap_or_else(|| "localfs".into()),
+        }
+    }
+}
+
+impl NetapiPolicy {
+    /// Reads Salt's netapi keys and salt-fcgi's `allow_caller_jid`.
+    fn read(opts: &Mapping, own: Option<&Mapping>) -> NetapiPolicy {
+        NetapiPolicy {
+            enable_clients: get_str_list(opts.get("netapi_enable_clients")),
+            allow_raw_shell: get_bool(opts.get("netapi_allow_raw_shell")).unwrap_or(false),
+            allow_caller_jid: own
+                .and_then(|m| get_bool(m.get("allow_caller_jid")))
+                .unwrap_or(false),
+        }
+    }
+}
+
+impl Limits {
+    /// Reads salt-fcgi's limits from its `salt_fcgi:` mapping; `request_deadline`
+    /// defaults to Salt's `rest_timeout` + 30 s.
+    fn read(own: Option<&Mapping>, rest_timeout: f64) -> Limits {
+        let own_f64 = |k: &str| own.and_then(|m| get_f64(m.get(k)));
+        let own_usize = |k: &str, d: usize| {
+            own.and_then(|m| m.get(k))
+                .and_then(Yaml::as_u64)
+                .map_or(d, |v| v as usize)
+        };
+        let max_connections = own_usize("max_connections", 256).max(1);
+        Limits {
+            max_body_bytes: own_usize("max_body_bytes", 1 << 20),
+            max_chunks: own_usize("max_chunks", 100),
+            max_json_depth: own_usize("max_json_depth", 64),
+            max_yaml_body_bytes: own_usize("max_yaml_body_bytes", 64 << 10),
+            max_body_values: own_usize("max_body_values", 1 << 17).max(16),
+            max_header_bytes: own_usize("max_header_bytes", 64 << 10).max(8192),
+            max_reply_bytes: own_usize("max_reply_bytes", 64 << 20),
+            master_connect_timeout: seconds(own_f64("master_connect_timeout").unwrap_or(2.0)),
+            request_deadline: seconds(own_f64("request_deadline").unwrap_or(rest_timeout + 30.0)),
+            max_connections,
+            shutdown_grace: seconds(own_f64("shutdown_grace").unwrap_or(30.0)),
+            stream_queue_events: own_usize("stream_queue_events", 1000).max(1),
+            stream_token_check: seconds(own_f64("stream_token_check").unwrap_or(10.0).max(0.1)),
+            stream_heartbeat: seconds(own_f64("stream_heartbeat").unwrap_or(15.0).max(0.1)),
+            max_streams: own_usize("max_streams", max_connections.saturating_mul(3) / 4).max(1),
+            stream_max_per_token: own_usize("stream_max_per_token", 10).max(1),
+            stream_max_per_user: own_usize("stream_max_per_user", 50).max(1),
+            stream_end_grace: seconds(own_f64("stream_end_grace").unwrap_or(2.0)),
+            body_read_timeout: seconds(own_f64("body_read_timeout").unwrap_or(30.0))
+                .max(Duration::from_millis(100)),
+        }
+    }
+}
+
+impl ApiOptions {
+    /// Reads Salt's `rest_cherrypy:` keys and salt-fcgi's API options.
+    fn read(cherrypy: Option<&Mapping>, own: Option<&Mapping>) -> ApiOptions {
+        let cherrypy_bool = |k: &str| get_bool(cherrypy.and_then(|m| m.get(k))).unwrap_or(false);
+        let own_list = |k: &str| get_str_list(own.and_then(|m| m.get(k)));
+        ApiOptions {
+            webhook_url: get_str(cherrypy.and_then(|m| m.get("webhook_url")))
+                .map_or_else(|| "/hook".into(), |u| format!("/{}", u.trim_matches('/'))),
+            webhook_disable_auth: cherrypy_bool("webhook_disable_auth"),
+            stats_disable_auth: cherrypy_bool("stats_disable_auth"),
+            cors_origins: own_list("cors_origins"),
+            stream_users: own_list("stream_users"),
+            trusted_proxies: own_list("trusted_proxies"),
+            metrics_users: own_list("metrics_users"),
+            metrics_addresses: own_list("metrics_addresses"),
+        }
+    }
+}
+
+impl AuditOptions {
+    /// Reads the audit log's options from `salt_fcgi:`.
+    fn read(own: Option<&Mapping>) -> AuditOptions {
+        let own_get = |k: &str| own.and_then(|m| m.get(k));
+        AuditOptions {
+            destination: get_str(own_get("audit_log")),
+            fail_closed: get_bool(own_get("audit_fail_closed")).unwrap_or(false),
+            hmac_key_file: get_str(own_get("audit_hmac_key_file")).map(PathBuf::from),
+        }
+    }
+}
+
 /// Seconds (from the config or a request) as a `Duration`, bounded to `0..=1e7` (NaN is
 /// 0): the one conversion every layer uses, so no number a client sends can panic it.
 pub(crate) fn seconds(secs: f64) -> Duration {
@@ -342,6 +427,7 @@ pub(crate) fn seconds(secs: f64) -> Duration {
     Duration::from_secs_f64(secs.clamp(0.0, 1.0e7))
 }
 
+/// Reads one YAML file into a top-level mapping (an empty file is an empty mapping).
 fn read_mapping(path: &Path) -> Result<Mapping, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("cannot read master config {}: {e}", path.display())))?;
@@ -530,12 +616,12 @@ mod tests {
     #[test]
     fn defaults_are_salts() {
         let s = settings("{}");
-        assert_eq!(s.master_uri(), "tcp://127.0.0.1:4506");
-        assert_eq!(s.sock_dir, PathBuf::from("/var/run/salt/master"));
-        assert!(s.netapi_enable_clients.is_empty());
-        assert_eq!(s.timeout, 5.0);
-        assert_eq!(s.gather_job_timeout, 10.0);
-        assert_eq!(s.rest_timeout, 300.0);
+        assert_eq!(s.addresses.master_uri(), "tcp://127.0.0.1:4506");
+        assert_eq!(s.addresses.sock_dir, PathBuf::from("/var/run/salt/master"));
+        assert!(s.netapi.enable_clients.is_empty());
+        assert_eq!(s.calls.timeout, 5.0);
+        assert_eq!(s.calls.gather_job_timeout, 10.0);
+        assert_eq!(s.calls.rest_timeout, 300.0);
         assert_eq!(s.limits.max_body_bytes, 1 << 20);
     }
 
@@ -544,9 +630,9 @@ mod tests {
         let s = settings(
             "root_dir: /srv/salt\nsock_dir: /run/m\ncachedir: /srv/salt/c\ninterface: '::'\nret_port: 14506",
         );
-        assert_eq!(s.sock_dir, PathBuf::from("/srv/salt/run/m"));
-        assert_eq!(s.cachedir, PathBuf::from("/srv/salt/c"));
-        assert_eq!(s.master_uri(), "tcp://[::1]:14506");
+        assert_eq!(s.addresses.sock_dir, PathBuf::from("/srv/salt/run/m"));
+        assert_eq!(s.addresses.cachedir, PathBuf::from("/srv/salt/c"));
+        assert_eq!(s.addresses.master_uri(), "tcp://[::1]:14506");
     }
 
     #[test]
@@ -554,17 +640,20 @@ mod tests {
         let s = settings("salt_fcgi:\n  max_body_bytes: 10\n  master_connect_timeout: 0.5\n");
         assert_eq!(s.limits.max_body_bytes, 10);
         assert_eq!(s.limits.master_connect_timeout, Duration::from_millis(500));
-        assert!(!s.limits.allow_caller_jid);
+        assert!(!s.netapi.allow_caller_jid);
         let s = settings("salt_fcgi: {allow_caller_jid: true}\n");
-        assert!(s.limits.allow_caller_jid);
+        assert!(s.netapi.allow_caller_jid);
     }
 
     #[test]
     fn nodegroups_both_shapes() {
         let s = settings("nodegroups:\n  a: 'L@x,y'\n  b: [m1, m2]\n");
-        assert_eq!(s.nodegroups["a"], NodegroupDef::Compound("L@x,y".into()));
         assert_eq!(
-            s.nodegroups["b"],
+            s.calls.nodegroups["a"],
+            NodegroupDef::Compound("L@x,y".into())
+        );
+        assert_eq!(
+            s.calls.nodegroups["b"],
             NodegroupDef::List(vec!["m1".into(), "m2".into()])
         );
     }
@@ -577,8 +666,8 @@ mod tests {
         std::fs::write(dir.join("master.d/a.conf"), "ret_port: 2\n").expect("write");
         std::fs::write(dir.join("master.d/ignored.txt"), "ret_port: 3\n").expect("write");
         let s = Settings::load(Some(&dir.join("master"))).expect("load");
-        assert_eq!(s.ret_port, 2);
-        assert_eq!(s.timeout, 7.0);
+        assert_eq!(s.addresses.ret_port, 2);
+        assert_eq!(s.calls.timeout, 7.0);
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -217,7 +217,7 @@ fn apache_cgi_without_the_master_group() {
             // <wd>/run-salt (0750, the master's group) / master -> the real sock_dir.
             let run_salt = wd.mkdir("run-salt", 0o750);
             std::os::unix::fs::chown(&run_salt, Some(0), Some(master_gid)).expect("chown");
-            std::os::unix::fs::symlink(&env.settings.sock_dir, run_salt.join("master"))
+            std::os::unix::fs::symlink(&env.settings.addresses.sock_dir, run_salt.join("master"))
                 .expect("symlink sock_dir");
             let text = std::fs::read_to_string(&env.master_config).expect("read master config");
             let variant: Vec<String> = text

@@ -28,7 +28,7 @@ impl BusSocket {
         BusSocket::of(
             settings,
             "master_event_pub.ipc",
-            settings.tcp_master_pub_port,
+            settings.addresses.tcp_master_pub_port,
         )
     }
 
@@ -37,15 +37,19 @@ impl BusSocket {
         BusSocket::of(
             settings,
             "master_event_pull.ipc",
-            settings.tcp_master_pull_port,
+            settings.addresses.tcp_master_pull_port,
         )
     }
 
     fn of(settings: &Settings, file: &str, port: u16) -> BusSocket {
-        match settings.ipc_mode {
-            IpcMode::Ipc => BusSocket::Unix(settings.sock_dir.join(file)),
+        match settings.addresses.ipc_mode {
+            IpcMode::Ipc => BusSocket::Unix(settings.addresses.sock_dir.join(file)),
             IpcMode::Tcp => {
-                let host = if settings.ipv6 { "[::1]" } else { "127.0.0.1" };
+                let host = if settings.addresses.ipv6 {
+                    "[::1]"
+                } else {
+                    "127.0.0.1"
+                };
                 BusSocket::Tcp(format!("{host}:{port}"))
             }
         }

@@ -68,16 +68,16 @@ impl RequestChannel {
     /// A channel to the master named by `settings` (nothing is connected yet).
     pub fn new(settings: &Settings) -> Arc<RequestChannel> {
         let wire = Wire {
-            host: settings.interface.clone(),
-            port: settings.ret_port,
+            host: settings.addresses.interface.clone(),
+            port: settings.addresses.ret_port,
             connect_timeout: settings.limits.master_connect_timeout,
             max_reply_bytes: settings.limits.max_reply_bytes,
         };
-        let transport = match (settings.transport.as_str(), refusal(settings)) {
+        let transport = match (settings.addresses.transport.as_str(), refusal(settings)) {
             (_, Some(refused)) => Transport::Refused(refused),
             ("tcp", None) => Transport::Tcp(pool::Pool::new()),
             ("ws", None) => Transport::Ws(pool::Pool::new()),
-            _ => Transport::Zeromq(zeromq::Channel::new(settings.master_uri())),
+            _ => Transport::Zeromq(zeromq::Channel::new(settings.addresses.master_uri())),
         };
         Arc::new(RequestChannel {
             transport,
@@ -143,14 +143,14 @@ impl RequestChannel {
 /// The 503 for a master whose request port salt-fcgi cannot speak to: a transport it does
 /// not know, or TLS (`ssl`) on `tcp`/`ws`. `None` when it can.
 pub fn refusal(settings: &Settings) -> Option<SaltError> {
-    let transport = settings.transport.as_str();
+    let transport = settings.addresses.transport.as_str();
     if !TRANSPORTS.contains(&transport) {
         let shown: String = transport.chars().take(64).collect();
         return Some(SaltError::NotRunning(format!(
             "the master uses transport {shown}; salt-fcgi speaks zeromq, tcp and ws"
         )));
     }
-    (transport != "zeromq" && settings.master_tls).then(|| {
+    (transport != "zeromq" && settings.addresses.master_tls).then(|| {
         SaltError::NotRunning(format!(
             "the master's {transport} transport uses TLS (ssl in the master config); \
              salt-fcgi speaks {transport} to the master without TLS only"

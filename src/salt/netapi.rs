@@ -41,7 +41,7 @@ pub async fn run(master: &Arc<Master>, chunk: &Chunk) -> SaltResult<Json> {
             "No authentication credentials given".into(),
         ));
     }
-    if chunk.get("raw_shell").is_some_and(truthy) && !master.settings.netapi_allow_raw_shell {
+    if chunk.get("raw_shell").is_some_and(truthy) && !master.settings.netapi.allow_raw_shell {
         return Err(SaltError::Authentication(
             "Raw shell option not allowed.".into(),
         ));
@@ -90,15 +90,15 @@ pub fn check_master_running(master: &Master) -> SaltResult<()> {
     if let Some(refused) = channel::refusal(settings) {
         return Err(refused);
     }
-    if settings.ipc_mode == IpcMode::Tcp {
+    if settings.addresses.ipc_mode == IpcMode::Tcp {
         // No socket file to look at; the request channel's connect timeout tells instead.
         return Ok(());
     }
-    let marker = match settings.transport.as_str() {
+    let marker = match settings.addresses.transport.as_str() {
         "tcp" | "ws" => "publish_pull.ipc",
         _ => "workers.ipc",
     };
-    let path = settings.sock_dir.join(marker);
+    let path = settings.addresses.sock_dir.join(marker);
     match path.try_exists() {
         Ok(true) => Ok(()),
         Ok(false) => {
@@ -124,7 +124,7 @@ fn log_missing_marker(settings: &Settings, path: &Path) {
 
 /// The text of [`log_missing_marker`].
 fn missing_marker_detail(settings: &Settings, path: &Path) -> String {
-    let dir = &settings.sock_dir;
+    let dir = &settings.addresses.sock_dir;
     let config = if settings.config_path.as_os_str().is_empty() {
         "the master config".to_string()
     } else {
@@ -166,7 +166,8 @@ fn check_client<'a>(master: &Master, chunk: &'a Chunk) -> SaltResult<&'a str> {
     }
     if !master
         .settings
-        .netapi_enable_clients
+        .netapi
+        .enable_clients
         .iter()
         .any(|c| c == client)
     {
@@ -191,19 +192,21 @@ mod tests {
     fn a_missing_sock_dir_is_explained_in_the_log() {
         let mut settings = crate::settings::Settings::from_mapping(&serde_yaml_ng::Mapping::new());
         settings.config_path = "/home/admin/salt/master".into();
-        settings.sock_dir = "/home/admin/salt/no-such-sock-dir".into();
-        let line = missing_marker_detail(&settings, &settings.sock_dir.join("workers.ipc"));
+        settings.addresses.sock_dir = "/home/admin/salt/no-such-sock-dir".into();
+        let line =
+            missing_marker_detail(&settings, &settings.addresses.sock_dir.join("workers.ipc"));
         assert!(
             line.contains("looked for /home/admin/salt/no-such-sock-dir/workers.ipc")
                 && line.contains("(from /home/admin/salt/master)")
                 && line.contains("ProtectHome="),
             "{line}"
         );
-        settings.sock_dir = "/nonexistent/sock".into();
-        let line = missing_marker_detail(&settings, &settings.sock_dir.join("workers.ipc"));
+        settings.addresses.sock_dir = "/nonexistent/sock".into();
+        let line =
+            missing_marker_detail(&settings, &settings.addresses.sock_dir.join("workers.ipc"));
         assert!(!line.contains("ProtectHome"), "{line}");
         let dir = std::env::temp_dir();
-        settings.sock_dir = dir.clone();
+        settings.addresses.sock_dir = dir.clone();
         let line = missing_marker_detail(&settings, &dir.join("workers.ipc"));
         assert!(line.contains("the salt-master is not running"), "{line}");
     }

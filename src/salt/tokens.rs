@@ -131,15 +131,15 @@ pub(crate) enum Revocation {
 /// Removes `token` from the master's `localfs` token store (3006/3007 `<token>`, 3008's
 /// cache `<token>.p`).
 pub(crate) fn revoke(settings: &Settings, token: &str) -> io::Result<Revocation> {
-    if settings.eauth_tokens != "localfs" {
-        return Ok(Revocation::Unsupported(settings.eauth_tokens.clone()));
+    if settings.auth.eauth_tokens != "localfs" {
+        return Ok(Revocation::Unsupported(settings.auth.eauth_tokens.clone()));
     }
     if !is_token_shaped(token) {
         return Ok(Revocation::Unknown);
     }
     let mut removed = false;
     for name in [token.to_string(), format!("{token}.p")] {
-        match std::fs::remove_file(settings.token_dir.join(name)) {
+        match std::fs::remove_file(settings.auth.token_dir.join(name)) {
             Ok(()) => removed = true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
@@ -162,7 +162,7 @@ pub(crate) fn perms(settings: &Settings, token: &Token) -> Vec<Json> {
     {
         return list.clone();
     }
-    let backend = settings.external_auth.get(&token.eauth);
+    let backend = settings.auth.external_auth.get(&token.eauth);
     let entries = |key: &str| -> Vec<Json> {
         match backend.and_then(|b| b.get(key)) {
             Some(Json::Array(items)) => items.clone(),

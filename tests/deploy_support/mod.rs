@@ -53,7 +53,7 @@ impl TestEnv {
         let common = crate::common::env();
         let settings = salt_fcgi::internals::Settings::load(Some(&common.config))
             .unwrap_or_else(|e| panic!("cannot read the test master's config: {e}"));
-        let marker = settings.sock_dir.join("workers.ipc");
+        let marker = settings.addresses.sock_dir.join("workers.ipc");
         assert!(
             marker.exists(),
             "the test master is not running: {} does not exist (SALT_FCGI_TEST_ENV={})",
@@ -81,7 +81,10 @@ impl TestEnv {
 
     /// The master's event-bus socket (what synchronous clients must be able to open).
     pub fn event_bus(&self) -> PathBuf {
-        self.settings.sock_dir.join("master_event_pub.ipc")
+        self.settings
+            .addresses
+            .sock_dir
+            .join("master_event_pub.ipc")
     }
 
     /// Owner uid and group gid of the event bus: the master's user and group.

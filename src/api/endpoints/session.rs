@@ -59,14 +59,14 @@ pub(crate) async fn logout(master: &Arc<Master>, call: &Call) -> Result<ApiRespo
         Ok(Revocation::Removed) => None,
         Ok(Revocation::Unknown) => Some(format!(
             "no such token in {}",
-            master.settings.token_dir.display()
+            master.settings.auth.token_dir.display()
         )),
         Ok(Revocation::Unsupported(backend)) => Some(format!(
             "eauth_tokens backend '{backend}' is not a token directory"
         )),
         Err(e) => Some(format!(
             "cannot remove it from {} ({e})",
-            master.settings.token_dir.display()
+            master.settings.auth.token_dir.display()
         )),
     };
     let mut why = local.clone().unwrap_or_default();

@@ -37,10 +37,10 @@ pub struct CollectOptions {
 /// Collection options from a chunk.
 pub(crate) fn collect_options(chunk: &Chunk, settings: &Settings) -> CollectOptions {
     CollectOptions {
-        timeout: seconds(timeout_of(chunk.get("timeout"), settings.timeout)),
+        timeout: seconds(timeout_of(chunk.get("timeout"), settings.calls.timeout)),
         gather_job_timeout: seconds(timeout_of(
             chunk.get("gather_job_timeout"),
-            settings.gather_job_timeout,
+            settings.calls.gather_job_timeout,
         )),
         full_return: chunk.get("full_return").is_some_and(truthy),
         expect_minions: chunk.get("expect_minions").map(truthy),
@@ -76,8 +76,9 @@ pub async fn collect(
 ) -> SaltResult<Collected> {
     let syndic_wait = master
         .settings
+        .calls
         .order_masters
-        .then(|| seconds(master.settings.syndic_wait));
+        .then(|| seconds(master.settings.calls.syndic_wait));
     let mut state = CollectState::new(job, syndic_wait, opts, Instant::now());
     sub.narrow(vec![state.job_prefix.clone(), job.jid.clone()]);
     loop {

@@ -105,7 +105,7 @@ impl Job {
             Some(Json::Number(n)) => n.to_string(),
             Some(_) => return Err(SaltError::Invocation("'jid' must be a string".into())),
         };
-        if !jid.is_empty() && !settings.limits.allow_caller_jid {
+        if !jid.is_empty() && !settings.netapi.allow_caller_jid {
             // Another user's running job could be joined: its returns would be reported.
             return Err(SaltError::Forbidden(
                 "A caller-chosen 'jid' is not allowed (salt_fcgi: allow_caller_jid)".into(),
@@ -125,11 +125,11 @@ impl Job {
             extra,
         };
         job.expand_targets(settings)?;
-        if !settings.ext_job_cache.is_empty() {
+        if !settings.calls.ext_job_cache.is_empty() {
             job.ret = if job.ret.is_empty() {
-                settings.ext_job_cache.clone()
+                settings.calls.ext_job_cache.clone()
             } else {
-                format!("{},{}", job.ret, settings.ext_job_cache)
+                format!("{},{}", job.ret, settings.calls.ext_job_cache)
             };
         }
         Ok(job)
@@ -148,7 +148,7 @@ impl Job {
             fun: Json::from(fun),
             arg,
             tgt_type: "list".into(),
-            ret: settings.ext_job_cache.clone(),
+            ret: settings.calls.ext_job_cache.clone(),
             jid: String::new(),
             extra: Map::new(),
         }
@@ -162,7 +162,7 @@ impl Job {
         Job {
             fun: Json::from(fun),
             arg: Vec::new(),
-            ret: settings.ext_job_cache.clone(),
+            ret: settings.calls.ext_job_cache.clone(),
             jid: String::new(),
             ..self.clone()
         }
@@ -175,10 +175,10 @@ impl Job {
         };
         let expanded = match self.tgt_type.as_str() {
             "nodegroup" => {
-                let words = resolve_nodegroup(tgt, &settings.nodegroups)?;
-                expand_compound(&words.join(" "), &settings.nodegroups)?
+                let words = resolve_nodegroup(tgt, &settings.calls.nodegroups)?;
+                expand_compound(&words.join(" "), &settings.calls.nodegroups)?
             }
-            "compound" => expand_compound(tgt, &settings.nodegroups)?,
+            "compound" => expand_compound(tgt, &settings.calls.nodegroups)?,
             _ => return Ok(()),
         };
         self.tgt = Json::from(expanded);
@@ -241,7 +241,7 @@ pub(crate) async fn publish(
     timeout: Duration,
 ) -> SaltResult<Option<Published>> {
     let mut load = job.load(creds, client);
-    if master.settings.order_masters {
+    if master.settings.calls.order_masters {
         // A master of masters passes the timeout on to its syndics (Salt's `_prep_pub`).
         load["to"] = whole_seconds(timeout);
     }
@@ -276,7 +276,7 @@ pub(crate) async fn publish(
             .unwrap_or_default()
     };
     let minions = ids("minions");
-    if minions.is_empty() && !master.settings.order_masters {
+    if minions.is_empty() && !master.settings.calls.order_masters {
         return Ok(None);
     }
     Ok(Some(Published {
@@ -304,7 +304,10 @@ pub(crate) fn prefixes_before_publish() -> Vec<String> {
 
 /// The reply-wait for a publish: the chunk's timeout, else `publish_timeout`.
 pub(crate) fn publish_wait(chunk: &Chunk, settings: &Settings) -> Duration {
-    seconds(timeout_of(chunk.get("timeout"), settings.publish_timeout))
+    seconds(timeout_of(
+        chunk.get("timeout"),
+        settings.calls.publish_timeout,
+    ))
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ async fn start(
     client: &str,
 ) -> SaltResult<Json> {
     let load = runner_load(chunk, creds, client)?;
-    let wait = seconds(master.settings.publish_timeout);
+    let wait = seconds(master.settings.calls.publish_timeout);
     let reply = check_reply(master.channel.send(load, wait).await?)?;
     match reply.get("tag").and_then(Json::as_str) {
         Some(_) => Ok(reply),
@@ -130,7 +130,7 @@ pub(crate) async fn runner(
     sub.narrow(vec![ret_tag.clone()]);
     let wait = seconds(timeout_of(
         chunk.get("timeout"),
-        master.settings.rest_timeout,
+        master.settings.calls.rest_timeout,
     ));
     let deadline = tokio::time::Instant::now() + wait;
     loop {

@@ -126,7 +126,7 @@ fn wheel_load(chunk: &Chunk, creds: &Credentials) -> SaltResult<Chunk> {
 /// return), but its traceback (the master's file paths) goes to the log, not the caller.
 pub(crate) async fn wheel(master: &Master, chunk: &Chunk, creds: &Credentials) -> SaltResult<Json> {
     let load = wheel_load(chunk, creds)?;
-    let wait = seconds(master.settings.rest_timeout);
+    let wait = seconds(master.settings.calls.rest_timeout);
     let mut reply = check_reply(master.channel.send(Json::Object(load), wait).await?)?;
     shorten_exception(&mut reply);
     Ok(reply)
@@ -173,7 +173,7 @@ pub(crate) async fn wheel_async(
     load.insert("__user__".into(), Json::from("UNKNOWN"));
     let mut sub = master.bus.subscribe(vec![format!("{tag}/")]).await?;
     let channel = std::sync::Arc::clone(&master.channel);
-    let run = seconds(master.settings.rest_timeout);
+    let run = seconds(master.settings.calls.rest_timeout);
     // The request goes on in the background; its reply (or error) comes back here.
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(crate::salt::sent::inherit(async move {
