@@ -434,7 +434,7 @@ fn login_page() -> ApiResponse {
 fn welcome() -> ApiResponse {
     ApiResponse::json(
         200,
-        &json!({"return": "Welcome", "clients": crate::salt::netapi::CLIENTS}),
+        &json!({"return": "Welcome", "clients": crate::salt::netapi::client_names()}),
     )
 }
 

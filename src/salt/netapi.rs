@@ -20,17 +20,94 @@ use super::error::{SaltError, SaltResult};
 use super::master::Master;
 use crate::settings::{IpcMode, Settings};
 
-/// The clients salt-fcgi runs (Salt's list minus `ssh` and the non-client `destroy`).
-pub const CLIENTS: [&str; 8] = [
-    "local",
-    "local_async",
-    "local_batch",
-    "local_subset",
-    "runner",
-    "runner_async",
-    "wheel",
-    "wheel_async",
-];
+/// A netapi client salt-fcgi runs (Salt's list minus `ssh` and the non-client `destroy`).
+/// Adding one takes a variant here, its name, and its `run` arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Client {
+    Local,
+    LocalAsync,
+    LocalBatch,
+    LocalSubset,
+    Runner,
+    RunnerAsync,
+    Wheel,
+    WheelAsync,
+}
+
+impl Client {
+    /// Every client, in the order the welcome lists them.
+    pub(crate) const ALL: [Client; 8] = [
+        Client::Local,
+        Client::LocalAsync,
+        Client::LocalBatch,
+        Client::LocalSubset,
+        Client::Runner,
+        Client::RunnerAsync,
+        Client::Wheel,
+        Client::WheelAsync,
+    ];
+
+    /// Its name in a chunk's `client` and in `netapi_enable_clients`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Client::Local => "local",
+            Client::LocalAsync => "local_async",
+            Client::LocalBatch => "local_batch",
+            Client::LocalSubset => "local_subset",
+            Client::Runner => "runner",
+            Client::RunnerAsync => "runner_async",
+            Client::Wheel => "wheel",
+            Client::WheelAsync => "wheel_async",
+        }
+    }
+
+    /// The client called `name`.
+    pub(crate) fn named(name: &str) -> Option<Client> {
+        Client::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// Its answer is a list whose items each join the request's return list, as Salt's
+    /// API does with `local_batch`'s generator.
+    pub(crate) fn answers_many(self) -> bool {
+        self == Client::LocalBatch
+    }
+
+    /// It waits for returns within the chunk's `timeout`, which must then not be 0.
+    fn waits(self) -> bool {
+        matches!(
+            self,
+            Client::Local
+                | Client::LocalAsync
+                | Client::LocalBatch
+                | Client::LocalSubset
+                | Client::Runner
+        )
+    }
+
+    /// Runs `chunk` with this client.
+    async fn run(
+        self,
+        master: &Arc<Master>,
+        chunk: &Chunk,
+        creds: &Credentials,
+    ) -> SaltResult<Json> {
+        match self {
+            Client::Local => local::local(master, chunk, creds).await,
+            Client::LocalAsync => local::local_async(master, chunk, creds).await,
+            Client::LocalSubset => local::local_subset(master, chunk, creds).await,
+            Client::LocalBatch => batch::local_batch(master, chunk, creds).await,
+            Client::Runner => runner::runner(master, chunk, creds).await,
+            Client::RunnerAsync => runner::runner_async(master, chunk, creds).await,
+            Client::Wheel => wheel::wheel(master, chunk, creds).await,
+            Client::WheelAsync => wheel::wheel_async(master, chunk, creds).await,
+        }
+    }
+}
+
+/// The names of the clients salt-fcgi runs (the welcome lists them).
+pub fn client_names() -> [&'static str; 8] {
+    Client::ALL.map(Client::name)
+}
 
 /// Runs one lowstate chunk against the master.
 pub async fn run(master: &Arc<Master>, chunk: &Chunk) -> SaltResult<Json> {
@@ -46,27 +123,17 @@ pub async fn run(master: &Arc<Master>, chunk: &Chunk) -> SaltResult<Json> {
             "Raw shell option not allowed.".into(),
         ));
     }
-    if client == "ssh" {
+    let Some(client) = client else {
         return Err(SaltError::Invocation(
             "client 'ssh' is not supported by salt-fcgi (salt-ssh runs only inside Python's salt-api)"
                 .into(),
         ));
-    }
+    };
     let creds = Credentials::from_chunk(chunk)?;
-    if client.starts_with("local") || client == "runner" {
+    if client.waits() {
         check_timeout(chunk)?;
     }
-    match client {
-        "local" => local::local(master, chunk, &creds).await,
-        "local_async" => local::local_async(master, chunk, &creds).await,
-        "local_subset" => local::local_subset(master, chunk, &creds).await,
-        "local_batch" => batch::local_batch(master, chunk, &creds).await,
-        "runner" => runner::runner(master, chunk, &creds).await,
-        "runner_async" => runner::runner_async(master, chunk, &creds).await,
-        "wheel" => wheel::wheel(master, chunk, &creds).await,
-        "wheel_async" => wheel::wheel_async(master, chunk, &creds).await,
-        other => Err(invalid_client(other)),
-    }
+    client.run(master, chunk, &creds).await
 }
 
 /// A chunk `timeout` of 0 is refused: the job would start and at once be reported as
@@ -154,25 +221,27 @@ fn missing_marker_detail(settings: &Settings, path: &Path) -> String {
     )
 }
 
-/// The chunk's client name if it is known and enabled (`ssh` passes, to be refused later).
-fn check_client<'a>(master: &Master, chunk: &'a Chunk) -> SaltResult<&'a str> {
-    let client = match chunk.get("client") {
+/// The chunk's client if it is known and enabled; `None` for `ssh`, which passes these
+/// checks as in Salt, to be refused after them.
+fn check_client(master: &Master, chunk: &Chunk) -> SaltResult<Option<Client>> {
+    let name = match chunk.get("client") {
         Some(Json::String(c)) => c.as_str(),
         Some(other) => return Err(invalid_client(&other.to_string())),
         None => return Err(invalid_client("None")),
     };
-    if !CLIENTS.contains(&client) && client != "ssh" {
-        return Err(invalid_client(client));
+    let client = Client::named(name);
+    if client.is_none() && name != "ssh" {
+        return Err(invalid_client(name));
     }
     if !master
         .settings
         .netapi
         .enable_clients
         .iter()
-        .any(|c| c == client)
+        .any(|c| c == name)
     {
         return Err(SaltError::Forbidden(format!(
-            "Client disabled: '{client}'. Add to 'netapi_enable_clients' master config option to enable."
+            "Client disabled: '{name}'. Add to 'netapi_enable_clients' master config option to enable."
         )));
     }
     Ok(client)
@@ -187,6 +256,20 @@ fn invalid_client(name: &str) -> SaltError {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn every_client_has_one_name() {
+        for client in Client::ALL {
+            assert_eq!(Client::named(client.name()), Some(client));
+        }
+        assert_eq!(Client::named("ssh"), None);
+        assert_eq!(client_names()[2], "local_batch");
+        let many: Vec<_> = Client::ALL
+            .into_iter()
+            .filter(|c| c.answers_many())
+            .collect();
+        assert_eq!(many, [Client::LocalBatch]);
+    }
 
     #[test]
     fn a_missing_sock_dir_is_explained_in_the_log() {

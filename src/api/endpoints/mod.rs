@@ -20,6 +20,7 @@ use super::lowstate;
 use super::request::ApiRequest;
 use super::response::ApiResponse;
 use crate::salt::client::Chunk;
+use crate::salt::netapi::Client;
 use crate::salt::tokens::is_token_shaped;
 use crate::salt::{Master, SaltError, netapi};
 
@@ -126,7 +127,7 @@ pub(crate) async fn run_chunks(
                 Err(e) => format!("error {}", status_of(e)),
             });
             match result {
-                Ok(Json::Array(items)) if is_batch(chunk) => {
+                Ok(Json::Array(items)) if answers_many(chunk) => {
                     crate::audit::note_returned(items.len());
                     results.extend(items);
                 }
@@ -155,9 +156,13 @@ pub(crate) async fn run_chunks(
     }
 }
 
-/// Whether a chunk runs the `local_batch` client.
-fn is_batch(chunk: &Chunk) -> bool {
-    chunk.get("client").and_then(Json::as_str) == Some("local_batch")
+/// Whether a chunk's client answers with items that each join the return list.
+fn answers_many(chunk: &Chunk) -> bool {
+    chunk
+        .get("client")
+        .and_then(Json::as_str)
+        .and_then(Client::named)
+        .is_some_and(Client::answers_many)
 }
 
 /// Runs one chunk made by an endpoint (`/minions`, `/jobs`, `/keys`) with the session.
