@@ -14,8 +14,7 @@ use serde_json::Value as Json;
 
 use super::channel;
 use super::client::local::truthy;
-use super::client::{Chunk, batch, local, runner, timeout_of, wheel};
-use super::credentials::Credentials;
+use super::client::{Call, Chunk, batch, local, runner, wheel};
 use super::error::{SaltError, SaltResult};
 use super::master::Master;
 use crate::settings::{IpcMode, Settings};
@@ -84,22 +83,17 @@ impl Client {
         )
     }
 
-    /// Runs `chunk` with this client.
-    async fn run(
-        self,
-        master: &Arc<Master>,
-        chunk: &Chunk,
-        creds: &Credentials,
-    ) -> SaltResult<Json> {
+    /// Runs `call` with this client.
+    async fn run(self, master: &Arc<Master>, call: &Call<'_>) -> SaltResult<Json> {
         match self {
-            Client::Local => local::local(master, chunk, creds).await,
-            Client::LocalAsync => local::local_async(master, chunk, creds).await,
-            Client::LocalSubset => local::local_subset(master, chunk, creds).await,
-            Client::LocalBatch => batch::local_batch(master, chunk, creds).await,
-            Client::Runner => runner::runner(master, chunk, creds).await,
-            Client::RunnerAsync => runner::runner_async(master, chunk, creds).await,
-            Client::Wheel => wheel::wheel(master, chunk, creds).await,
-            Client::WheelAsync => wheel::wheel_async(master, chunk, creds).await,
+            Client::Local => local::local(master, call).await,
+            Client::LocalAsync => local::local_async(master, call).await,
+            Client::LocalSubset => local::local_subset(master, call).await,
+            Client::LocalBatch => batch::local_batch(master, call).await,
+            Client::Runner => runner::runner(master, call).await,
+            Client::RunnerAsync => runner::runner_async(master, call).await,
+            Client::Wheel => wheel::wheel(master, call).await,
+            Client::WheelAsync => wheel::wheel_async(master, call).await,
         }
     }
 }
@@ -129,18 +123,17 @@ pub async fn run(master: &Arc<Master>, chunk: &Chunk) -> SaltResult<Json> {
                 .into(),
         ));
     };
-    let creds = Credentials::from_chunk(chunk)?;
+    let call = Call::new(chunk)?;
     if client.waits() {
-        check_timeout(chunk)?;
+        check_timeout(&call)?;
     }
-    client.run(master, chunk, &creds).await
+    client.run(master, &call).await
 }
 
 /// A chunk `timeout` of 0 is refused: the job would start and at once be reported as
 /// timed out (Salt's own client answers "Salt request timed out" after publishing it).
-fn check_timeout(chunk: &Chunk) -> SaltResult<()> {
-    let given = chunk.get("timeout");
-    if given.is_some() && timeout_of(given, f64::NAN) == 0.0 {
+fn check_timeout(call: &Call) -> SaltResult<()> {
+    if call.timeout == Some(0.0) {
         return Err(SaltError::Invocation(
             "'timeout' must be more than 0 seconds".into(),
         ));
@@ -297,12 +290,13 @@ mod tests {
     #[test]
     fn a_zero_timeout_is_refused() {
         for zero in [json!(0), json!(0.0), json!("0"), json!(" 0 ")] {
-            let chunk = json!({"timeout": zero})
+            let chunk = json!({"timeout": zero, "eauth": "pam", "username": "u", "password": "p"})
                 .as_object()
                 .cloned()
                 .expect("object");
+            let call = Call::new(&chunk).expect("call");
             assert!(
-                matches!(check_timeout(&chunk), Err(SaltError::Invocation(_))),
+                matches!(check_timeout(&call), Err(SaltError::Invocation(_))),
                 "{zero}"
             );
         }
@@ -312,8 +306,12 @@ mod tests {
             json!({"timeout": "x"}),
             json!({"timeout": 30}),
         ] {
-            let chunk = fine.as_object().cloned().expect("object");
-            assert_eq!(check_timeout(&chunk), Ok(()), "{fine}");
+            let mut chunk = fine.as_object().cloned().expect("object");
+            for (k, v) in [("eauth", "pam"), ("username", "u"), ("password", "p")] {
+                chunk.insert(k.into(), json!(v));
+            }
+            let call = Call::new(&chunk).expect("call");
+            assert_eq!(check_timeout(&call), Ok(()), "{fine}");
         }
     }
 }

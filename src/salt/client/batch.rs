@@ -17,7 +17,7 @@ use tokio::time::{Duration, Instant};
 use super::collect::{self, CollectOptions};
 use super::job::{self, Job};
 use super::local;
-use super::{Chunk, timeout_of, truthy};
+use super::{Call, timeout_of, truthy};
 use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult};
 use crate::salt::master::Master;
@@ -34,11 +34,8 @@ enum Report {
 }
 
 /// Runs a `local_batch` chunk.
-pub(crate) async fn local_batch(
-    master: &Arc<Master>,
-    chunk: &Chunk,
-    creds: &Credentials,
-) -> SaltResult<Json> {
+pub(crate) async fn local_batch(master: &Arc<Master>, call: &Call<'_>) -> SaltResult<Json> {
+    let (chunk, creds) = (call.chunk, &call.creds);
     let job = Job::from_chunk(chunk, &master.settings)?;
     if !job.jid.is_empty() {
         // Minions drop a jid they have seen: only the first sub-batch would run.
@@ -46,8 +43,8 @@ pub(crate) async fn local_batch(
             "local_batch publishes one job per sub-batch: a 'jid' cannot be given".into(),
         ));
     }
-    let opts = collect::collect_options(chunk, &master.settings);
-    let wait = job::publish_wait(chunk, &master.settings);
+    let opts = collect::collect_options(call, &master.settings);
+    let wait = job::publish_wait(call, &master.settings);
     let up = minions_up(master, &job, creds, wait, &opts).await?;
     let size = batch_size(chunk.get("batch"), up.len())?;
     let batch_wait = seconds(timeout_of(chunk.get("batch_wait"), 0.0));

@@ -13,7 +13,7 @@ use serde_json::{Map, Value as Json, json};
 use tokio::time::Instant;
 
 use super::job::{Job, Published, prefixes_before_publish, publish};
-use super::{Chunk, timeout_of, truthy};
+use super::{Call, timeout_of, truthy};
 use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult};
 use crate::salt::events::{Event, Subscription};
@@ -35,9 +35,10 @@ pub struct CollectOptions {
 }
 
 /// Collection options from a chunk.
-pub(crate) fn collect_options(chunk: &Chunk, settings: &Settings) -> CollectOptions {
+pub(crate) fn collect_options(call: &Call, settings: &Settings) -> CollectOptions {
+    let chunk = call.chunk;
     CollectOptions {
-        timeout: seconds(timeout_of(chunk.get("timeout"), settings.calls.timeout)),
+        timeout: call.timeout_or(settings.calls.timeout),
         gather_job_timeout: seconds(timeout_of(
             chunk.get("gather_job_timeout"),
             settings.calls.gather_job_timeout,

@@ -8,13 +8,12 @@ use std::time::Duration;
 use serde_json::{Map, Value as Json, json};
 
 use super::nodegroup::{expand_compound, resolve_nodegroup};
-use super::{Chunk, arg_list, timeout_of};
+use super::{Call, Chunk, arg_list};
 use crate::salt::channel::check_reply;
 use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult};
 use crate::salt::master::Master;
 use crate::settings::Settings;
-use crate::settings::seconds;
 
 /// Chunk keys the master reads from a publish's `kwargs`; everything else stays here.
 /// (Python forwards every unknown key; `auth_list` there even crashes the master's handler.)
@@ -303,11 +302,8 @@ pub(crate) fn prefixes_before_publish() -> Vec<String> {
 }
 
 /// The reply-wait for a publish: the chunk's timeout, else `publish_timeout`.
-pub(crate) fn publish_wait(chunk: &Chunk, settings: &Settings) -> Duration {
-    seconds(timeout_of(
-        chunk.get("timeout"),
-        settings.calls.publish_timeout,
-    ))
+pub(crate) fn publish_wait(call: &Call, settings: &Settings) -> Duration {
+    call.timeout_or(settings.calls.publish_timeout)
 }
 
 #[cfg(test)]

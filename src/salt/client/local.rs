@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value as Json, json};
 
-use super::Chunk;
+use super::Call;
 use super::collect::{CollectOptions, collect, collect_options, no_response};
 use super::job::{Job, prefixes_before_publish, publish, publish_wait};
 use crate::salt::credentials::Credentials;
@@ -15,18 +15,11 @@ use crate::salt::master::Master;
 pub(crate) use super::truthy;
 
 /// `local`: publish, collect, and shape `{minion: return}` as LocalClient.cmd does.
-pub(crate) async fn local(master: &Master, chunk: &Chunk, creds: &Credentials) -> SaltResult<Json> {
-    let job = Job::from_chunk(chunk, &master.settings)?;
-    let opts = collect_options(chunk, &master.settings);
-    run_and_collect(
-        master,
-        &job,
-        creds,
-        "local",
-        publish_wait(chunk, &master.settings),
-        &opts,
-    )
-    .await
+pub(crate) async fn local(master: &Master, call: &Call<'_>) -> SaltResult<Json> {
+    let job = Job::from_chunk(call.chunk, &master.settings)?;
+    let opts = collect_options(call, &master.settings);
+    let wait = publish_wait(call, &master.settings);
+    run_and_collect(master, &job, &call.creds, "local", wait, &opts).await
 }
 
 /// Publishes `job` and collects its returns into one `{minion: ret}` object.
@@ -83,15 +76,11 @@ pub(crate) async fn run_and_collect(
 }
 
 /// `local_async`: publish only; `{"jid", "minions"}` or `{}` if nothing matched.
-pub(crate) async fn local_async(
-    master: &Master,
-    chunk: &Chunk,
-    creds: &Credentials,
-) -> SaltResult<Json> {
-    let job = Job::from_chunk(chunk, &master.settings)?;
-    let wait = publish_wait(chunk, &master.settings);
+pub(crate) async fn local_async(master: &Master, call: &Call<'_>) -> SaltResult<Json> {
+    let job = Job::from_chunk(call.chunk, &master.settings)?;
+    let wait = publish_wait(call, &master.settings);
     Ok(
-        match publish(master, &job, creds, "local_async", wait).await? {
+        match publish(master, &job, &call.creds, "local_async", wait).await? {
             Some(p) => {
                 crate::audit::note_job(&p.jid, p.minions.len());
                 json!({"jid": p.jid, "minions": p.minions})
@@ -103,11 +92,8 @@ pub(crate) async fn local_async(
 
 /// `local_subset`: run `fun` on `subset` (alias `sub`, default 3) random minions of the
 /// target that have the function.
-pub(crate) async fn local_subset(
-    master: &Master,
-    chunk: &Chunk,
-    creds: &Credentials,
-) -> SaltResult<Json> {
+pub(crate) async fn local_subset(master: &Master, call: &Call<'_>) -> SaltResult<Json> {
+    let (chunk, creds) = (call.chunk, &call.creds);
     let job = Job::from_chunk(chunk, &master.settings)?;
     let Json::String(fun) = &job.fun else {
         return Err(SaltError::Invocation(
@@ -119,8 +105,8 @@ pub(crate) async fn local_subset(
         .or_else(|| chunk.get("subset"))
         .map_or(Some(3), Json::as_u64)
         .ok_or_else(|| SaltError::Invocation("'subset' must be a number".into()))?;
-    let opts = collect_options(chunk, &master.settings);
-    let wait = publish_wait(chunk, &master.settings);
+    let opts = collect_options(call, &master.settings);
+    let wait = publish_wait(call, &master.settings);
     let probe = job.probe("sys.list_functions", &master.settings);
     let listing_opts = CollectOptions {
         full_return: false,

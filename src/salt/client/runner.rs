@@ -12,7 +12,7 @@
 use serde_json::{Map, Value as Json, json};
 
 use super::local::truthy;
-use super::{Chunk, arg_list, required_str, timeout_of};
+use super::{Call, Chunk, arg_list, required_str};
 use crate::salt::channel::check_reply;
 use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult, without_traceback};
@@ -100,22 +100,14 @@ async fn start(
 }
 
 /// `runner_async`: start the job and return `{"tag", "jid"}`.
-pub(crate) async fn runner_async(
-    master: &Master,
-    chunk: &Chunk,
-    creds: &Credentials,
-) -> SaltResult<Json> {
-    start(master, chunk, creds, "runner_async").await
+pub(crate) async fn runner_async(master: &Master, call: &Call<'_>) -> SaltResult<Json> {
+    start(master, call.chunk, &call.creds, "runner_async").await
 }
 
 /// `runner`: start the job and wait for its return (`timeout`, else `rest_timeout`).
-pub(crate) async fn runner(
-    master: &Master,
-    chunk: &Chunk,
-    creds: &Credentials,
-) -> SaltResult<Json> {
+pub(crate) async fn runner(master: &Master, call: &Call<'_>) -> SaltResult<Json> {
     let mut sub = master.bus.subscribe(vec!["salt/run/".into()]).await?;
-    let reply = start(master, chunk, creds, "runner").await?;
+    let reply = start(master, call.chunk, &call.creds, "runner").await?;
     let tag = reply
         .get("tag")
         .and_then(Json::as_str)
@@ -128,10 +120,7 @@ pub(crate) async fn runner(
         .to_string();
     let ret_tag = format!("{tag}/ret");
     sub.narrow(vec![ret_tag.clone()]);
-    let wait = seconds(timeout_of(
-        chunk.get("timeout"),
-        master.settings.calls.rest_timeout,
-    ));
+    let wait = call.timeout_or(master.settings.calls.rest_timeout);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let event = match tokio::time::timeout_at(deadline, sub.recv()).await {
@@ -157,7 +146,7 @@ pub(crate) async fn runner(
             // master's file paths in a 200 body.
             return Err(SaltError::Master(message));
         }
-        return Ok(if chunk.get("full_return").is_some_and(truthy) {
+        return Ok(if call.chunk.get("full_return").is_some_and(truthy) {
             json!({"tag": event.tag, "data": event.data})
         } else {
             ret
