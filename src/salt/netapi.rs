@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 
 use super::channel;
 use super::client::local::truthy;
-use super::client::{Call, Chunk, batch, local, runner, wheel};
+use super::client::{Chunk, ClientCall, batch, local, runner, wheel};
 use super::error::{SaltError, SaltResult};
 use super::master::Master;
 use crate::settings::{IpcMode, Settings};
@@ -84,7 +84,7 @@ impl Client {
     }
 
     /// Runs `call` with this client.
-    async fn run(self, master: &Arc<Master>, call: &Call<'_>) -> SaltResult<Json> {
+    async fn run(self, master: &Arc<Master>, call: &ClientCall<'_>) -> SaltResult<Json> {
         match self {
             Client::Local => local::local(master, call).await,
             Client::LocalAsync => local::local_async(master, call).await,
@@ -123,7 +123,7 @@ pub async fn run(master: &Arc<Master>, chunk: &Chunk) -> SaltResult<Json> {
                 .into(),
         ));
     };
-    let call = Call::new(chunk)?;
+    let call = ClientCall::new(chunk)?;
     if client.waits() {
         check_timeout(&call)?;
     }
@@ -132,7 +132,7 @@ pub async fn run(master: &Arc<Master>, chunk: &Chunk) -> SaltResult<Json> {
 
 /// A chunk `timeout` of 0 is refused: the job would start and at once be reported as
 /// timed out (Salt's own client answers "Salt request timed out" after publishing it).
-fn check_timeout(call: &Call) -> SaltResult<()> {
+fn check_timeout(call: &ClientCall) -> SaltResult<()> {
     if call.timeout == Some(0.0) {
         return Err(SaltError::Invocation(
             "'timeout' must be more than 0 seconds".into(),
@@ -294,7 +294,7 @@ mod tests {
                 .as_object()
                 .cloned()
                 .expect("object");
-            let call = Call::new(&chunk).expect("call");
+            let call = ClientCall::new(&chunk).expect("call");
             assert!(
                 matches!(check_timeout(&call), Err(SaltError::Invocation(_))),
                 "{zero}"
@@ -310,7 +310,7 @@ mod tests {
             for (k, v) in [("eauth", "pam"), ("username", "u"), ("password", "p")] {
                 chunk.insert(k.into(), json!(v));
             }
-            let call = Call::new(&chunk).expect("call");
+            let call = ClientCall::new(&chunk).expect("call");
             assert_eq!(check_timeout(&call), Ok(()), "{fine}");
         }
     }

@@ -17,7 +17,7 @@ use tokio::time::{Duration, Instant};
 use super::collect::{self, CollectOptions};
 use super::job::{self, Job};
 use super::local;
-use super::{Call, timeout_of, truthy};
+use super::{ClientCall, timeout_of, truthy};
 use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult};
 use crate::salt::master::Master;
@@ -34,7 +34,7 @@ enum Report {
 }
 
 /// Runs a `local_batch` chunk.
-pub(crate) async fn local_batch(master: &Arc<Master>, call: &Call<'_>) -> SaltResult<Json> {
+pub(crate) async fn local_batch(master: &Arc<Master>, call: &ClientCall<'_>) -> SaltResult<Json> {
     let (chunk, creds) = (call.chunk, &call.creds);
     let job = Job::from_chunk(chunk, &master.settings)?;
     if !job.jid.is_empty() {

@@ -13,7 +13,7 @@ use serde_json::{Map, Value as Json, json};
 use tokio::time::Instant;
 
 use super::job::{Job, Published, prefixes_before_publish, publish};
-use super::{Call, timeout_of, truthy};
+use super::{ClientCall, timeout_of, truthy};
 use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult};
 use crate::salt::events::{Event, Subscription};
@@ -35,7 +35,7 @@ pub struct CollectOptions {
 }
 
 /// Collection options from a chunk.
-pub(crate) fn collect_options(call: &Call, settings: &Settings) -> CollectOptions {
+pub(crate) fn collect_options(call: &ClientCall, settings: &Settings) -> CollectOptions {
     let chunk = call.chunk;
     CollectOptions {
         timeout: call.timeout_or(settings.calls.timeout),

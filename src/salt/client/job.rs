@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value as Json, json};
 
 use super::nodegroup::{expand_compound, resolve_nodegroup};
-use super::{Call, Chunk, arg_list};
+use super::{Chunk, ClientCall, arg_list};
 use crate::salt::channel::check_reply;
 use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult};
@@ -302,7 +302,7 @@ pub(crate) fn prefixes_before_publish() -> Vec<String> {
 }
 
 /// The reply-wait for a publish: the chunk's timeout, else `publish_timeout`.
-pub(crate) fn publish_wait(call: &Call, settings: &Settings) -> Duration {
+pub(crate) fn publish_wait(call: &ClientCall, settings: &Settings) -> Duration {
     call.timeout_or(settings.calls.publish_timeout)
 }
 

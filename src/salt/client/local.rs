@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value as Json, json};
 
-use super::Call;
+use super::ClientCall;
 use super::collect::{CollectOptions, collect, collect_options, no_response};
 use super::job::{Job, prefixes_before_publish, publish, publish_wait};
 use crate::salt::credentials::Credentials;
@@ -15,7 +15,7 @@ use crate::salt::master::Master;
 pub(crate) use super::truthy;
 
 /// `local`: publish, collect, and shape `{minion: return}` as LocalClient.cmd does.
-pub(crate) async fn local(master: &Master, call: &Call<'_>) -> SaltResult<Json> {
+pub(crate) async fn local(master: &Master, call: &ClientCall<'_>) -> SaltResult<Json> {
     let job = Job::from_chunk(call.chunk, &master.settings)?;
     let opts = collect_options(call, &master.settings);
     let wait = publish_wait(call, &master.settings);
@@ -76,7 +76,7 @@ pub(crate) async fn run_and_collect(
 }
 
 /// `local_async`: publish only; `{"jid", "minions"}` or `{}` if nothing matched.
-pub(crate) async fn local_async(master: &Master, call: &Call<'_>) -> SaltResult<Json> {
+pub(crate) async fn local_async(master: &Master, call: &ClientCall<'_>) -> SaltResult<Json> {
     let job = Job::from_chunk(call.chunk, &master.settings)?;
     let wait = publish_wait(call, &master.settings);
     Ok(
@@ -92,7 +92,7 @@ pub(crate) async fn local_async(master: &Master, call: &Call<'_>) -> SaltResult<
 
 /// `local_subset`: run `fun` on `subset` (alias `sub`, default 3) random minions of the
 /// target that have the function.
-pub(crate) async fn local_subset(master: &Master, call: &Call<'_>) -> SaltResult<Json> {
+pub(crate) async fn local_subset(master: &Master, call: &ClientCall<'_>) -> SaltResult<Json> {
     let (chunk, creds) = (call.chunk, &call.creds);
     let job = Job::from_chunk(chunk, &master.settings)?;
     let Json::String(fun) = &job.fun else {

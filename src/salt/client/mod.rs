@@ -24,7 +24,7 @@ pub(crate) type Chunk = Map<String, Json>;
 
 /// A chunk read once for the client that runs it: its credentials and its own `timeout`;
 /// the client reads its other arguments from `chunk`.
-pub(crate) struct Call<'a> {
+pub(crate) struct ClientCall<'a> {
     /// The chunk.
     pub(crate) chunk: &'a Chunk,
     /// Who runs it (`token`, or `eauth` with `username`/`password`).
@@ -33,10 +33,10 @@ pub(crate) struct Call<'a> {
     pub(crate) timeout: Option<f64>,
 }
 
-impl<'a> Call<'a> {
+impl<'a> ClientCall<'a> {
     /// Reads the credentials and the timeout of `chunk`.
-    pub(crate) fn new(chunk: &'a Chunk) -> SaltResult<Call<'a>> {
-        Ok(Call {
+    pub(crate) fn new(chunk: &'a Chunk) -> SaltResult<ClientCall<'a>> {
+        Ok(ClientCall {
             creds: Credentials::from_chunk(chunk)?,
             timeout: given_seconds(chunk.get("timeout")),
             chunk,

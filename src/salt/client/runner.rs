@@ -12,7 +12,7 @@
 use serde_json::{Map, Value as Json, json};
 
 use super::local::truthy;
-use super::{Call, Chunk, arg_list, required_str};
+use super::{Chunk, ClientCall, arg_list, required_str};
 use crate::salt::channel::check_reply;
 use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult, without_traceback};
@@ -100,12 +100,12 @@ async fn start(
 }
 
 /// `runner_async`: start the job and return `{"tag", "jid"}`.
-pub(crate) async fn runner_async(master: &Master, call: &Call<'_>) -> SaltResult<Json> {
+pub(crate) async fn runner_async(master: &Master, call: &ClientCall<'_>) -> SaltResult<Json> {
     start(master, call.chunk, &call.creds, "runner_async").await
 }
 
 /// `runner`: start the job and wait for its return (`timeout`, else `rest_timeout`).
-pub(crate) async fn runner(master: &Master, call: &Call<'_>) -> SaltResult<Json> {
+pub(crate) async fn runner(master: &Master, call: &ClientCall<'_>) -> SaltResult<Json> {
     let mut sub = master.bus.subscribe(vec!["salt/run/".into()]).await?;
     let reply = start(master, call.chunk, &call.creds, "runner").await?;
     let tag = reply

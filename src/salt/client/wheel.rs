@@ -12,7 +12,7 @@
 
 use serde_json::{Map, Value as Json, json};
 
-use super::{Call, Chunk, arg_list, required_str};
+use super::{Chunk, ClientCall, arg_list, required_str};
 use crate::salt::channel::check_reply;
 use crate::salt::clock::new_jid;
 use crate::salt::credentials::Credentials;
@@ -124,7 +124,7 @@ fn wheel_load(chunk: &Chunk, creds: &Credentials) -> SaltResult<Chunk> {
 /// `wheel`: one request, the master's reply (`{"tag", "data": {…, "return", "success"}}`).
 /// A function that raised keeps Salt's shape (`success: false`, the exception as the
 /// return), but its traceback (the master's file paths) goes to the log, not the caller.
-pub(crate) async fn wheel(master: &Master, call: &Call<'_>) -> SaltResult<Json> {
+pub(crate) async fn wheel(master: &Master, call: &ClientCall<'_>) -> SaltResult<Json> {
     let load = wheel_load(call.chunk, &call.creds)?;
     let wait = seconds(master.settings.calls.rest_timeout);
     let mut reply = check_reply(master.channel.send(Json::Object(load), wait).await?)?;
@@ -160,7 +160,7 @@ fn shorten_exception(reply: &mut Json) {
 /// overwrite both with a jid of their own and reply once the function has run, so no
 /// event ever comes under our tag: there the answer depends on the master's reply, which
 /// names the jid that really ran, and is waited for up to `rest_timeout` like `wheel`.
-pub(crate) async fn wheel_async(master: &Master, call: &Call<'_>) -> SaltResult<Json> {
+pub(crate) async fn wheel_async(master: &Master, call: &ClientCall<'_>) -> SaltResult<Json> {
     let mut load = wheel_load(call.chunk, &call.creds)?;
     let jid = new_jid();
     let tag = format!("salt/wheel/{jid}");
