@@ -591,14 +591,31 @@ fn event_streams_are_capped_per_token_and_user() {
     let first = site.login(&e.restricted_user, &e.restricted_password);
     let second = site.login(&e.restricted_user, &e.restricted_password);
     let url = format!("{}events", site.client.base);
-    let open = |token: &str| -> Child {
+    let heads = std::env::temp_dir().join(format!("salt-fcgi-stream-caps-{}", std::process::id()));
+    std::fs::create_dir_all(&heads).expect("mkdir");
+    // A stream whose response head curl writes to `heads/<n>`: the test knows when it is
+    // established (200) or refused, instead of racing its own probes for a free slot.
+    let open = |token: &str, n: usize| -> Child {
+        let head = heads.join(n.to_string());
+        let _ = std::fs::remove_file(&head);
         Command::new("curl")
             .args(["-sSN", "--max-time", "60", "--cacert"])
             .arg(&site.tls.cert)
-            .args(["-H", &format!("X-Auth-Token: {token}"), "-o", "/dev/null"])
+            .args([
+                "-H",
+                &format!("X-Auth-Token: {token}"),
+                "-o",
+                "/dev/null",
+                "-D",
+            ])
+            .arg(&head)
             .arg(&url)
             .spawn()
             .expect("curl /events")
+    };
+    let established = |n: usize| {
+        std::fs::read_to_string(heads.join(n.to_string()))
+            .is_ok_and(|h| h.starts_with("HTTP/1.1 200") && h.contains("\r\n\r\n"))
     };
     let status = |token: &str| {
         site.client.request_with(
@@ -615,31 +632,26 @@ fn event_streams_are_capped_per_token_and_user() {
             ds::Framing::ContentLength,
         )
     };
-    let mut streams = vec![open(&first), open(&first)];
+    let mut streams = vec![open(&first, 0), open(&first, 1)];
+    wait_for("two streams of one token", Duration::from_secs(30), || {
+        established(0) && established(1)
+    });
     // A third stream of the same token: 429 at once (curl gets a whole answer).
-    wait_for(
-        "the third stream of one token is refused with 429",
-        Duration::from_secs(20),
-        || {
-            let r = status(&first);
-            r.status == 429 && r.text().contains("stream_max_per_token")
-        },
+    let r = status(&first);
+    assert!(
+        r.status == 429 && r.text().contains("stream_max_per_token"),
+        "the third stream of one token: {}",
+        r.summary()
     );
-    streams.push(open(&second));
-    wait_for(
-        "the fourth stream of one user is refused with 429",
-        Duration::from_secs(20),
-        || {
-            // A probe accepted before the third stream connected held the user's last
-            // slot, and that stream was refused (its curl exited): open it again.
-            if let Some(third) = streams.last_mut()
-                && third.try_wait().is_ok_and(|done| done.is_some())
-            {
-                *third = open(&second);
-            }
-            let r = status(&second);
-            r.status == 429 && r.text().contains("stream_max_per_user")
-        },
+    streams.push(open(&second, 2));
+    wait_for("the user's third stream", Duration::from_secs(30), || {
+        established(2)
+    });
+    let r = status(&second);
+    assert!(
+        r.status == 429 && r.text().contains("stream_max_per_user"),
+        "the fourth stream of one user: {}",
+        r.summary()
     );
     for mut s in streams.drain(..) {
         let _ = s.kill();
@@ -654,6 +666,7 @@ fn event_streams_are_capped_per_token_and_user() {
             r.error.contains("timed out") || r.status == 200
         },
     );
+    let _ = std::fs::remove_dir_all(&heads);
 }
 
 /// Through nginx → FastCGI: a client that stops reading never outlives its stream. The
