@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::cgi_dialect::{CgiVars, read_body, request_from_vars};
 use super::cgi_response::{self, Delivery, ResponseSink, response_bytes};
-use crate::api::{Api, ApiResponse};
+use crate::api::{Api, ApiResponse, Body};
 use crate::settings::Settings;
 
 /// The process environment as CGI variables (values that are not UTF-8 left out).
@@ -140,14 +140,21 @@ fn serve(settings: Settings) -> std::io::Result<()> {
     if !stdin_is_tty {
         drain_stdin(limit);
     }
-    let mut stdout = Stdout(tokio::io::stdout());
-    let written = runtime.block_on(cgi_response::write_response(&mut stdout, response));
-    if written.as_ref().is_ok_and(|d| *d == Delivery::Abandoned) {
-        crate::log::warn("CGI stream abandoned: its client stopped reading");
-    }
+    // A whole body is one plain write; only a stream goes through tokio's stdout (a
+    // blocking-pool thread), which it needs to be abandoned when its client stops reading.
+    let written = if matches!(response.body, Body::Full(_)) {
+        write_whole(&response)
+    } else {
+        let mut stdout = Stdout(tokio::io::stdout());
+        let delivered = runtime.block_on(cgi_response::write_response(&mut stdout, response));
+        if delivered.as_ref().is_ok_and(|d| *d == Delivery::Abandoned) {
+            crate::log::warn("CGI stream abandoned: its client stopped reading");
+        }
+        delivered.map(|_| ())
+    };
     // A blocking ZeroMQ wait that outlived its request (deadline hit) must not hold the exit.
     runtime.shutdown_background();
-    written.map(|_| ())
+    written
 }
 
 /// Most bytes of an unread body consumed before answering.

@@ -106,7 +106,6 @@ where
     }
 }
 
-/// How a response went out.
 /// Builds the ApiRequest from params and stdin, runs it, writes the CGI response.
 async fn respond<W: AsyncWrite + Unpin>(
     req: &Request<W>,
