@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 while Instant::now() < deadline {
                     let start = Instant::now();
                     for chunk in &chunks {
-                        if netapi::run(&master, chunk).await.is_err() {
+                        if netapi::run(&master, chunk, None).await.is_err() {
                             err += 1;
                         }
                     }

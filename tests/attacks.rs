@@ -1364,9 +1364,13 @@ fn fail2ban_finds_the_sender_never_a_forged_address() {
         ),
     ];
     let mut lines = Vec::new();
-    let mut run = |remote: &str, path: &str, body: &Json| {
-        let out = Command::new(common::binary())
-            .env_clear()
+    let mut run = |remote: &str, path: &str, body: &Json, session: Option<&str>| {
+        let mut cgi = Command::new(common::binary());
+        cgi.env_clear();
+        if let Some(token) = session {
+            cgi.env("HTTP_X_AUTH_TOKEN", token);
+        }
+        let out = cgi
             .env("SALT_MASTER_CONFIG", &e.config)
             .env("GATEWAY_INTERFACE", "CGI/1.1")
             .env("REQUEST_METHOD", "POST")
@@ -1393,19 +1397,35 @@ fn fail2ban_finds_the_sender_never_a_forged_address() {
         );
     };
     for (remote, body) in &logins {
-        run(remote, "/login", body);
+        run(remote, "/login", body, None);
     }
     run(
         "198.51.100.10",
         "/",
         &json!([{"client": "local", "tgt": "*", "fun": "test.ping", "eauth": "file", "username": "y' from 203.0.113.9", "password": "p"}]),
+        None,
     );
     run(
         "198.51.100.11",
         "/",
         &json!([{"client": "local", "tgt": "*", "fun": "test.ping", "token": "ab".repeat(20)}]),
+        None,
     );
-    assert!(lines.len() >= 5, "one line per refusal: {lines:?}");
+    // A chunk without credentials runs with the session's token: the line says so.
+    let session = "cd".repeat(20);
+    run(
+        "198.51.100.12",
+        "/",
+        &json!([{"client": "local", "tgt": "*", "fun": "test.ping"}]),
+        Some(&session),
+    );
+    assert!(lines.len() >= 6, "one line per refusal: {lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("401 for token client 'local' from 198.51.100.12")),
+        "the session's refusal names the token: {lines:?}"
+    );
     // As the journal would show them (a timestamp, the host, the identifier).
     let log = std::env::temp_dir().join(format!("salt-fcgi-f2b-{}.log", std::process::id()));
     let stamped: String = lines
@@ -1432,6 +1452,7 @@ fn fail2ban_finds_the_sender_never_a_forged_address() {
         "198.51.100.9",
         "198.51.100.10",
         "198.51.100.11",
+        "198.51.100.12",
     ]
     .iter()
     .map(std::string::ToString::to_string)

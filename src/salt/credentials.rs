@@ -1,6 +1,7 @@
-//! A caller's credentials: an eauth token or eauth user and password, read from a chunk,
-//! written into a load, and never printed (`Secret`). The one rule for what a token may
-//! look like (`is_token_shaped`) lives here.
+//! A caller's credentials: an eauth token or eauth user and password, read from a chunk
+//! (or the session's token), written into a load, and never printed (`Secret`). The one
+//! rule for what a token may look like (`is_token_shaped`) and the one rule for where a
+//! chunk's credentials come from (`CredentialSource`) live here.
 
 use std::fmt;
 
@@ -53,8 +54,68 @@ pub enum Credentials {
     },
 }
 
+/// Where a chunk's credentials come from: its own `token` (which wins over `eauth`, as on
+/// the master), its own `eauth`, else the session's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CredentialSource {
+    /// The chunk's `token` key.
+    ChunkToken,
+    /// The chunk's `eauth`, `username` and `password` keys.
+    Eauth,
+    /// Neither key: the request's session token.
+    Session,
+    /// Neither key and no session.
+    Missing,
+}
+
+impl CredentialSource {
+    /// The source for `chunk`, when the request has a session token or not. Only the keys'
+    /// presence counts (`"token": null` is a token that is not a string).
+    pub(crate) fn of(chunk: &Chunk, has_session: bool) -> CredentialSource {
+        if chunk.contains_key("token") {
+            CredentialSource::ChunkToken
+        } else if chunk.contains_key("eauth") {
+            CredentialSource::Eauth
+        } else if has_session {
+            CredentialSource::Session
+        } else {
+            CredentialSource::Missing
+        }
+    }
+
+    /// Whether the chunk runs with a token (its own or the session's).
+    pub(crate) fn is_token(self) -> bool {
+        matches!(
+            self,
+            CredentialSource::ChunkToken | CredentialSource::Session
+        )
+    }
+}
+
+/// The refusal of a chunk that has no credentials at all.
+pub(crate) fn no_credentials() -> SaltError {
+    SaltError::Authentication("No authentication credentials given".into())
+}
+
 impl Credentials {
-    /// Reads the credentials of a chunk; the caller has checked one of token/eauth exists.
+    /// The credentials `chunk` runs with: its own, else the session's token (`session`).
+    pub(crate) fn read(chunk: &Chunk, session: Option<&str>) -> SaltResult<Credentials> {
+        match (CredentialSource::of(chunk, session.is_some()), session) {
+            (CredentialSource::Session, Some(token)) => Credentials::token(token),
+            (CredentialSource::Session | CredentialSource::Missing, _) => Err(no_credentials()),
+            _ => Credentials::from_chunk(chunk),
+        }
+    }
+
+    /// A token given as text; refused unless it has a token's shape.
+    fn token(token: &str) -> SaltResult<Credentials> {
+        if !is_token_shaped(token) {
+            return Err(SaltError::Authentication("Invalid token".into()));
+        }
+        Ok(Credentials::Token(Secret(token.to_string())))
+    }
+
+    /// Reads the credentials a chunk carries itself (`token`, else `eauth`).
     pub fn from_chunk(chunk: &Chunk) -> SaltResult<Credentials> {
         let text = |key: &str| -> SaltResult<Option<String>> {
             match chunk.get(key) {
@@ -66,15 +127,10 @@ impl Credentials {
             }
         };
         if let Some(token) = text("token")? {
-            if !is_token_shaped(&token) {
-                return Err(SaltError::Authentication("Invalid token".into()));
-            }
-            return Ok(Credentials::Token(Secret(token)));
+            return Credentials::token(&token);
         }
         let Some(eauth) = text("eauth")?.filter(|e| !e.is_empty()) else {
-            return Err(SaltError::Authentication(
-                "No authentication credentials given".into(),
-            ));
+            return Err(no_credentials());
         };
         // Every eauth backend takes both; without them a 3006 master fails the request
         // with a generic exception instead of an authentication error.
@@ -140,6 +196,38 @@ mod tests {
             Credentials::from_chunk(&c),
             Err(SaltError::Authentication(_))
         ));
+    }
+
+    #[test]
+    fn a_chunk_without_credentials_runs_with_the_session() {
+        let session = Some("ab12");
+        let bare = chunk(json!({"client": "local"}));
+        assert_eq!(
+            Credentials::read(&bare, session),
+            Ok(Credentials::Token(Secret("ab12".into())))
+        );
+        assert_eq!(Credentials::read(&bare, None), Err(no_credentials()));
+        assert_eq!(
+            Credentials::read(&bare, Some("../x")),
+            Err(SaltError::Authentication("Invalid token".into()))
+        );
+        // A chunk's own credentials win, even when they are unusable.
+        let own = chunk(json!({"eauth": "pam", "username": "u", "password": "p"}));
+        assert!(matches!(
+            Credentials::read(&own, session),
+            Ok(Credentials::Eauth { .. })
+        ));
+        let null_token = chunk(json!({"token": null}));
+        assert_eq!(
+            CredentialSource::of(&null_token, true),
+            CredentialSource::ChunkToken
+        );
+        assert_eq!(
+            Credentials::read(&null_token, session),
+            Err(no_credentials())
+        );
+        assert!(CredentialSource::Session.is_token());
+        assert!(!CredentialSource::of(&own, true).is_token());
     }
 
     #[test]

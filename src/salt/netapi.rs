@@ -13,14 +13,19 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use super::channel;
-use super::client::local::truthy;
-use super::client::{Chunk, ClientCall, batch, local, runner, wheel};
+use super::client::batch::{self, BatchArgs};
+use super::client::local::{self, LocalArgs, SubsetArgs, truthy};
+use super::client::runner::{self, RunnerArgs};
+use super::client::wheel::{self, WheelArgs};
+use super::client::{Chunk, given_seconds};
+use super::credentials::{CredentialSource, Credentials, no_credentials};
 use super::error::{SaltError, SaltResult};
 use super::master::Master;
 use crate::settings::{IpcMode, Settings};
 
 /// A netapi client salt-fcgi runs (Salt's list minus `ssh` and the non-client `destroy`).
-/// Adding one takes a variant here, its name, and its `run` arm.
+/// Adding one takes a variant here with its name, a [`ClientCall`] variant, and their
+/// `parse` and `run` arms; the client's module has the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Client {
     Local,
@@ -83,17 +88,108 @@ impl Client {
         )
     }
 
-    /// Runs `call` with this client.
-    async fn run(self, master: &Arc<Master>, call: &ClientCall<'_>) -> SaltResult<Json> {
+    /// Reads `chunk` into this client's call, with the chunk's own `timeout`.
+    fn parse(self, chunk: &Chunk, settings: &Settings) -> SaltResult<ClientCall> {
+        let timeout = given_seconds(chunk.get("timeout"));
+        if self.waits() && timeout == Some(0.0) {
+            // The job would start and at once be reported as timed out (Salt's own client
+            // answers "Salt request timed out" after publishing it).
+            return Err(SaltError::Invocation(
+                "'timeout' must be more than 0 seconds".into(),
+            ));
+        }
+        let local = || LocalArgs::parse(chunk, timeout, settings);
+        let runner = || RunnerArgs::parse(chunk, self.name(), timeout, settings);
+        Ok(match self {
+            Client::Local => ClientCall::Local(local()?),
+            Client::LocalAsync => ClientCall::LocalAsync(local()?),
+            Client::LocalBatch => {
+                ClientCall::LocalBatch(BatchArgs::parse(chunk, timeout, settings)?)
+            }
+            Client::LocalSubset => {
+                ClientCall::LocalSubset(SubsetArgs::parse(chunk, timeout, settings)?)
+            }
+            Client::Runner => ClientCall::Runner(runner()?),
+            Client::RunnerAsync => ClientCall::RunnerAsync(runner()?),
+            Client::Wheel => ClientCall::Wheel(WheelArgs::parse(chunk)?),
+            Client::WheelAsync => ClientCall::WheelAsync(WheelArgs::parse(chunk)?),
+        })
+    }
+}
+
+/// One chunk read for its client: the client and its typed arguments.
+#[derive(Debug, Clone)]
+pub(crate) enum ClientCall {
+    /// `local`: publish and wait for the returns.
+    Local(LocalArgs),
+    /// `local_async`: publish only.
+    LocalAsync(LocalArgs),
+    /// `local_batch`: publish to a few minions at a time.
+    LocalBatch(BatchArgs),
+    /// `local_subset`: publish to a few minions that have the function.
+    LocalSubset(SubsetArgs),
+    /// `runner`: start a runner and wait for its return.
+    Runner(RunnerArgs),
+    /// `runner_async`: start a runner.
+    RunnerAsync(RunnerArgs),
+    /// `wheel`: run a wheel function.
+    Wheel(WheelArgs),
+    /// `wheel_async`: start a wheel function.
+    WheelAsync(WheelArgs),
+}
+
+impl ClientCall {
+    /// Salt's checks on `chunk` in Salt's order (all but the master's), then the chunk read
+    /// once: the call and the credentials it runs with (its own, else `session`'s token).
+    pub(crate) fn parse(
+        chunk: &Chunk,
+        session: Option<&str>,
+        settings: &Settings,
+    ) -> SaltResult<(ClientCall, Credentials)> {
+        let client = check_client(settings, chunk)?;
+        if CredentialSource::of(chunk, session.is_some()) == CredentialSource::Missing {
+            return Err(no_credentials());
+        }
+        if chunk.get("raw_shell").is_some_and(truthy) && !settings.netapi.allow_raw_shell {
+            return Err(SaltError::Authentication(
+                "Raw shell option not allowed.".into(),
+            ));
+        }
+        let Some(client) = client else {
+            return Err(SaltError::Invocation(
+                "client 'ssh' is not supported by salt-fcgi (salt-ssh runs only inside Python's salt-api)"
+                    .into(),
+            ));
+        };
+        let creds = Credentials::read(chunk, session)?;
+        Ok((client.parse(chunk, settings)?, creds))
+    }
+
+    /// The client the call is for.
+    pub(crate) fn client(&self) -> Client {
         match self {
-            Client::Local => local::local(master, call).await,
-            Client::LocalAsync => local::local_async(master, call).await,
-            Client::LocalSubset => local::local_subset(master, call).await,
-            Client::LocalBatch => batch::local_batch(master, call).await,
-            Client::Runner => runner::runner(master, call).await,
-            Client::RunnerAsync => runner::runner_async(master, call).await,
-            Client::Wheel => wheel::wheel(master, call).await,
-            Client::WheelAsync => wheel::wheel_async(master, call).await,
+            ClientCall::Local(_) => Client::Local,
+            ClientCall::LocalAsync(_) => Client::LocalAsync,
+            ClientCall::LocalBatch(_) => Client::LocalBatch,
+            ClientCall::LocalSubset(_) => Client::LocalSubset,
+            ClientCall::Runner(_) => Client::Runner,
+            ClientCall::RunnerAsync(_) => Client::RunnerAsync,
+            ClientCall::Wheel(_) => Client::Wheel,
+            ClientCall::WheelAsync(_) => Client::WheelAsync,
+        }
+    }
+
+    /// Runs the call as `creds`.
+    pub(crate) async fn run(&self, master: &Arc<Master>, creds: &Credentials) -> SaltResult<Json> {
+        match self {
+            ClientCall::Local(args) => local::local(master, args, creds).await,
+            ClientCall::LocalAsync(args) => local::local_async(master, args, creds).await,
+            ClientCall::LocalSubset(args) => local::local_subset(master, args, creds).await,
+            ClientCall::LocalBatch(args) => batch::local_batch(master, args, creds).await,
+            ClientCall::Runner(args) => runner::runner(master, args, creds).await,
+            ClientCall::RunnerAsync(args) => runner::runner_async(master, args, creds).await,
+            ClientCall::Wheel(args) => wheel::wheel(master, args, creds).await,
+            ClientCall::WheelAsync(args) => wheel::wheel_async(master, args, creds).await,
         }
     }
 }
@@ -103,42 +199,35 @@ pub fn client_names() -> [&'static str; 8] {
     Client::ALL.map(Client::name)
 }
 
-/// Runs one lowstate chunk against the master.
-pub async fn run(master: &Arc<Master>, chunk: &Chunk) -> SaltResult<Json> {
-    check_master_running(master)?;
-    let client = check_client(master, chunk)?;
-    if !chunk.contains_key("token") && !chunk.contains_key("eauth") {
-        return Err(SaltError::Authentication(
-            "No authentication credentials given".into(),
-        ));
-    }
-    if chunk.get("raw_shell").is_some_and(truthy) && !master.settings.netapi.allow_raw_shell {
-        return Err(SaltError::Authentication(
-            "Raw shell option not allowed.".into(),
-        ));
-    }
-    let Some(client) = client else {
-        return Err(SaltError::Invocation(
-            "client 'ssh' is not supported by salt-fcgi (salt-ssh runs only inside Python's salt-api)"
-                .into(),
-        ));
-    };
-    let call = ClientCall::new(chunk)?;
-    if client.waits() {
-        check_timeout(&call)?;
-    }
-    client.run(master, &call).await
+/// What one chunk answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// One item of the request's return list.
+    One(Json),
+    /// Items that each join the return list (`local_batch`, as Salt's API yields them).
+    Many(Vec<Json>),
 }
 
-/// A chunk `timeout` of 0 is refused: the job would start and at once be reported as
-/// timed out (Salt's own client answers "Salt request timed out" after publishing it).
-fn check_timeout(call: &ClientCall) -> SaltResult<()> {
-    if call.timeout == Some(0.0) {
-        return Err(SaltError::Invocation(
-            "'timeout' must be more than 0 seconds".into(),
-        ));
+impl Answer {
+    /// The answer as one JSON value (a list for [`Answer::Many`]).
+    pub fn into_json(self) -> Json {
+        match self {
+            Answer::One(value) => value,
+            Answer::Many(items) => Json::Array(items),
+        }
     }
-    Ok(())
+}
+
+/// Runs one lowstate chunk against the master, as the chunk's own credentials or else
+/// with the request's `session` token.
+pub async fn run(master: &Arc<Master>, chunk: &Chunk, session: Option<&str>) -> SaltResult<Answer> {
+    check_master_running(master)?;
+    let (call, creds) = ClientCall::parse(chunk, session, &master.settings)?;
+    let client = call.client();
+    Ok(match call.run(master, &creds).await? {
+        Json::Array(items) if client.answers_many() => Answer::Many(items),
+        value => Answer::One(value),
+    })
 }
 
 /// Salt's `_is_master_running`: the request-server socket file exists in `sock_dir`. A
@@ -216,7 +305,7 @@ fn missing_marker_detail(settings: &Settings, path: &Path) -> String {
 
 /// The chunk's client if it is known and enabled; `None` for `ssh`, which passes these
 /// checks as in Salt, to be refused after them.
-fn check_client(master: &Master, chunk: &Chunk) -> SaltResult<Option<Client>> {
+fn check_client(settings: &Settings, chunk: &Chunk) -> SaltResult<Option<Client>> {
     let name = match chunk.get("client") {
         Some(Json::String(c)) => c.as_str(),
         Some(other) => return Err(invalid_client(&other.to_string())),
@@ -226,13 +315,7 @@ fn check_client(master: &Master, chunk: &Chunk) -> SaltResult<Option<Client>> {
     if client.is_none() && name != "ssh" {
         return Err(invalid_client(name));
     }
-    if !master
-        .settings
-        .netapi
-        .enable_clients
-        .iter()
-        .any(|c| c == name)
-    {
+    if !settings.netapi.enable_clients.iter().any(|c| c == name) {
         return Err(SaltError::Forbidden(format!(
             "Client disabled: '{name}'. Add to 'netapi_enable_clients' master config option to enable."
         )));
@@ -287,31 +370,81 @@ mod tests {
         assert!(line.contains("the salt-master is not running"), "{line}");
     }
 
+    /// Settings with every client enabled, `ssh` too.
+    fn settings() -> Settings {
+        let mut settings = Settings::from_mapping(&serde_yaml_ng::Mapping::new());
+        settings.netapi.enable_clients = client_names().map(String::from).to_vec();
+        settings.netapi.enable_clients.push("ssh".into());
+        settings
+    }
+
+    fn chunk(v: Json) -> Chunk {
+        v.as_object().cloned().expect("object")
+    }
+
     #[test]
     fn a_zero_timeout_is_refused() {
+        let settings = settings();
         for zero in [json!(0), json!(0.0), json!("0"), json!(" 0 ")] {
-            let chunk = json!({"timeout": zero, "eauth": "pam", "username": "u", "password": "p"})
-                .as_object()
-                .cloned()
-                .expect("object");
-            let call = ClientCall::new(&chunk).expect("call");
+            let c = chunk(json!({"client": "local", "tgt": "*", "fun": "test.ping",
+                "timeout": zero, "eauth": "pam", "username": "u", "password": "p"}));
+            let parsed = ClientCall::parse(&c, None, &settings);
             assert!(
-                matches!(check_timeout(&call), Err(SaltError::Invocation(_))),
+                matches!(parsed, Err(SaltError::Invocation(ref m)) if m.contains("timeout")),
                 "{zero}"
             );
+            // A client that does not wait takes it.
+            let mut wheel = c.clone();
+            wheel.insert("client".into(), json!("wheel"));
+            assert!(ClientCall::parse(&wheel, None, &settings).is_ok(), "{zero}");
         }
-        for fine in [
-            json!({}),
-            json!({"timeout": 0.5}),
-            json!({"timeout": "x"}),
-            json!({"timeout": 30}),
-        ] {
-            let mut chunk = fine.as_object().cloned().expect("object");
-            for (k, v) in [("eauth", "pam"), ("username", "u"), ("password", "p")] {
-                chunk.insert(k.into(), json!(v));
-            }
-            let call = ClientCall::new(&chunk).expect("call");
-            assert_eq!(check_timeout(&call), Ok(()), "{fine}");
+        for fine in [json!(null), json!(0.5), json!("x"), json!(30)] {
+            let c = chunk(json!({"client": "local", "tgt": "*", "fun": "test.ping",
+                "timeout": fine, "token": "ab"}));
+            assert!(ClientCall::parse(&c, None, &settings).is_ok(), "{fine}");
         }
+    }
+
+    #[test]
+    fn a_chunk_is_read_once_into_its_clients_call() {
+        let settings = settings();
+        let c = chunk(json!({"client": "local", "tgt": "web*", "fun": "test.ping", "timeout": 7}));
+        let (call, creds) = ClientCall::parse(&c, Some("ab12"), &settings).expect("call");
+        let ClientCall::Local(args) = call else {
+            panic!("a local call: {call:?}");
+        };
+        assert_eq!(args.job.tgt, json!("web*"));
+        assert_eq!(args.collect.timeout, std::time::Duration::from_secs(7));
+        assert_eq!(args.publish_wait, std::time::Duration::from_secs(7));
+        assert!(matches!(creds, Credentials::Token(_)));
+        let c = chunk(json!({"client": "runner_async", "fun": "jobs.list_jobs"}));
+        let parsed = ClientCall::parse(&c, Some("ab12"), &settings).expect("call");
+        assert!(matches!(parsed.0, ClientCall::RunnerAsync(ref a) if a.fun == "jobs.list_jobs"));
+        // Salt's order: the client first, then credentials, then raw_shell, then ssh.
+        let refused = |v: Json, session: Option<&str>| {
+            ClientCall::parse(&chunk(v), session, &settings).map(|_| ())
+        };
+        assert_eq!(
+            refused(json!({"client": "nope"}), None),
+            Err(SaltError::Invocation(
+                "Invalid client specified: 'nope'".into()
+            ))
+        );
+        assert_eq!(
+            refused(json!({"client": "local"}), None),
+            Err(no_credentials())
+        );
+        assert!(matches!(
+            refused(json!({"client": "ssh", "raw_shell": true}), Some("ab")),
+            Err(SaltError::Authentication(m)) if m.contains("Raw shell")
+        ));
+        assert!(matches!(
+            refused(json!({"client": "ssh"}), Some("ab")),
+            Err(SaltError::Invocation(m)) if m.contains("'ssh' is not supported")
+        ));
+        assert!(matches!(
+            refused(json!({"client": "runner"}), Some("ab")),
+            Err(SaltError::Invocation(m)) if m.contains("client 'runner' requires")
+        ));
     }
 }

@@ -20,7 +20,8 @@ use super::lowstate;
 use super::request::ApiRequest;
 use super::response::ApiResponse;
 use crate::salt::client::Chunk;
-use crate::salt::netapi::Client;
+use crate::salt::credentials::CredentialSource;
+use crate::salt::netapi::Answer;
 use crate::salt::tokens::is_token_shaped;
 use crate::salt::{Master, SaltError, netapi};
 
@@ -90,7 +91,7 @@ impl Call {
 }
 
 /// `POST /` and `POST /run`: run every chunk; a chunk without credentials of its own runs
-/// with the session token.
+/// with the session token (the chunk itself is not changed).
 pub(crate) async fn lowstate(
     master: &Arc<Master>,
     call: &mut Call,
@@ -106,32 +107,25 @@ pub(crate) async fn lowstate(
 pub(crate) async fn run_chunks(
     master: &Arc<Master>,
     call: &Call,
-    mut chunks: Vec<Chunk>,
+    chunks: Vec<Chunk>,
 ) -> Result<Vec<Json>, ApiError> {
-    for chunk in &mut chunks {
-        if let Some(token) = &call.session
-            && !chunk.contains_key("token")
-            && !chunk.contains_key("eauth")
-        {
-            chunk.insert("token".into(), Json::from(token.as_str()));
-        }
-    }
+    let session = call.session.as_deref();
     let deadline = master.settings.limits.request_deadline;
     let run_all = async {
         let mut results = Vec::with_capacity(chunks.len());
         for chunk in &chunks {
             crate::audit::note_chunk_start(chunk);
-            let result = netapi::run(master, chunk).await;
+            let result = netapi::run(master, chunk, session).await;
             crate::audit::note_outcome(&match &result {
                 Ok(_) => "ok".to_string(),
                 Err(e) => format!("error {}", status_of(e)),
             });
             match result {
-                Ok(Json::Array(items)) if answers_many(chunk) => {
+                Ok(Answer::Many(items)) => {
                     crate::audit::note_returned(items.len());
                     results.extend(items);
                 }
-                Ok(r) => results.push(r),
+                Ok(Answer::One(r)) => results.push(r),
                 Err(e) => return Err((e, chunk)),
             }
         }
@@ -142,7 +136,7 @@ pub(crate) async fn run_chunks(
         Ok(Err((e, chunk))) => {
             let status = status_of(&e);
             if status == 401 || status == 403 {
-                log_refusal(status, &e, chunk, call.remote());
+                log_refusal(status, &e, chunk, session.is_some(), call.remote());
             }
             Err(ApiError::from(e))
         }
@@ -154,15 +148,6 @@ pub(crate) async fn run_chunks(
             ))))
         }
     }
-}
-
-/// Whether a chunk's client answers with items that each join the return list.
-fn answers_many(chunk: &Chunk) -> bool {
-    chunk
-        .get("client")
-        .and_then(Json::as_str)
-        .and_then(Client::named)
-        .is_some_and(Client::answers_many)
 }
 
 /// Runs one chunk made by an endpoint (`/minions`, `/jobs`, `/keys`) with the session.
@@ -181,9 +166,9 @@ async fn run_one(master: &Arc<Master>, call: &Call, chunk: Json) -> Result<Json,
 /// One log line per refused request, for the operator and for fail2ban: who (user name,
 /// eauth backend, or that a token was used), from where, and why. Never the secret itself.
 /// Caller-chosen fields are quoted with `log::quoted`, so none can forge the address.
-fn log_refusal(status: u16, e: &SaltError, chunk: &Chunk, remote: &str) {
+fn log_refusal(status: u16, e: &SaltError, chunk: &Chunk, has_session: bool, remote: &str) {
     let text = |k: &str| crate::log::quoted(chunk.get(k).and_then(Json::as_str).unwrap_or("-"));
-    let who = if chunk.contains_key("token") {
+    let who = if CredentialSource::of(chunk, has_session).is_token() {
         "token".to_string()
     } else {
         format!("user {} eauth {}", text("username"), text("eauth"))

@@ -101,10 +101,12 @@ pub(crate) async fn logout(master: &Arc<Master>, call: &Call) -> Result<ApiRespo
 
 /// The master's `auth.del_token` runner for `token`, authenticated by the token itself.
 async fn del_token_on_master(master: &Arc<Master>, token: &str) -> Result<Json, SaltError> {
-    let chunk = json!({"client": "runner", "fun": "auth.del_token", "token": token,
+    let chunk = json!({"client": "runner", "fun": "auth.del_token",
         "kwarg": {"token": token}, "timeout": 30});
     match chunk {
-        Json::Object(chunk) => netapi::run(master, &chunk).await,
+        Json::Object(chunk) => netapi::run(master, &chunk, Some(token))
+            .await
+            .map(netapi::Answer::into_json),
         _ => Ok(Json::Null),
     }
 }

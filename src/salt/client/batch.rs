@@ -16,12 +16,12 @@ use tokio::time::{Duration, Instant};
 
 use super::collect::{self, CollectOptions};
 use super::job::{self, Job};
-use super::local;
-use super::{ClientCall, timeout_of, truthy};
+use super::local::{self, LocalArgs};
+use super::{Chunk, timeout_of, truthy};
 use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult};
 use crate::salt::master::Master;
-use crate::settings::seconds;
+use crate::settings::{Settings, seconds};
 
 /// What a sub-batch task reports.
 enum Report {
@@ -33,22 +33,56 @@ enum Report {
     Failed(SaltError),
 }
 
-/// Runs a `local_batch` chunk.
-pub(crate) async fn local_batch(master: &Arc<Master>, call: &ClientCall<'_>) -> SaltResult<Json> {
-    let (chunk, creds) = (call.chunk, &call.creds);
-    let job = Job::from_chunk(chunk, &master.settings)?;
-    if !job.jid.is_empty() {
-        // Minions drop a jid they have seen: only the first sub-batch would run.
-        return Err(SaltError::Invocation(
-            "local_batch publishes one job per sub-batch: a 'jid' cannot be given".into(),
-        ));
+/// What a `local_batch` chunk runs: a `local` job, `size` minions at a time.
+#[derive(Debug, Clone)]
+pub(crate) struct BatchArgs {
+    /// The job over the whole target.
+    pub(crate) local: LocalArgs,
+    /// `batch`: how many minions run at once.
+    pub(crate) size: BatchSize,
+    /// `batch_wait`: how long a finished minion's slot stays empty.
+    pub(crate) batch_wait: Duration,
+    /// `failhard`: the first failed return ends the run.
+    pub(crate) failhard: bool,
+}
+
+impl BatchArgs {
+    /// Reads a `local_batch` chunk.
+    pub(crate) fn parse(
+        chunk: &Chunk,
+        timeout: Option<f64>,
+        settings: &Settings,
+    ) -> SaltResult<BatchArgs> {
+        let local = LocalArgs::parse(chunk, timeout, settings)?;
+        if !local.job.jid.is_empty() {
+            // Minions drop a jid they have seen: only the first sub-batch would run.
+            return Err(SaltError::Invocation(
+                "local_batch publishes one job per sub-batch: a 'jid' cannot be given".into(),
+            ));
+        }
+        Ok(BatchArgs {
+            local,
+            size: BatchSize::parse(chunk.get("batch"))?,
+            batch_wait: seconds(timeout_of(chunk.get("batch_wait"), 0.0)),
+            failhard: chunk.get("failhard").is_some_and(truthy),
+        })
     }
-    let opts = collect::collect_options(call, &master.settings);
-    let wait = job::publish_wait(call, &master.settings);
-    let up = minions_up(master, &job, creds, wait, &opts).await?;
-    let size = batch_size(chunk.get("batch"), up.len())?;
-    let batch_wait = seconds(timeout_of(chunk.get("batch_wait"), 0.0));
-    let failhard = chunk.get("failhard").is_some_and(truthy);
+}
+
+/// Runs a `local_batch` chunk.
+pub(crate) async fn local_batch(
+    master: &Arc<Master>,
+    args: &BatchArgs,
+    creds: &Credentials,
+) -> SaltResult<Json> {
+    let (job, opts, wait) = (
+        &args.local.job,
+        &args.local.collect,
+        args.local.publish_wait,
+    );
+    let up = minions_up(master, job, creds, wait, opts).await?;
+    let size = args.size.of(up.len())?;
+    let (batch_wait, failhard) = (args.batch_wait, args.failhard);
     let mut queue: VecDeque<String> = up.into();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut active = 0usize;
@@ -140,28 +174,54 @@ async fn minions_up(
 }
 
 /// Salt's batch size: `N%` of the minions (at least 1 when any), or a count.
-pub(crate) fn batch_size(batch: Option<&Json>, minions: usize) -> SaltResult<usize> {
-    let text = match batch {
-        None | Some(Json::Null) => "10%".to_string(),
-        Some(Json::String(s)) => s.trim().to_string(),
-        Some(Json::Number(n)) => n.to_string(),
-        Some(_) => return Err(invalid_batch()),
-    };
-    let size = if let Some(pct) = text.strip_suffix('%') {
-        let pct: f64 = pct.trim().parse().map_err(|_| invalid_batch())?;
-        let share = pct / 100.0 * minions as f64;
-        if share < 1.0 {
-            share.ceil()
-        } else {
-            share.floor()
-        }
-    } else {
-        text.parse::<f64>().map_err(|_| invalid_batch())?.floor()
-    };
-    if !(size >= 1.0 || minions == 0) {
-        return Err(invalid_batch());
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum BatchSize {
+    /// A share of the minions that are up, in percent.
+    Percent(f64),
+    /// A number of minions.
+    Count(f64),
+}
+
+impl BatchSize {
+    /// Reads `batch` (default `10%`).
+    pub(crate) fn parse(batch: Option<&Json>) -> SaltResult<BatchSize> {
+        let text = match batch {
+            None | Some(Json::Null) => "10%".to_string(),
+            Some(Json::String(s)) => s.trim().to_string(),
+            Some(Json::Number(n)) => n.to_string(),
+            Some(_) => return Err(invalid_batch()),
+        };
+        let number = |t: &str| t.trim().parse::<f64>().map_err(|_| invalid_batch());
+        Ok(match text.strip_suffix('%') {
+            Some(pct) => BatchSize::Percent(number(pct)?),
+            None => BatchSize::Count(number(&text)?),
+        })
     }
-    Ok(size.max(1.0) as usize)
+
+    /// How many of `minions` run at once.
+    pub(crate) fn of(self, minions: usize) -> SaltResult<usize> {
+        let size = match self {
+            BatchSize::Percent(pct) => {
+                let share = pct / 100.0 * minions as f64;
+                if share < 1.0 {
+                    share.ceil()
+                } else {
+                    share.floor()
+                }
+            }
+            BatchSize::Count(n) => n.floor(),
+        };
+        if !(size >= 1.0 || minions == 0) {
+            return Err(invalid_batch());
+        }
+        Ok(size.max(1.0) as usize)
+    }
+}
+
+/// Salt's batch size for `batch` over `minions`.
+#[cfg(test)]
+fn batch_size(batch: Option<&Json>, minions: usize) -> SaltResult<usize> {
+    BatchSize::parse(batch)?.of(minions)
 }
 
 fn invalid_batch() -> SaltError {

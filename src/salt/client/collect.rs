@@ -13,7 +13,7 @@ use serde_json::{Map, Value as Json, json};
 use tokio::time::Instant;
 
 use super::job::{Job, Published, prefixes_before_publish, publish};
-use super::{ClientCall, timeout_of, truthy};
+use super::{Chunk, timeout_of, truthy};
 use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult};
 use crate::salt::events::{Event, Subscription};
@@ -34,11 +34,14 @@ pub struct CollectOptions {
     pub expect_minions: Option<bool>,
 }
 
-/// Collection options from a chunk.
-pub(crate) fn collect_options(call: &ClientCall, settings: &Settings) -> CollectOptions {
-    let chunk = call.chunk;
+/// Collection options from a chunk whose own `timeout` is `timeout` (else the master's).
+pub(crate) fn collect_options(
+    chunk: &Chunk,
+    timeout: Option<f64>,
+    settings: &Settings,
+) -> CollectOptions {
     CollectOptions {
-        timeout: call.timeout_or(settings.calls.timeout),
+        timeout: seconds(timeout.unwrap_or(settings.calls.timeout)),
         gather_job_timeout: seconds(timeout_of(
             chunk.get("gather_job_timeout"),
             settings.calls.gather_job_timeout,

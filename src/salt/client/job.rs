@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value as Json, json};
 
 use super::nodegroup::{expand_compound, resolve_nodegroup};
-use super::{Chunk, ClientCall, arg_list};
+use super::{Chunk, arg_list};
 use crate::salt::channel::check_reply;
 use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult};
@@ -299,11 +299,6 @@ fn whole_seconds(d: Duration) -> Json {
 /// job event, and bare `<jid>` events (fired by 3006/3007 masters, not by 3008).
 pub(crate) fn prefixes_before_publish() -> Vec<String> {
     vec!["salt/job/".into(), "2".into()]
-}
-
-/// The reply-wait for a publish: the chunk's timeout, else `publish_timeout`.
-pub(crate) fn publish_wait(call: &ClientCall, settings: &Settings) -> Duration {
-    call.timeout_or(settings.calls.publish_timeout)
 }
 
 #[cfg(test)]

@@ -5,21 +5,88 @@ use std::time::Duration;
 
 use serde_json::{Map, Value as Json, json};
 
-use super::ClientCall;
+use super::Chunk;
 use super::collect::{CollectOptions, collect, collect_options, no_response};
-use super::job::{Job, prefixes_before_publish, publish, publish_wait};
+use super::job::{Job, prefixes_before_publish, publish};
 use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult};
 use crate::salt::master::Master;
+use crate::settings::{Settings, seconds};
 
 pub(crate) use super::truthy;
 
+/// What a `local*` chunk runs: the job, how its returns are collected, and how long the
+/// master may take to take the publish (the chunk's `timeout`, else `publish_timeout`).
+#[derive(Debug, Clone)]
+pub(crate) struct LocalArgs {
+    /// What to publish.
+    pub(crate) job: Job,
+    /// How returns are collected.
+    pub(crate) collect: CollectOptions,
+    /// The wait for the master's reply to the publish.
+    pub(crate) publish_wait: Duration,
+}
+
+impl LocalArgs {
+    /// Reads a `local*` chunk; `timeout` is the chunk's own, if it gave one.
+    pub(crate) fn parse(
+        chunk: &Chunk,
+        timeout: Option<f64>,
+        settings: &Settings,
+    ) -> SaltResult<LocalArgs> {
+        Ok(LocalArgs {
+            job: Job::from_chunk(chunk, settings)?,
+            collect: collect_options(chunk, timeout, settings),
+            publish_wait: seconds(timeout.unwrap_or(settings.calls.publish_timeout)),
+        })
+    }
+}
+
+/// What a `local_subset` chunk runs: a `local` job on `size` minions that have `fun`.
+#[derive(Debug, Clone)]
+pub(crate) struct SubsetArgs {
+    /// The job as given (its target is narrowed to the chosen minions).
+    pub(crate) local: LocalArgs,
+    /// The function, which the chosen minions must have.
+    pub(crate) fun: String,
+    /// How many minions run it (`subset`, alias `sub`, default 3).
+    pub(crate) size: u64,
+}
+
+impl SubsetArgs {
+    /// Reads a `local_subset` chunk.
+    pub(crate) fn parse(
+        chunk: &Chunk,
+        timeout: Option<f64>,
+        settings: &Settings,
+    ) -> SaltResult<SubsetArgs> {
+        let local = LocalArgs::parse(chunk, timeout, settings)?;
+        let Json::String(fun) = &local.job.fun else {
+            return Err(SaltError::Invocation(
+                "local_subset needs 'fun' as a string".into(),
+            ));
+        };
+        let size = chunk
+            .get("sub")
+            .or_else(|| chunk.get("subset"))
+            .map_or(Some(3), Json::as_u64)
+            .ok_or_else(|| SaltError::Invocation("'subset' must be a number".into()))?;
+        Ok(SubsetArgs {
+            fun: fun.clone(),
+            local,
+            size,
+        })
+    }
+}
+
 /// `local`: publish, collect, and shape `{minion: return}` as LocalClient.cmd does.
-pub(crate) async fn local(master: &Master, call: &ClientCall<'_>) -> SaltResult<Json> {
-    let job = Job::from_chunk(call.chunk, &master.settings)?;
-    let opts = collect_options(call, &master.settings);
-    let wait = publish_wait(call, &master.settings);
-    run_and_collect(master, &job, &call.creds, "local", wait, &opts).await
+pub(crate) async fn local(
+    master: &Master,
+    args: &LocalArgs,
+    creds: &Credentials,
+) -> SaltResult<Json> {
+    let (job, wait) = (&args.job, args.publish_wait);
+    run_and_collect(master, job, creds, "local", wait, &args.collect).await
 }
 
 /// Publishes `job` and collects its returns into one `{minion: ret}` object.
@@ -76,11 +143,13 @@ pub(crate) async fn run_and_collect(
 }
 
 /// `local_async`: publish only; `{"jid", "minions"}` or `{}` if nothing matched.
-pub(crate) async fn local_async(master: &Master, call: &ClientCall<'_>) -> SaltResult<Json> {
-    let job = Job::from_chunk(call.chunk, &master.settings)?;
-    let wait = publish_wait(call, &master.settings);
+pub(crate) async fn local_async(
+    master: &Master,
+    args: &LocalArgs,
+    creds: &Credentials,
+) -> SaltResult<Json> {
     Ok(
-        match publish(master, &job, &call.creds, "local_async", wait).await? {
+        match publish(master, &args.job, creds, "local_async", args.publish_wait).await? {
             Some(p) => {
                 crate::audit::note_job(&p.jid, p.minions.len());
                 json!({"jid": p.jid, "minions": p.minions})
@@ -92,21 +161,18 @@ pub(crate) async fn local_async(master: &Master, call: &ClientCall<'_>) -> SaltR
 
 /// `local_subset`: run `fun` on `subset` (alias `sub`, default 3) random minions of the
 /// target that have the function.
-pub(crate) async fn local_subset(master: &Master, call: &ClientCall<'_>) -> SaltResult<Json> {
-    let (chunk, creds) = (call.chunk, &call.creds);
-    let job = Job::from_chunk(chunk, &master.settings)?;
-    let Json::String(fun) = &job.fun else {
-        return Err(SaltError::Invocation(
-            "local_subset needs 'fun' as a string".into(),
-        ));
-    };
-    let size = chunk
-        .get("sub")
-        .or_else(|| chunk.get("subset"))
-        .map_or(Some(3), Json::as_u64)
-        .ok_or_else(|| SaltError::Invocation("'subset' must be a number".into()))?;
-    let opts = collect_options(call, &master.settings);
-    let wait = publish_wait(call, &master.settings);
+pub(crate) async fn local_subset(
+    master: &Master,
+    args: &SubsetArgs,
+    creds: &Credentials,
+) -> SaltResult<Json> {
+    let (job, opts, wait) = (
+        &args.local.job,
+        &args.local.collect,
+        args.local.publish_wait,
+    );
+    let fun = args.fun.as_str();
+    let size = args.size;
     let probe = job.probe("sys.list_functions", &master.settings);
     let listing_opts = CollectOptions {
         full_return: false,
@@ -133,7 +199,7 @@ pub(crate) async fn local_subset(master: &Master, call: &ClientCall<'_>) -> Salt
     run.ret = job.ret.clone();
     run.jid = job.jid.clone();
     run.extra = job.extra.clone();
-    run_and_collect(master, &run, creds, "local_subset", wait, &opts).await
+    run_and_collect(master, &run, creds, "local_subset", wait, opts).await
 }
 
 /// Fisher-Yates with the standard library's randomly seeded hasher as the source.

@@ -1,6 +1,7 @@
 //! The netapi clients: what each lowstate `client` sends to the master and returns, one
 //! module each, and the chunk readers they share (`Chunk` is one lowstate chunk, a JSON
-//! object).
+//! object). Each client module owns a `parse`/`run` pair: `parse` reads a chunk once into
+//! the client's typed arguments (every refusal a `SaltError`), `run` sends them.
 
 pub(crate) mod batch;
 pub(crate) mod collect;
@@ -11,46 +12,16 @@ pub(crate) mod runner;
 pub(crate) mod wheel;
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use serde_json::{Map, Value as Json};
 
-use super::credentials::Credentials;
 use super::error::{SaltError, SaltResult};
-use crate::settings::seconds;
 
 /// One lowstate chunk: `{"client": …, "fun": …, …}`.
 pub(crate) type Chunk = Map<String, Json>;
 
-/// A chunk read once for the client that runs it: its credentials and its own `timeout`;
-/// the client reads its other arguments from `chunk`.
-pub(crate) struct ClientCall<'a> {
-    /// The chunk.
-    pub(crate) chunk: &'a Chunk,
-    /// Who runs it (`token`, or `eauth` with `username`/`password`).
-    pub(crate) creds: Credentials,
-    /// The chunk's `timeout` in seconds, when it gave a usable one.
-    pub(crate) timeout: Option<f64>,
-}
-
-impl<'a> ClientCall<'a> {
-    /// Reads the credentials and the timeout of `chunk`.
-    pub(crate) fn new(chunk: &'a Chunk) -> SaltResult<ClientCall<'a>> {
-        Ok(ClientCall {
-            creds: Credentials::from_chunk(chunk)?,
-            timeout: given_seconds(chunk.get("timeout")),
-            chunk,
-        })
-    }
-
-    /// The chunk's `timeout`, else `default` seconds.
-    pub(crate) fn timeout_or(&self, default: f64) -> Duration {
-        seconds(self.timeout.unwrap_or(default))
-    }
-}
-
 /// Salt's `_get_timeout` reading: a number (or numeric string) of seconds, not negative.
-fn given_seconds(value: Option<&Json>) -> Option<f64> {
+pub(crate) fn given_seconds(value: Option<&Json>) -> Option<f64> {
     let secs = match value {
         Some(Json::Number(n)) => n.as_f64(),
         Some(Json::String(s)) => s.trim().parse::<f64>().ok(),

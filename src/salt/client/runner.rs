@@ -9,16 +9,18 @@
 //! runner loader by `scripts/runner-signatures`; a function that is not in it takes them
 //! all). `runner` then waits on the event bus for `salt/run/<jid>/ret`.
 
+use std::time::Duration;
+
 use serde_json::{Map, Value as Json, json};
 
 use super::local::truthy;
-use super::{Chunk, ClientCall, arg_list, required_str};
+use super::{Chunk, arg_list, required_str};
 use crate::salt::channel::check_reply;
 use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult, without_traceback};
 use crate::salt::master::Master;
 use crate::salt::yamlify::parse_input;
-use crate::settings::seconds;
+use crate::settings::{Settings, seconds};
 
 /// Chunk keys that are not runner arguments (`user`/`key` are never forwarded: they
 /// would select the master's root-key authentication).
@@ -38,34 +40,71 @@ const NOT_ARGUMENTS: [&str; 13] = [
     "auth_list",
 ];
 
-/// The runner load for a chunk.
-fn runner_load(chunk: &Chunk, creds: &Credentials, client: &str) -> SaltResult<Json> {
-    let fun = required_str(chunk, "fun", client)?;
-    let (args, mut kwargs) = parse_input(arg_list(chunk.get("arg")));
-    match chunk.get("kwarg") {
-        None | Some(Json::Null) => {}
-        Some(Json::Object(kw)) => kwargs.extend(kw.clone()),
-        Some(_) => return Err(SaltError::Invocation("'kwarg' must be an object".into())),
-    }
-    // Old-style lowstate: other keys are keyword arguments ({"fun": "jobs.lookup_jid", "jid": …}).
-    // Keys starting with `__` (`__jid__`, `__tag__`, …) are the master's own: never forwarded.
-    for (k, v) in chunk {
-        if !NOT_ARGUMENTS.contains(&k.as_str()) && !k.starts_with("__") {
-            kwargs.insert(k.clone(), v.clone());
+/// What a `runner` or `runner_async` chunk runs.
+#[derive(Debug, Clone)]
+pub(crate) struct RunnerArgs {
+    /// The runner function.
+    pub(crate) fun: String,
+    /// Positional arguments, YAML-typed.
+    pub(crate) args: Vec<Json>,
+    /// Keyword arguments the function takes.
+    pub(crate) kwargs: Map<String, Json>,
+    /// `full_return`: answer the whole return event, not only its `return`.
+    pub(crate) full_return: bool,
+    /// How long `runner` waits for the return (the chunk's `timeout`, else `rest_timeout`).
+    pub(crate) wait: Duration,
+}
+
+impl RunnerArgs {
+    /// Reads a chunk of `client` (`runner` or `runner_async`); `timeout` is the chunk's
+    /// own, if it gave one.
+    pub(crate) fn parse(
+        chunk: &Chunk,
+        client: &str,
+        timeout: Option<f64>,
+        settings: &Settings,
+    ) -> SaltResult<RunnerArgs> {
+        let fun = required_str(chunk, "fun", client)?;
+        let (args, mut kwargs) = parse_input(arg_list(chunk.get("arg")));
+        match chunk.get("kwarg") {
+            None | Some(Json::Null) => {}
+            Some(Json::Object(kw)) => kwargs.extend(kw.clone()),
+            Some(_) => return Err(SaltError::Invocation("'kwarg' must be an object".into())),
         }
+        // Old-style lowstate: other keys are keyword arguments ({"fun": "jobs.lookup_jid", "jid": …}).
+        // Keys starting with `__` (`__jid__`, `__tag__`, …) are the master's own: never forwarded.
+        for (k, v) in chunk {
+            if !NOT_ARGUMENTS.contains(&k.as_str()) && !k.starts_with("__") {
+                kwargs.insert(k.clone(), v.clone());
+            }
+        }
+        // Salt's `load_args_and_kwargs(…, ignore_invalid=True)`: a keyword the function does
+        // not take is dropped (a client's `expr_form` on `manage.up`), not passed to fail.
+        if let Some(accepted) = accepted_keywords(fun) {
+            kwargs.retain(|k, _| accepted.iter().any(|a| a == k));
+        }
+        Ok(RunnerArgs {
+            fun: fun.to_string(),
+            args,
+            kwargs,
+            full_return: chunk.get("full_return").is_some_and(truthy),
+            wait: seconds(timeout.unwrap_or(settings.calls.rest_timeout)),
+        })
     }
-    // Salt's `load_args_and_kwargs(…, ignore_invalid=True)`: a keyword the function does
-    // not take is dropped (a client's `expr_form` on `manage.up`), not passed to fail.
-    if let Some(accepted) = accepted_keywords(fun) {
-        kwargs.retain(|k, _| accepted.iter().any(|a| a == k));
+
+    /// The runner load: RunnerClient's, for `client`.
+    fn load(&self, creds: &Credentials, client: &str) -> Json {
+        let mut load = Map::new();
+        load.insert("fun".into(), Json::from(self.fun.as_str()));
+        load.insert(
+            "kwarg".into(),
+            json!({"arg": self.args, "kwarg": self.kwargs}),
+        );
+        creds.write_to(&mut load);
+        load.insert("client".into(), Json::from(client));
+        load.insert("cmd".into(), Json::from("runner"));
+        Json::Object(load)
     }
-    let mut load = Map::new();
-    load.insert("fun".into(), Json::from(fun));
-    load.insert("kwarg".into(), json!({"arg": args, "kwarg": kwargs}));
-    creds.write_to(&mut load);
-    load.insert("client".into(), Json::from(client));
-    load.insert("cmd".into(), Json::from("runner"));
-    Ok(Json::Object(load))
 }
 
 /// The keyword arguments `fun` accepts, if it is one of Salt's runner functions without
@@ -84,11 +123,11 @@ fn accepted_keywords(fun: &str) -> Option<&'static [String]> {
 /// Sends the runner load; returns the master's `{"tag", "jid"}`.
 async fn start(
     master: &Master,
-    chunk: &Chunk,
+    args: &RunnerArgs,
     creds: &Credentials,
     client: &str,
 ) -> SaltResult<Json> {
-    let load = runner_load(chunk, creds, client)?;
+    let load = args.load(creds, client);
     let wait = seconds(master.settings.calls.publish_timeout);
     let reply = check_reply(master.channel.send(load, wait).await?)?;
     match reply.get("tag").and_then(Json::as_str) {
@@ -100,14 +139,22 @@ async fn start(
 }
 
 /// `runner_async`: start the job and return `{"tag", "jid"}`.
-pub(crate) async fn runner_async(master: &Master, call: &ClientCall<'_>) -> SaltResult<Json> {
-    start(master, call.chunk, &call.creds, "runner_async").await
+pub(crate) async fn runner_async(
+    master: &Master,
+    args: &RunnerArgs,
+    creds: &Credentials,
+) -> SaltResult<Json> {
+    start(master, args, creds, "runner_async").await
 }
 
 /// `runner`: start the job and wait for its return (`timeout`, else `rest_timeout`).
-pub(crate) async fn runner(master: &Master, call: &ClientCall<'_>) -> SaltResult<Json> {
+pub(crate) async fn runner(
+    master: &Master,
+    args: &RunnerArgs,
+    creds: &Credentials,
+) -> SaltResult<Json> {
     let mut sub = master.bus.subscribe(vec!["salt/run/".into()]).await?;
-    let reply = start(master, call.chunk, &call.creds, "runner").await?;
+    let reply = start(master, args, creds, "runner").await?;
     let tag = reply
         .get("tag")
         .and_then(Json::as_str)
@@ -120,8 +167,7 @@ pub(crate) async fn runner(master: &Master, call: &ClientCall<'_>) -> SaltResult
         .to_string();
     let ret_tag = format!("{tag}/ret");
     sub.narrow(vec![ret_tag.clone()]);
-    let wait = call.timeout_or(master.settings.calls.rest_timeout);
-    let deadline = tokio::time::Instant::now() + wait;
+    let deadline = tokio::time::Instant::now() + args.wait;
     loop {
         let event = match tokio::time::timeout_at(deadline, sub.recv()).await {
             Err(_) => {
@@ -146,7 +192,7 @@ pub(crate) async fn runner(master: &Master, call: &ClientCall<'_>) -> SaltResult
             // master's file paths in a 200 body.
             return Err(SaltError::Master(message));
         }
-        return Ok(if call.chunk.get("full_return").is_some_and(truthy) {
+        return Ok(if args.full_return {
             json!({"tag": event.tag, "data": event.data})
         } else {
             ret
@@ -176,6 +222,14 @@ fn runner_exception(data: &Json) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// The `runner` load of a chunk given as JSON.
+    fn runner_load(chunk: &Json, creds: &Credentials) -> Json {
+        let settings = Settings::from_mapping(&serde_yaml_ng::Mapping::new());
+        let chunk = chunk.as_object().expect("object");
+        let args = RunnerArgs::parse(chunk, "runner", None, &settings).expect("runner arguments");
+        args.load(creds, "runner")
+    }
+
     #[test]
     fn tracebacks_are_cut_to_their_message() {
         let t = "Exception occurred in runner nope.fun: Traceback (most recent call last):\n  File \"/srv/venv/salt/client/mixins.py\", line 1, in low\n    x\nKeyError: 'nope.fun'\n";
@@ -203,10 +257,7 @@ mod tests {
     #[test]
     fn keywords_the_runner_does_not_take_are_dropped() {
         let creds = Credentials::Token(crate::salt::credentials::Secret::new("ab".into()));
-        let load = |v: Json| {
-            let chunk = v.as_object().cloned().expect("object");
-            runner_load(&chunk, &creds, "runner").expect("load")["kwarg"].clone()
-        };
+        let load = |v: Json| runner_load(&v, &creds)["kwarg"].clone();
         assert_eq!(
             load(json!({"fun": "manage.up", "expr_form": "glob", "tgt": "*",
                 "kwarg": {"bogus": 1, "timeout": 5}, "arg": ["x", "tgt_type=glob", "nope=1"]})),
@@ -228,9 +279,8 @@ mod tests {
     fn runner_load_shape() {
         let chunk = json!({"client": "runner", "fun": "jobs.lookup_jid", "jid": "1", "arg": ["a=1", "b"], "__tag__": "x",
             "eauth": "file", "username": "u", "password": "p", "key": "root", "user": "root", "timeout": 3});
-        let chunk = chunk.as_object().cloned().expect("object");
-        let creds = Credentials::from_chunk(&chunk).expect("creds");
-        let load = runner_load(&chunk, &creds, "runner").expect("load");
+        let creds = Credentials::from_chunk(chunk.as_object().expect("object")).expect("creds");
+        let load = runner_load(&chunk, &creds);
         assert_eq!(
             load,
             json!({"fun": "jobs.lookup_jid", "kwarg": {"arg": ["b"], "kwarg": {"jid": "1"}},

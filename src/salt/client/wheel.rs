@@ -12,7 +12,7 @@
 
 use serde_json::{Map, Value as Json, json};
 
-use super::{Chunk, ClientCall, arg_list, required_str};
+use super::{Chunk, arg_list, required_str};
 use crate::salt::channel::check_reply;
 use crate::salt::clock::new_jid;
 use crate::salt::credentials::Credentials;
@@ -104,28 +104,48 @@ fn wheel_arguments(chunk: &Chunk) -> SaltResult<Map<String, Json>> {
     Ok(kwargs)
 }
 
-/// The clear load: the arguments at the top level, where the master runs the function
-/// with them, and the very same arguments as `kwarg: {"arg": [], "kwarg": {...}}`, where
-/// the master checks the caller's ACL (`ClearFuncs.wheel` checks only `kwarg`).
-fn wheel_load(chunk: &Chunk, creds: &Credentials) -> SaltResult<Chunk> {
-    let fun = required_str(chunk, "fun", "wheel")?;
-    let kwargs = wheel_arguments(chunk)?;
-    let mut load = kwargs.clone();
-    if let Some(client) = chunk.get("client") {
-        load.insert("client".into(), client.clone());
+/// What a `wheel` or `wheel_async` chunk runs.
+#[derive(Debug, Clone)]
+pub(crate) struct WheelArgs {
+    /// The wheel function.
+    pub(crate) fun: String,
+    /// Its keyword arguments (wheel functions take no positional ones).
+    pub(crate) kwargs: Map<String, Json>,
+}
+
+impl WheelArgs {
+    /// Reads a `wheel*` chunk.
+    pub(crate) fn parse(chunk: &Chunk) -> SaltResult<WheelArgs> {
+        Ok(WheelArgs {
+            fun: required_str(chunk, "fun", "wheel")?.to_string(),
+            kwargs: wheel_arguments(chunk)?,
+        })
     }
-    load.insert("fun".into(), Json::from(fun));
-    load.insert("kwarg".into(), json!({"arg": [], "kwarg": kwargs}));
-    creds.write_to(&mut load);
-    load.insert("cmd".into(), Json::from("wheel"));
-    Ok(load)
+
+    /// The clear load for `client`: the arguments at the top level, where the master runs
+    /// the function with them, and the very same arguments as `kwarg: {"arg": [],
+    /// "kwarg": {...}}`, where the master checks the caller's ACL (`ClearFuncs.wheel`
+    /// checks only `kwarg`).
+    fn load(&self, creds: &Credentials, client: &str) -> Chunk {
+        let mut load = self.kwargs.clone();
+        load.insert("client".into(), Json::from(client));
+        load.insert("fun".into(), Json::from(self.fun.as_str()));
+        load.insert("kwarg".into(), json!({"arg": [], "kwarg": self.kwargs}));
+        creds.write_to(&mut load);
+        load.insert("cmd".into(), Json::from("wheel"));
+        load
+    }
 }
 
 /// `wheel`: one request, the master's reply (`{"tag", "data": {…, "return", "success"}}`).
 /// A function that raised keeps Salt's shape (`success: false`, the exception as the
 /// return), but its traceback (the master's file paths) goes to the log, not the caller.
-pub(crate) async fn wheel(master: &Master, call: &ClientCall<'_>) -> SaltResult<Json> {
-    let load = wheel_load(call.chunk, &call.creds)?;
+pub(crate) async fn wheel(
+    master: &Master,
+    args: &WheelArgs,
+    creds: &Credentials,
+) -> SaltResult<Json> {
+    let load = args.load(creds, "wheel");
     let wait = seconds(master.settings.calls.rest_timeout);
     let mut reply = check_reply(master.channel.send(Json::Object(load), wait).await?)?;
     shorten_exception(&mut reply);
@@ -160,8 +180,12 @@ fn shorten_exception(reply: &mut Json) {
 /// overwrite both with a jid of their own and reply once the function has run, so no
 /// event ever comes under our tag: there the answer depends on the master's reply, which
 /// names the jid that really ran, and is waited for up to `rest_timeout` like `wheel`.
-pub(crate) async fn wheel_async(master: &Master, call: &ClientCall<'_>) -> SaltResult<Json> {
-    let mut load = wheel_load(call.chunk, &call.creds)?;
+pub(crate) async fn wheel_async(
+    master: &Master,
+    args: &WheelArgs,
+    creds: &Credentials,
+) -> SaltResult<Json> {
+    let mut load = args.load(creds, "wheel_async");
     let jid = new_jid();
     let tag = format!("salt/wheel/{jid}");
     load.insert("__jid__".into(), Json::from(jid.as_str()));
@@ -212,6 +236,11 @@ mod tests {
 
     fn chunk(v: Json) -> Chunk {
         v.as_object().cloned().expect("object")
+    }
+
+    /// The `wheel` load of a chunk.
+    fn wheel_load(chunk: &Chunk, creds: &Credentials) -> SaltResult<Chunk> {
+        Ok(WheelArgs::parse(chunk)?.load(creds, "wheel"))
     }
 
     #[test]
