@@ -70,12 +70,6 @@ impl Client {
         Client::ALL.into_iter().find(|c| c.name() == name)
     }
 
-    /// Its answer is a list whose items each join the request's return list, as Salt's
-    /// API does with `local_batch`'s generator.
-    pub(crate) fn answers_many(self) -> bool {
-        self == Client::LocalBatch
-    }
-
     /// It waits for returns within the chunk's `timeout`, which must then not be 0.
     fn waits(self) -> bool {
         matches!(
@@ -165,32 +159,25 @@ impl ClientCall {
         Ok((client.parse(chunk, settings)?, creds))
     }
 
-    /// The client the call is for.
-    pub(crate) fn client(&self) -> Client {
-        match self {
-            ClientCall::Local(_) => Client::Local,
-            ClientCall::LocalAsync(_) => Client::LocalAsync,
-            ClientCall::LocalBatch(_) => Client::LocalBatch,
-            ClientCall::LocalSubset(_) => Client::LocalSubset,
-            ClientCall::Runner(_) => Client::Runner,
-            ClientCall::RunnerAsync(_) => Client::RunnerAsync,
-            ClientCall::Wheel(_) => Client::Wheel,
-            ClientCall::WheelAsync(_) => Client::WheelAsync,
-        }
-    }
-
     /// Runs the call as `creds`.
-    pub(crate) async fn run(&self, master: &Arc<Master>, creds: &Credentials) -> SaltResult<Json> {
-        match self {
+    pub(crate) async fn run(
+        &self,
+        master: &Arc<Master>,
+        creds: &Credentials,
+    ) -> SaltResult<Answer> {
+        let one = match self {
             ClientCall::Local(args) => local::local(master, args, creds).await,
             ClientCall::LocalAsync(args) => local::local_async(master, args, creds).await,
             ClientCall::LocalSubset(args) => local::local_subset(master, args, creds).await,
-            ClientCall::LocalBatch(args) => batch::local_batch(master, args, creds).await,
+            ClientCall::LocalBatch(args) => {
+                return Ok(Answer::Many(batch::local_batch(master, args, creds).await?));
+            }
             ClientCall::Runner(args) => runner::runner(master, args, creds).await,
             ClientCall::RunnerAsync(args) => runner::runner_async(master, args, creds).await,
             ClientCall::Wheel(args) => wheel::wheel(master, args, creds).await,
             ClientCall::WheelAsync(args) => wheel::wheel_async(master, args, creds).await,
-        }
+        };
+        one.map(Answer::One)
     }
 }
 
@@ -199,7 +186,7 @@ pub fn client_names() -> [&'static str; 8] {
     Client::ALL.map(Client::name)
 }
 
-/// What one chunk answers.
+/// What one chunk answers (Salt's API yields `local_batch`'s items one by one).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     /// One item of the request's return list.
@@ -223,11 +210,7 @@ impl Answer {
 pub async fn run(master: &Arc<Master>, chunk: &Chunk, session: Option<&str>) -> SaltResult<Answer> {
     check_master_running(master)?;
     let (call, creds) = ClientCall::parse(chunk, session, &master.settings)?;
-    let client = call.client();
-    Ok(match call.run(master, &creds).await? {
-        Json::Array(items) if client.answers_many() => Answer::Many(items),
-        value => Answer::One(value),
-    })
+    call.run(master, &creds).await
 }
 
 /// Salt's `_is_master_running`: the request-server socket file exists in `sock_dir`. A
@@ -340,11 +323,6 @@ mod tests {
         }
         assert_eq!(Client::named("ssh"), None);
         assert_eq!(client_names()[2], "local_batch");
-        let many: Vec<_> = Client::ALL
-            .into_iter()
-            .filter(|c| c.answers_many())
-            .collect();
-        assert_eq!(many, [Client::LocalBatch]);
     }
 
     #[test]

@@ -69,12 +69,12 @@ impl BatchArgs {
     }
 }
 
-/// Runs a `local_batch` chunk.
+/// Runs a `local_batch` chunk: its `{minion: return}` items in completion order.
 pub(crate) async fn local_batch(
     master: &Arc<Master>,
     args: &BatchArgs,
     creds: &Credentials,
-) -> SaltResult<Json> {
+) -> SaltResult<Vec<Json>> {
     let (job, opts, wait) = (
         &args.local.job,
         &args.local.collect,
@@ -144,7 +144,7 @@ pub(crate) async fn local_batch(
             None => break,
         }
     }
-    Ok(Json::Array(out))
+    Ok(out)
 }
 
 /// Minions that answer `test.ping`, in target order.
