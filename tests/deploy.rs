@@ -42,6 +42,31 @@ fn as_refs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> 
     v.iter().map(|(k, s)| (*k, s.as_str())).collect()
 }
 
+/// Apache with the shipped mod_cgid site (`apache/salt-fcgi-cgid.conf`): `binary` as the
+/// CGI program, `common` placeholders, children in group `gid`.
+fn apache_cgid(
+    wd: &Workdir,
+    common: &[(&'static str, String)],
+    binary: &std::path::Path,
+    gid: u32,
+) -> Apache {
+    let extra = format!("ScriptSock {}/cgid.sock\n", wd.join("apache/run").display());
+    Apache::start(
+        wd,
+        &["mod_cgid", "mod_alias", "mod_env"],
+        &extra,
+        gid,
+        |port| {
+            let listen = format!("127.0.0.1:{port}");
+            let bin = binary.display().to_string();
+            let mut s = as_refs(common);
+            s.push(("@LISTEN@", &listen));
+            s.push(("@BINARY@", &bin));
+            template("apache/salt-fcgi-cgid.conf", &s)
+        },
+    )
+}
+
 /// A synchronous request that takes `secs` seconds on the first minion.
 fn slow_request(env: &TestEnv, secs: u32) -> serde_json::Value {
     json!([env.chunk(
@@ -152,22 +177,7 @@ fn apache_cgi() {
     let wd = Workdir::new("cgid");
     let tls = Tls::generate(&wd);
     let binary = wd.install_binary("bin/salt-fcgi");
-    let extra = format!("ScriptSock {}/cgid.sock\n", wd.join("apache/run").display());
-    let common = subs(&env, &tls);
-    let apache = Apache::start(
-        &wd,
-        &["mod_cgid", "mod_alias", "mod_env"],
-        &extra,
-        master_gid,
-        |port| {
-            let listen = format!("127.0.0.1:{port}");
-            let bin = binary.display().to_string();
-            let mut s = as_refs(&common);
-            s.push(("@LISTEN@", &listen));
-            s.push(("@BINARY@", &bin));
-            template("apache/salt-fcgi-cgid.conf", &s)
-        },
-    );
+    let apache = apache_cgid(&wd, &subs(&env, &tls), &binary, master_gid);
     let client = Client::new(&wd, &format!("https://127.0.0.1:{}/", apache.port), &tls);
     let mut checks = Checks::new("apache-cgi");
     run_suite(&client, &env, &mut checks, &wd.path);
@@ -235,24 +245,10 @@ fn apache_cgi_without_the_master_group() {
         } else {
             env.master_config.clone()
         };
-        let extra = format!("ScriptSock {}/cgid.sock\n", wd.join("apache/run").display());
         let mut common = subs(&env, &tls);
         common.retain(|(k, _)| *k != "@MASTER_CONFIG@");
         common.push(("@MASTER_CONFIG@", config.display().to_string()));
-        let apache = Apache::start(
-            &wd,
-            &["mod_cgid", "mod_alias", "mod_env"],
-            &extra,
-            web_gid,
-            |port| {
-                let listen = format!("127.0.0.1:{port}");
-                let bin = binary.display().to_string();
-                let mut s = as_refs(&common);
-                s.push(("@LISTEN@", &listen));
-                s.push(("@BINARY@", &bin));
-                template("apache/salt-fcgi-cgid.conf", &s)
-            },
-        );
+        let apache = apache_cgid(&wd, &common, &binary, web_gid);
         let client = Client::new(&wd, &format!("https://127.0.0.1:{}/", apache.port), &tls);
         let mut checks = Checks::new(&format!("apache-cgi-without-master-group ({layout})"));
         let r = client.post_json(
