@@ -1029,7 +1029,7 @@ print(json.dumps(tags))
 #[ignore = "needs the test master: scripts/test starts one and runs every test"]
 fn browser_session_through_the_webui_site() {
     let env = TestEnv::load();
-    let chromium = require("chromium", "chromium");
+    require("chromium", "chromium"); // before anything is started
     let wd = Workdir::new("browser");
     let tls = Tls::generate(&wd);
     let binary = wd.install_binary("bin/salt-fcgi");
@@ -1067,26 +1067,8 @@ fn browser_session_through_the_webui_site() {
         template("nginx/salt-fcgi-webui.conf", &s)
     });
     let profile = wd.mkdir("chromium-profile", 0o700);
-    let out = std::process::Command::new("timeout")
-        .arg("90")
-        .arg(&chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--ignore-certificate-errors",
-            "--virtual-time-budget=30000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("https://127.0.0.1:{}/", nginx.port))
-        .output()
-        .expect("run chromium");
+    let url = format!("https://127.0.0.1:{}/", nginx.port);
+    let out = headless_chromium(&profile, &url, 30_000);
     let dom = String::from_utf8_lossy(&out.stdout);
     let result = dom
         .split_once("RESULT")
