@@ -575,6 +575,32 @@ impl Drop for Daemon {
     }
 }
 
+/// Starts a web server with `launch(port)` on a free port until it listens: up to three
+/// ports, the next only when the last was taken meanwhile ("Address already in use");
+/// any other failure panics with `what` and the work directory's logs.
+fn start_on_free_port(
+    what: &str,
+    wd: &Workdir,
+    mut launch: impl FnMut(u16) -> Daemon,
+) -> (Daemon, u16) {
+    let mut last_error = String::new();
+    for _attempt in 0..3 {
+        let port = free_port();
+        let mut daemon = launch(port);
+        match wait_for_port(&mut daemon, port, Duration::from_secs(15)) {
+            Ok(()) => return (daemon, port),
+            Err(e) => {
+                last_error = format!("{e}{}", wd.log_dump());
+                drop(daemon);
+                if !last_error.contains("Address already in use") {
+                    break;
+                }
+            }
+        }
+    }
+    panic!("{what} did not start: {last_error}");
+}
+
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`, or `daemon` exits.
 pub fn wait_for_port(daemon: &mut Daemon, port: u16, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
@@ -672,9 +698,7 @@ impl Apache {
         let dir = wd.mkdir("apache", 0o755);
         let run = wd.mkdir("apache/run", 0o755);
         let logs = wd.mkdir("apache/logs", 0o755);
-        let mut last_error = String::new();
-        for _attempt in 0..3 {
-            let port = free_port();
+        let (daemon, port) = start_on_free_port("Apache", wd, |port| {
             write_file(&dir.join("site.conf"), &site(port), 0o644);
             let mut conf = format!(
                 "# Main config of a test Apache (what Debian's apache2.conf + ports.conf do).\n\
@@ -734,21 +758,9 @@ impl Apache {
                 .env("APACHE_LOG_DIR", &logs)
                 .stdout(log_file(&logs.join("stdout.log")))
                 .stderr(log_file(&logs.join("stderr.log")));
-            let mut daemon = Daemon::spawn("apache2", &mut cmd);
-            match wait_for_port(&mut daemon, port, Duration::from_secs(15)) {
-                Ok(()) => {
-                    return Apache { daemon, port };
-                }
-                Err(e) => {
-                    last_error = format!("{e}{}", wd.log_dump());
-                    drop(daemon);
-                    if !last_error.contains("Address already in use") {
-                        break;
-                    }
-                }
-            }
-        }
-        panic!("Apache did not start: {last_error}");
+            Daemon::spawn("apache2", &mut cmd)
+        });
+        Apache { daemon, port }
     }
 
     /// Graceful stop (`apachectl graceful-stop`): requests in flight are finished.
@@ -778,9 +790,7 @@ impl Nginx {
         // `include fastcgi_params;` resolves next to the main config, as in /etc/nginx.
         fs::copy("/etc/nginx/fastcgi_params", dir.join("fastcgi_params"))
             .expect("copy /etc/nginx/fastcgi_params (package nginx-common)");
-        let mut last_error = String::new();
-        for _attempt in 0..3 {
-            let port = free_port();
+        let (daemon, port) = start_on_free_port("nginx", wd, |port| {
             write_file(&dir.join("site.conf"), &site(port), 0o644);
             let user = if is_root() {
                 format!("user {WEB_USER} {WEB_USER};\n")
@@ -820,24 +830,12 @@ impl Nginx {
                 .arg(dir.join("nginx.conf"))
                 .stdout(log_file(&logs.join("stdout.log")))
                 .stderr(log_file(&logs.join("stderr.log")));
-            let mut daemon = Daemon::spawn("nginx", &mut cmd);
-            match wait_for_port(&mut daemon, port, Duration::from_secs(15)) {
-                Ok(()) => {
-                    return Nginx {
-                        _daemon: daemon,
-                        port,
-                    };
-                }
-                Err(e) => {
-                    last_error = format!("{e}{}", wd.log_dump());
-                    drop(daemon);
-                    if !last_error.contains("Address already in use") {
-                        break;
-                    }
-                }
-            }
+            Daemon::spawn("nginx", &mut cmd)
+        });
+        Nginx {
+            _daemon: daemon,
+            port,
         }
-        panic!("nginx did not start: {last_error}");
     }
 }
 
