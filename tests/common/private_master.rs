@@ -83,12 +83,7 @@ impl PrivateMaster {
         Command::new("kill").arg(pid.trim()).status().expect("kill");
         let pattern = format!("salt-master -c {}", self.dir.display());
         let deadline = Instant::now() + Duration::from_secs(20);
-        while Command::new("pgrep")
-            .args(["-f", &pattern])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
+        while any_process_matches(&pattern) {
             assert!(Instant::now() < deadline, "master did not stop");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -131,12 +126,7 @@ impl PrivateMaster {
         // SIGKILL the minion and any job process it left (a stopped minion, abruptly).
         let pattern = format!("{}/minions/ms-0", self.dir.display());
         let deadline = Instant::now() + Duration::from_secs(20);
-        while Command::new("pgrep")
-            .args(["-f", &pattern])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
+        while any_process_matches(&pattern) {
             Command::new("pkill")
                 .args(["-9", "-f", &pattern])
                 .status()
@@ -154,4 +144,13 @@ impl Drop for PrivateMaster {
             .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether a process's command line matches `pattern` (`pgrep -f`).
+fn any_process_matches(pattern: &str) -> bool {
+    Command::new("pgrep")
+        .args(["-f", pattern])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
