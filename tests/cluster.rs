@@ -4,7 +4,7 @@
 //! (the shipped `nginx/salt-fcgi-cluster.conf`): sessions, jobs and events across the two,
 //! and failover when one master stops and comes back; then a second cluster (1 minion) whose
 //! masters keep eauth tokens in Redis (`--eauth-tokens redis`). Ports: SALT_TEST_PORT_BASE
-//! + 100 .. + 104 (scripts/test). Two tests, each with a cluster of its own on the same
+//! plus 100 to 104 (scripts/test). Two tests, each with a cluster of its own on the same
 //! ports, run on their own, one after the other (`--test-threads 1`).
 
 use std::path::{Path, PathBuf};
@@ -591,7 +591,7 @@ impl Redis {
             .args(query)
             .output()
             .expect("run redis-cli");
-        assert!(out.status.success(), "redis-cli: {:?}", out);
+        assert!(out.status.success(), "redis-cli: {out:?}");
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter(|l| !l.is_empty())
