@@ -50,9 +50,10 @@ pub(crate) async fn login(master: &Arc<Master>, call: &Call) -> Result<ApiRespon
 /// rediscluster`, 3008's `redis` cache driver), which this process must reach, or as a
 /// file when this process may write there (it runs as the master's user, with the master's
 /// `cachedir`); otherwise the master's own `auth.del_token` runner removes the file, with
-/// the token itself as the credentials (the user's ACL must allow it). Either way the master is asked afterwards
-/// whether the token still works: "cleared" is said only when it does not; otherwise the
-/// answer (a 500) and the log say that it stays valid until it expires.
+/// the token itself as the credentials (the user's ACL must allow it). Either way the
+/// master is asked afterwards whether the token still works: "cleared" is said only when
+/// it does not; otherwise the answer (a 500) and the log say that it stays valid until it
+/// expires.
 pub(crate) async fn logout(master: &Arc<Master>, call: &Call) -> Result<ApiResponse, ApiError> {
     let token = call.session()?;
     let cookie = session_cookie(call, "", 0.0);
