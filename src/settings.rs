@@ -159,6 +159,78 @@ pub struct AuthOptions {
     pub token_dir: PathBuf,
     /// The master's token backend (`eauth_tokens`, default `localfs`).
     pub eauth_tokens: String,
+    /// The Redis the master keeps tokens in, if it does (logout removes them there).
+    pub redis_tokens: Option<RedisTokens>,
+}
+
+/// A Redis token store, read from the master's config as Salt reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisTokens {
+    /// `host:port` (`eauth_redis_host`/`_port`, or 3008's `cache.redis.host`/`.port`).
+    pub address: String,
+    /// `cache.redis.password` (3008's cache driver; rediscluster has none).
+    pub password: Option<String>,
+    /// `cache.redis.db` (3008's cache driver; `0` otherwise).
+    pub db: String,
+    /// How tokens are kept there.
+    pub layout: RedisLayout,
+}
+
+/// How a Redis token store names a token.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RedisLayout {
+    /// One key per token (3006/3007 `eauth_tokens: rediscluster`, salt/tokens/rediscluster.py).
+    KeyPerToken,
+    /// 3008's `redis` cache driver (salt/cache/redis_cache.py), bank `tokens`: a field of
+    /// the `keys` hash and of the `timestamps` hash, the bank listed in the `banks` set.
+    CacheBank {
+        /// `$KEYS_tokens/` with the configured prefix and separator.
+        keys: String,
+        /// `$TSTAMP_tokens/` likewise.
+        timestamps: String,
+        /// `$BANKS_` likewise.
+        banks: String,
+    },
+}
+
+impl RedisTokens {
+    /// The Redis token store the master's options name: 3008's `eauth_tokens.cache_driver:
+    /// redis` (a plain Redis; `cache.redis.cluster_mode` and `unix_socket_path` are not
+    /// supported here), else `eauth_tokens: rediscluster`; `None` for any other store.
+    fn read(opts: &Mapping) -> Option<RedisTokens> {
+        let text = |k: &str| get_str(opts.get(k));
+        let port = |k: &str| get_port(opts.get(k)).unwrap_or(6379);
+        if text("eauth_tokens.cache_driver").as_deref() == Some("redis") {
+            let sep = text("cache.redis.separator").unwrap_or_else(|| "_".into());
+            let prefix = |k: &str, default: &str| {
+                format!("{}{sep}", text(k).unwrap_or_else(|| default.into()))
+            };
+            let host = text("cache.redis.host").unwrap_or_else(|| "localhost".into());
+            return Some(RedisTokens {
+                address: format!("{host}:{}", port("cache.redis.port")),
+                password: text("cache.redis.password").filter(|p| !p.is_empty()),
+                db: text("cache.redis.db").unwrap_or_else(|| "0".into()),
+                layout: RedisLayout::CacheBank {
+                    keys: format!("{}tokens/", prefix("cache.redis.keys_prefix", "$KEYS")),
+                    timestamps: format!(
+                        "{}tokens/",
+                        prefix("cache.redis.timestamp_prefix", "$TSTAMP")
+                    ),
+                    banks: prefix("cache.redis.banks_prefix", "$BANKS"),
+                },
+            });
+        }
+        if text("eauth_tokens").as_deref() == Some("rediscluster") {
+            let host = text("eauth_redis_host").unwrap_or_else(|| "localhost".into());
+            return Some(RedisTokens {
+                address: format!("{host}:{}", port("eauth_redis_port")),
+                password: None,
+                db: "0".into(),
+                layout: RedisLayout::KeyPerToken,
+            });
+        }
+        None
+    }
 }
 
 /// Which netapi clients may run, and what a caller may choose.
@@ -334,6 +406,7 @@ impl AuthOptions {
                 .unwrap_or_default(),
             token_dir: cachedir.join("tokens"),
             eauth_tokens: get_str(opts.get("eauth_tokens")).unwrap_or_else(|| "localfs".into()),
+            redis_tokens: RedisTokens::read(opts),
         }
     }
 }
@@ -669,6 +742,41 @@ mod tests {
         assert_eq!(s.addresses.ret_port, 2);
         assert_eq!(s.calls.timeout, 7.0);
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn redis_token_stores() {
+        assert_eq!(settings("{}").auth.redis_tokens, None);
+        let cluster = settings("eauth_tokens: rediscluster\neauth_redis_port: 7000\n");
+        assert_eq!(
+            cluster.auth.redis_tokens,
+            Some(RedisTokens {
+                address: "localhost:7000".into(),
+                password: None,
+                db: "0".into(),
+                layout: RedisLayout::KeyPerToken,
+            })
+        );
+        let cache = settings(
+            "eauth_tokens.cache_driver: redis\ncache.redis.host: 10.0.0.5\n\
+             cache.redis.db: '2'\ncache.redis.password: pw\ncache.redis.separator: ':'\n",
+        );
+        assert_eq!(
+            cache.auth.redis_tokens,
+            Some(RedisTokens {
+                address: "10.0.0.5:6379".into(),
+                password: Some("pw".into()),
+                db: "2".into(),
+                layout: RedisLayout::CacheBank {
+                    keys: "$KEYS:tokens/".into(),
+                    timestamps: "$TSTAMP:tokens/".into(),
+                    banks: "$BANKS:".into(),
+                },
+            })
+        );
+        // 3008's localfs cache driver keeps files.
+        let files = settings("eauth_tokens.cache_driver: localfs\n");
+        assert_eq!(files.auth.redis_tokens, None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub(crate) mod master;
 pub mod netapi;
 pub(crate) mod payload;
 pub(crate) mod redact;
+pub(crate) mod redis;
 pub(crate) mod sent;
 pub(crate) mod tokens;
 pub(crate) mod yamlify;

@@ -3,8 +3,8 @@
 //! no session state: any process on any host that reaches the master shares every session.
 //!
 //! Revocation has no request-server command; like rest_cherrypy's `LoadAuth.rm_token`, it
-//! removes the token from the master's `localfs` store (`<cachedir>/tokens`), which needs
-//! the master's user or group, as the event bus does.
+//! removes the token from the master's store itself: `localfs` (`<cachedir>/tokens`, which
+//! needs the master's user or group, as the event bus does) or a Redis (`super::redis`).
 
 use std::io;
 use std::time::Duration;
@@ -120,7 +120,7 @@ pub(crate) async fn get_token(master: &Master, token: &str) -> SaltResult<Option
 /// What revoking a token did.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Revocation {
-    /// The token's file was removed: no process can use it any more.
+    /// The token's file or Redis entry was removed: no process can use it any more.
     Removed,
     /// There was no such token (already expired, revoked, or never made).
     Unknown,
@@ -128,14 +128,25 @@ pub(crate) enum Revocation {
     Unsupported(String),
 }
 
-/// Removes `token` from the master's `localfs` token store (3006/3007 `<token>`, 3008's
-/// cache `<token>.p`).
-pub(crate) fn revoke(settings: &Settings, token: &str) -> io::Result<Revocation> {
-    if settings.auth.eauth_tokens != "localfs" {
-        return Ok(Revocation::Unsupported(settings.auth.eauth_tokens.clone()));
-    }
+/// Removes `token` from the master's token store: its Redis (3006/3007 `rediscluster`,
+/// 3008's `redis` cache driver), else `localfs` (3006/3007 `<token>`, 3008's cache
+/// `<token>.p`).
+pub(crate) async fn revoke(settings: &Settings, token: &str) -> io::Result<Revocation> {
     if !is_token_shaped(token) {
         return Ok(Revocation::Unknown);
+    }
+    if let Some(redis) = &settings.auth.redis_tokens {
+        let removed = super::redis::remove_token(redis, token)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("Redis at {}: {e}", redis.address)))?;
+        return Ok(if removed {
+            Revocation::Removed
+        } else {
+            Revocation::Unknown
+        });
+    }
+    if settings.auth.eauth_tokens != "localfs" {
+        return Ok(Revocation::Unsupported(settings.auth.eauth_tokens.clone()));
     }
     let mut removed = false;
     for name in [token.to_string(), format!("{token}.p")] {
@@ -240,20 +251,29 @@ mod tests {
         assert!(perms(&s, &nobody).is_empty());
     }
 
-    #[test]
-    fn revocation_removes_only_token_files() {
+    #[tokio::test]
+    async fn revocation_removes_only_token_files() {
         let dir = std::env::temp_dir().join(format!("salt-fcgi-tokens-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("tokens")).expect("mkdir");
         let s = settings(&format!("cachedir: {}", dir.display()));
         std::fs::write(dir.join("tokens/abc1"), b"x").expect("write");
-        assert_eq!(revoke(&s, "abc1").expect("revoke"), Revocation::Removed);
-        assert!(!dir.join("tokens/abc1").exists());
-        assert_eq!(revoke(&s, "abc1").expect("again"), Revocation::Unknown);
-        assert_eq!(revoke(&s, "../x").expect("traversal"), Revocation::Unknown);
-        let redis = settings("eauth_tokens: rediscluster");
         assert_eq!(
-            revoke(&redis, "ab").expect("redis"),
-            Revocation::Unsupported("rediscluster".into())
+            revoke(&s, "abc1").await.expect("revoke"),
+            Revocation::Removed
+        );
+        assert!(!dir.join("tokens/abc1").exists());
+        assert_eq!(
+            revoke(&s, "abc1").await.expect("again"),
+            Revocation::Unknown
+        );
+        assert_eq!(
+            revoke(&s, "../x").await.expect("traversal"),
+            Revocation::Unknown
+        );
+        let other = settings("eauth_tokens: mystore");
+        assert_eq!(
+            revoke(&other, "ab").await.expect("other"),
+            Revocation::Unsupported("mystore".into())
         );
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -46,17 +46,22 @@ pub(crate) async fn login(master: &Arc<Master>, call: &Call) -> Result<ApiRespon
 
 /// `POST /logout`: revoke the session's token and expire the cookie.
 ///
-/// The token's file is removed from the master's token store when this process may write
-/// there (it runs as the master's user, with the master's `cachedir`); otherwise the
-/// master's own `auth.del_token` runner removes it, with the token itself as the
-/// credentials (the user's ACL must allow it). Either way the master is asked afterwards
-/// whether the token still works: "cleared" is said only when it does not; otherwise the
-/// answer (a 500) and the log say that it stays valid until it expires.
+/// The token is removed from the master's token store: from its Redis (`eauth_tokens:
+/// rediscluster`, 3008's `redis` cache driver), which this process must reach, or as a
+/// file when this process may write there (it runs as the master's user, with the master's
+/// `cachedir`); otherwise the master's own `auth.del_token` runner removes the file, with
+/// the token itself as the credentials (the user's ACL must allow it). Either way the
+/// master is asked afterwards whether the token still works: "cleared" is said only when
+/// it does not; otherwise the answer (a 500) and the log say that it stays valid until it
+/// expires.
 pub(crate) async fn logout(master: &Arc<Master>, call: &Call) -> Result<ApiResponse, ApiError> {
     let token = call.session()?;
     let cookie = session_cookie(call, "", 0.0);
-    let local = match tokens::revoke(&master.settings, token) {
+    let local = match tokens::revoke(&master.settings, token).await {
         Ok(Revocation::Removed) => None,
+        Ok(Revocation::Unknown) if master.settings.auth.redis_tokens.is_some() => {
+            Some("no such token in the master's Redis".into())
+        }
         Ok(Revocation::Unknown) => Some(format!(
             "no such token in {}",
             master.settings.auth.token_dir.display()
@@ -64,6 +69,9 @@ pub(crate) async fn logout(master: &Arc<Master>, call: &Call) -> Result<ApiRespo
         Ok(Revocation::Unsupported(backend)) => Some(format!(
             "eauth_tokens backend '{backend}' is not a token directory"
         )),
+        Err(e) if master.settings.auth.redis_tokens.is_some() => {
+            Some(format!("cannot remove it from the token store ({e})"))
+        }
         Err(e) => Some(format!(
             "cannot remove it from {} ({e})",
             master.settings.auth.token_dir.display()
