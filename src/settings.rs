@@ -163,8 +163,9 @@ pub struct AuthOptions {
     pub redis_tokens: Option<RedisTokens>,
 }
 
-/// A Redis token store, read from the master's config as Salt reads it.
-#[derive(Debug, Clone, PartialEq)]
+/// A Redis token store, read from the master's config as Salt reads it. Its `Debug` never
+/// shows the password.
+#[derive(Clone, PartialEq)]
 pub struct RedisTokens {
     /// `host:port` (`eauth_redis_host`/`_port`, or 3008's `cache.redis.host`/`.port`).
     pub address: String,
@@ -191,6 +192,17 @@ pub enum RedisLayout {
         /// `$BANKS_` likewise.
         banks: String,
     },
+}
+
+impl std::fmt::Debug for RedisTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTokens")
+            .field("address", &self.address)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("db", &self.db)
+            .field("layout", &self.layout)
+            .finish()
+    }
 }
 
 impl RedisTokens {
@@ -773,6 +785,10 @@ mod tests {
                     banks: "$BANKS:".into(),
                 },
             })
+        );
+        assert!(
+            !format!("{cache:?}").contains("pw\""),
+            "the password never prints"
         );
         // 3008's localfs cache driver keeps files.
         let files = settings("eauth_tokens.cache_driver: localfs\n");

@@ -5,13 +5,16 @@
 use std::io;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::settings::{RedisLayout, RedisTokens};
 
 /// Longest wait for the connection and for all the replies together.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest reply line read (an integer, a status or an error).
+const REPLY_MAX: u64 = 4096;
 
 /// Removes `token` from the store; whether it was there.
 pub(crate) async fn remove_token(store: &RedisTokens, token: &str) -> io::Result<bool> {
@@ -59,7 +62,8 @@ async fn command(conn: &mut BufReader<TcpStream>, args: &[&str]) -> io::Result<i
     }
     conn.get_mut().write_all(&request).await?;
     let mut line = String::new();
-    if conn.read_line(&mut line).await? == 0 {
+    // The replies here are one short line; a longer one is not Redis.
+    if (&mut *conn).take(REPLY_MAX).read_line(&mut line).await? == 0 {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "Redis closed the connection",
@@ -77,7 +81,6 @@ async fn command(conn: &mut BufReader<TcpStream>, args: &[&str]) -> io::Result<i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     /// A fake Redis that answers each command in turn with the next of `replies`, and hands
@@ -154,5 +157,10 @@ mod tests {
         let s = store(address, RedisLayout::KeyPerToken);
         let e = remove_token(&s, "ab").await.expect_err("moved");
         assert!(e.to_string().contains("MOVED"), "{e}");
+        // Not Redis: a reply line without end is cut at REPLY_MAX and refused.
+        let endless: &'static str = Box::leak(format!(":{}", "1".repeat(5000)).into_boxed_str());
+        let (address, _) = fake(Box::leak(vec![endless].into_boxed_slice())).await;
+        let s = store(address, RedisLayout::KeyPerToken);
+        assert!(remove_token(&s, "ab").await.is_err());
     }
 }
