@@ -1,11 +1,11 @@
 """The report of bench/run: its Markdown (Results, Targets, the per-scenario tables, CGI
-cost, sizes and chunks, master transports, probes) from its results.json data, and the
-verdict on each performance target.
+cost, sizes and chunks, master transports, probes) from its results.json data; the verdict
+on each performance target; the versions of the tools it used.
 """
 
 import statistics
 
-from .report import fmt_mb, fmt_ms, fmt_ratio, fmt_rps, fmt_statuses
+from .report import first_line, fmt_mb, fmt_ms, fmt_ratio, fmt_rps, fmt_statuses
 
 SERVERS = ["fastcgi", "cgi", "http", "wsgi", "cherrypy", "limit"]
 SERVER_LABEL = {
@@ -318,3 +318,16 @@ def render_transports(block):
                   + f" | {fmt_ratio(f and f['rps'], l and l['rps'])} |")
     w("")
     return "\n".join(out)
+
+
+def tool_versions(venv):
+    """The versions of the load generator, the web servers, the Python servers and rustc."""
+    return ", ".join([
+        first_line(["wrk", "--version"]).split(" Copyright")[0],
+        first_line(["nginx", "-v"]).replace("nginx version: ", ""),
+        first_line(["apache2", "-v"]).replace("Server version: ", ""),
+        "gunicorn " + first_line([f"{venv}/bin/gunicorn", "--version"]).split()[-1].strip(")"),
+        "CherryPy " + first_line([f"{venv}/bin/python", "-c",
+                                  "import cherrypy; print(cherrypy.__version__)"]),
+        first_line(["rustc", "--version"]),
+    ])
