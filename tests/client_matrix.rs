@@ -300,8 +300,11 @@ pub fn guajillo_everyday(url: &str, ca: Option<&Path>, home: &Path) {
     let config = guajillo_config(url, home);
     let config = config.to_str().expect("utf8");
     let guajillo = clients_dir().join("guajillo/bin/guajillo");
+    // `-t`: how many times guajillo looks a job up (every 0.5 s plus the lookup) before it
+    // gives up; its default of 30 was not enough for a wheel job on a loaded 2-core CI
+    // machine.
     let cli = |args: &[&str]| {
-        let mut all = vec!["-c", config, "-o", "json"];
+        let mut all = vec!["-c", config, "-o", "json", "-t", "120"];
         all.extend(args);
         run(&guajillo, &all, &[], home, ca)
     };
