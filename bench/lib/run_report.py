@@ -19,6 +19,16 @@ SERVER_LABEL = {
 }
 
 
+def result_cell(r):
+    """One server's cell in a results table: "rps (p50 ms)", its errors, or why it failed."""
+    if r is None:
+        return "—"
+    if r.get("failed"):
+        return f"**failed**: {r['failed']}"
+    errors = f", {r['errors']} err" if r["errors"] else ""
+    return f"{fmt_rps(r['rps'])} ({fmt_ms(r['p50_ms'])}){errors}"
+
+
 def render(res):
     """report.md of a run (also the generated section of docs/benchmarks.md)."""
     a = res["args"]
@@ -169,16 +179,7 @@ def render(res):
         w("|---|" + "---|" * len(servers) + "---|---|")
         for scen in block["scenarios"]:
             row = block["results"][scen["name"]]
-            cells = []
-            for s in servers:
-                r = row.get(s)
-                if r is None:
-                    cells.append("—")
-                elif r.get("failed"):
-                    cells.append(f"**failed**: {r['failed']}")
-                else:
-                    cells.append(f"{fmt_rps(r['rps'])} ({fmt_ms(r['p50_ms'])})"
-                                 + (f", {r['errors']} err" if r["errors"] else ""))
+            cells = [result_cell(row.get(s)) for s in servers]
             f, l = row.get("fastcgi"), row.get("limit")
             w(f"| {scen['title']} | " + " | ".join(cells)
               + f" | {fmt_ratio(f and f['rps'], l and l['rps'])} "
@@ -302,16 +303,7 @@ def render_transports(block):
     for transport in block["transports"]:
         for name, per_c in block["results"].get(transport, {}).items():
             for c, row in per_c.items():
-                cells = []
-                for srv in block["servers"]:
-                    r = row.get(srv)
-                    if r is None:
-                        cells.append("—")
-                    elif r.get("failed"):
-                        cells.append(f"**failed**: {r['failed']}")
-                    else:
-                        cells.append(f"{fmt_rps(r['rps'])} ({fmt_ms(r['p50_ms'])})"
-                                     + (f", {r['errors']} err" if r["errors"] else ""))
+                cells = [result_cell(row.get(srv)) for srv in block["servers"]]
                 f, q, l = row.get("fastcgi"), row.get("saltreq"), row.get("limit")
                 w(f"| {transport} | {titles.get(name, name)} | {c} | " + " | ".join(cells)
                   + f" | {fmt_ratio(f and f['rps'], q and q['rps'])}"
