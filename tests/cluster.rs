@@ -115,11 +115,26 @@ fn listener(wd: &Workdir, config: &Path, name: &str) -> (Daemon, PathBuf) {
     (daemon, socket)
 }
 
-fn login(front: &Front) -> String {
-    let body = json!({"username": USER, "password": PASSWORD, "eauth": "file"});
+/// `/login` as the test user (asking for a token that lasts `token_expire` seconds, when
+/// given): the answer's item.
+fn login_reply(front: &Front, token_expire: Option<u64>) -> Json {
+    let mut body = json!({"username": USER, "password": PASSWORD, "eauth": "file"});
+    if let Some(seconds) = token_expire {
+        body["token_expire"] = json!(seconds);
+    }
     let r = front.send(&Req::new("POST", "/login").json(&body));
     assert_eq!(r.status, 200, "login: {}", text(&r));
-    r.ret()[0]["token"].as_str().expect("token").to_string()
+    r.ret()[0].clone()
+}
+
+/// The token of a `/login` as the test user.
+fn login(front: &Front) -> String {
+    token_of(&login_reply(front, None))
+}
+
+/// The token of a login answer's item.
+fn token_of(ret: &Json) -> String {
+    ret["token"].as_str().expect("token").to_string()
 }
 
 fn post(front: &Front, token: &str, chunk: Json) -> Response {
@@ -566,17 +581,13 @@ fn two_masters_with_tokens_in_redis() {
 
 /// `/login` asking for a token that lasts `seconds`.
 fn login_for(front: &Front, seconds: u64) -> String {
-    let body = json!({"username": USER, "password": PASSWORD, "eauth": "file",
-        "token_expire": seconds});
-    let r = front.send(&Req::new("POST", "/login").json(&body));
-    assert_eq!(r.status, 200, "login: {}", text(&r));
-    let ret = &r.ret()[0];
+    let ret = &login_reply(front, Some(seconds));
     let lasts = ret["expire"].as_f64().unwrap_or(0.0) - ret["start"].as_f64().unwrap_or(0.0);
     assert!(
         (lasts - seconds as f64).abs() < 1.0,
         "token_expire ignored: {ret}"
     );
-    ret["token"].as_str().expect("token").to_string()
+    token_of(ret)
 }
 
 /// The cluster's Redis, read with redis-cli.

@@ -57,25 +57,18 @@ pub(crate) async fn login(master: &Arc<Master>, call: &Call) -> Result<ApiRespon
 pub(crate) async fn logout(master: &Arc<Master>, call: &Call) -> Result<ApiResponse, ApiError> {
     let token = call.session()?;
     let cookie = session_cookie(call, "", 0.0);
+    let auth = &master.settings.auth;
+    let store = match &auth.redis_tokens {
+        Some(_) => "the master's Redis".to_string(),
+        None => auth.token_dir.display().to_string(),
+    };
     let local = match tokens::revoke(&master.settings, token).await {
         Ok(Revocation::Removed) => None,
-        Ok(Revocation::Unknown) if master.settings.auth.redis_tokens.is_some() => {
-            Some("no such token in the master's Redis".into())
-        }
-        Ok(Revocation::Unknown) => Some(format!(
-            "no such token in {}",
-            master.settings.auth.token_dir.display()
-        )),
+        Ok(Revocation::Unknown) => Some(format!("no such token in {store}")),
         Ok(Revocation::Unsupported(backend)) => Some(format!(
             "eauth_tokens backend '{backend}' is not a token directory"
         )),
-        Err(e) if master.settings.auth.redis_tokens.is_some() => {
-            Some(format!("cannot remove it from the token store ({e})"))
-        }
-        Err(e) => Some(format!(
-            "cannot remove it from {} ({e})",
-            master.settings.auth.token_dir.display()
-        )),
+        Err(e) => Some(format!("cannot remove it from {store} ({e})")),
     };
     let mut why = local.clone().unwrap_or_default();
     if local.is_some()
