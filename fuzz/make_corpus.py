@@ -285,6 +285,8 @@ def lowstate_bodies():
         "deep_64": "[{\"a\":" + "[" * 63 + "]" * 63 + "}]",
         "deep_65": "[{\"a\":" + "[" * 64 + "]" * 64 + "}]",
         "deep_brackets_in_string": '[{"a":"' + "[" * 100 + '"}]',
+        # The parsed value keeps only the last "arg"; the text nests 4 deep all the same.
+        "duplicate_key_hides_nesting": '[{"client":"local","arg":[[]],"arg":1}]',
         "chunks_100": "[" + ",".join(["{}"] * 100) + "]",
         "chunks_101": "[" + ",".join(["{}"] * 101) + "]",
     }

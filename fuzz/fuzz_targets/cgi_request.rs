@@ -14,8 +14,8 @@ use std::sync::{Arc, OnceLock};
 
 use fuzz_common::{api, cgi_vars, check_response, quietly, runtime};
 use libfuzzer_sys::fuzz_target;
-use salt_fcgi::internals::{Api, BodyError};
 use salt_fcgi::internals::cgi::{read_body, request_from_vars};
+use salt_fcgi::internals::{Api, BodyError};
 
 const MAXES: [usize; 4] = [0, 16, 1024, 1 << 20];
 

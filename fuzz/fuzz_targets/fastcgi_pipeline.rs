@@ -10,9 +10,9 @@
 
 use fuzz_common::{apis, check_response, quietly, runtime};
 use libfuzzer_sys::fuzz_target;
+use salt_fcgi::internals::RecordCheck;
 use salt_fcgi::internals::cgi::{self, response_bytes as cgi_response_bytes};
 use salt_fcgi::internals::fastcgi;
-use salt_fcgi::internals::RecordCheck;
 use tokio_fastcgi::{RequestResult, Requests};
 
 fuzz_target!(|data: &[u8]| {

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use salt_fcgi::internals::{Api, ApiResponse, Body};
 use salt_fcgi::internals::cgi::response_bytes as cgi_response_bytes;
+use salt_fcgi::internals::{Api, ApiResponse, Body};
 use salt_fcgi::internals::{Limits, Settings};
 use serde_json::Value as Json;
 
@@ -128,6 +128,65 @@ pub fn json_depth(v: &Json) -> usize {
     max
 }
 
+/// Nesting of arrays/objects in a JSON text (a scalar is 0), counting every value
+/// written, also one a later duplicate key replaces (the parsed value forgets it, but a
+/// parser recursed into it); `None` if serde_json does not read the text.
+pub fn text_depth(body: &[u8]) -> Option<usize> {
+    serde_json::from_slice::<TextDepth>(body).ok().map(|d| d.0)
+}
+
+/// The nesting of one JSON value as written (see [`text_depth`]).
+struct TextDepth(usize);
+
+impl<'de> serde::Deserialize<'de> for TextDepth {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextDepthVisitor)
+    }
+}
+
+/// Visits any JSON value and yields its nesting as written.
+struct TextDepthVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TextDepthVisitor {
+    type Value = TextDepth;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<TextDepth, E> {
+        Ok(TextDepth(0))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<TextDepth, E> {
+        Ok(TextDepth(0))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<TextDepth, E> {
+        Ok(TextDepth(0))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<TextDepth, E> {
+        Ok(TextDepth(0))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<TextDepth, E> {
+        Ok(TextDepth(0))
+    }
+    fn visit_unit<E>(self) -> Result<TextDepth, E> {
+        Ok(TextDepth(0))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<TextDepth, A::Error> {
+        let mut deepest = 0;
+        while let Some(TextDepth(d)) = seq.next_element()? {
+            deepest = deepest.max(d);
+        }
+        Ok(TextDepth(deepest + 1))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<TextDepth, A::Error> {
+        let mut deepest = 0;
+        while let Some((serde::de::IgnoredAny, TextDepth(d))) = map.next_entry()? {
+            deepest = deepest.max(d);
+        }
+        Ok(TextDepth(deepest + 1))
+    }
+}
+
 /// Whether `got` (the lowstate parser's value) is what serde_json's `want` is in Salt's
 /// reading: numbers compare by value, integers exactly and anything else as `f64` (so the
 /// integer 0 equals the float -0.0), and an integer outside `i64::MIN..=u64::MAX` (a float
@@ -230,7 +289,11 @@ pub fn check_response(method: &str, resp: &ApiResponse) {
         .iter()
         .filter_map(|l| l.strip_prefix("Content-Length: "))
         .collect();
-    assert_eq!(lengths, vec![resp.whole_body().len().to_string()], "Content-Length");
+    assert_eq!(
+        lengths,
+        vec![resp.whole_body().len().to_string()],
+        "Content-Length"
+    );
     for line in &lines {
         assert!(
             !line.contains('\n') && !line.contains('\r'),

@@ -292,6 +292,15 @@ mod tests {
             br#"["[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"["]"#,
             2
         ));
+        // The limit is on the text: a value a later duplicate key replaces was read all the
+        // same (the parsed chunk keeps `"arg": 1`; the body still nests 4 deep).
+        let dup = br#"[{"client":"local","arg":[[]],"arg":1}]"#;
+        let three = Limits {
+            max_json_depth: 3,
+            ..limits()
+        };
+        assert!(nesting_exceeds(dup, 3) && !nesting_exceeds(dup, 4));
+        assert_eq!(parse(dup, &three).expect_err("4 deep").status, 400);
         let many = format!("[{}{{}}]", "{},".repeat(100));
         assert_eq!(
             parse(many.as_bytes(), &limits()).expect_err("many").status,
