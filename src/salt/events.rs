@@ -260,6 +260,11 @@ impl EventStream {
         self.rx.recv().await
     }
 
+    /// An event that has already arrived, without waiting.
+    pub fn try_recv(&mut self) -> Option<Arc<PublicEvent>> {
+        self.rx.try_recv().ok()
+    }
+
     /// A future that resolves once the bus has closed this stream (taken once; later
     /// calls get one that never resolves).
     pub fn closed(&mut self) -> StreamClosed {
@@ -359,6 +364,32 @@ fn dispatch(reader: &Reader, frame: &[u8]) {
             }
         }
     });
+}
+
+/// A stream fed by hand, for tests of what consumes streams: the stream, and a function
+/// that puts one event on its bus.
+#[cfg(test)]
+pub(crate) fn test_stream(capacity: usize) -> (EventStream, impl Fn(&str, &Json)) {
+    let reader = Arc::new(Reader {
+        alive: AtomicBool::new(true),
+        next_id: AtomicU64::new(0),
+        subscribers: Mutex::new(HashMap::new()),
+    });
+    let (tx, rx) = mpsc::channel(capacity);
+    let (open, closed) = oneshot::channel();
+    let queue = Queue::Stream { tx, _open: open };
+    let id = Reader::register(&reader, vec![], &mut Some(queue)).expect("a new reader is alive");
+    let bus = Arc::clone(&reader);
+    let stream = EventStream {
+        id,
+        reader,
+        rx,
+        closed: Some(closed),
+    };
+    let fire = move |tag: &str, data: &Json| {
+        dispatch(&bus, &super::event_frame::tests::frame(tag, data));
+    };
+    (stream, fire)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::Call;
 use crate::api::body_stream::{self, BodySender, BodyStream};
@@ -284,6 +284,12 @@ impl Pump {
     /// Feeds events (and heartbeats) to `out` until the client goes, the token ends, the
     /// stream falls behind or the server stops. At most one chunk waits here for the
     /// client; while it waits, the other ends are still watched.
+    ///
+    /// Writes come in bursts at most one `stream_write_interval` apart: an event that
+    /// arrives sooner after the last burst is held until the interval is over, and then it
+    /// and every event queued behind it go to the front end together (one wake-up of the
+    /// connection, one write). The hold applies only to a stream that had caught up; one
+    /// whose client is the bottleneck is fed as fast as the client takes chunks.
     async fn run(
         mut self,
         mut stream: EventStream,
@@ -305,18 +311,40 @@ impl Pump {
         tokio::pin!(expiry);
         let closed = stream.closed();
         tokio::pin!(closed);
+        let mut next_burst = tokio::time::Instant::now();
+        let hold = tokio::time::sleep_until(next_burst);
+        tokio::pin!(hold);
+        let mut holding = false;
+        let mut pending_is_event = false;
         loop {
             tokio::select! {
-                permit = tx.reserve(), if pending.is_some() => match (permit, pending.take()) {
-                    (Ok(permit), Some(chunk)) => permit.send(chunk),
-                    _ => return,
-                },
+                permit = tx.reserve(), if pending.is_some() && !holding => {
+                    match (permit, pending.take()) {
+                        (Ok(permit), Some(chunk)) => permit.send(chunk),
+                        _ => return,
+                    }
+                    let (forwarded, caught_up) = self.forward_ready(&mut stream, tx);
+                    // A burst of events starts the interval; the `retry` line or a
+                    // heartbeat alone does not.
+                    if pending_is_event || forwarded > 0 {
+                        next_burst = tokio::time::Instant::now();
+                        if caught_up {
+                            next_burst += limits.stream_write_interval;
+                        }
+                    }
+                }
                 event = stream.recv(), if pending.is_none() => match event {
                     Some(event) => {
-                        pending = Some(event.framed(self.framing as usize, |e| self.frame(e)));
+                        pending = Some(self.framed(&event));
+                        pending_is_event = true;
+                        if tokio::time::Instant::now() < next_burst {
+                            holding = true;
+                            hold.as_mut().reset(next_burst);
+                        }
                     }
                     None => return,
                 },
+                () = &mut hold, if holding => holding = false,
                 // The bus closed the stream while a chunk waited for the client: it fell
                 // behind (the bus logged it).
                 () = &mut closed, if pending.is_some() => return,
@@ -324,6 +352,7 @@ impl Pump {
                     // The front end pings a WebSocket itself; a waiting chunk is as good.
                     if self.framing == Framing::Sse && pending.is_none() {
                         pending = Some(Bytes::from_static(b": heartbeat\n\n"));
+                        pending_is_event = false;
                     }
                 }
                 _ = check.tick() => {
@@ -344,6 +373,27 @@ impl Pump {
                 () = tx.closed() => return,
             }
         }
+    }
+
+    /// Moves the events already queued for this stream to the front end while the body
+    /// channel has room (shared frames, not copied): how many, and whether none is left.
+    fn forward_ready(&self, stream: &mut EventStream, tx: &mpsc::Sender<Bytes>) -> (usize, bool) {
+        let mut forwarded = 0;
+        loop {
+            let Ok(permit) = tx.try_reserve() else {
+                return (forwarded, false);
+            };
+            let Some(event) = stream.try_recv() else {
+                return (forwarded, true);
+            };
+            permit.send(self.framed(&event));
+            forwarded += 1;
+        }
+    }
+
+    /// The event's shared frame in this stream's framing.
+    fn framed(&self, event: &PublicEvent) -> Bytes {
+        event.framed(self.framing as usize, |e| self.frame(e))
     }
 
     /// The event in the client's framing (a tag never holds a line break: Salt's tags
@@ -420,4 +470,104 @@ fn now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+    use serde_json::json;
+    use tokio::time::Instant;
+
+    /// A stream's task with `stream_write_interval` as given, a token valid for long, and
+    /// no heartbeat or token check during a test.
+    fn pump(write_interval: f64) -> (Pump, Arc<Streams>) {
+        let yaml = format!(
+            "salt_fcgi: {{stream_write_interval: {write_interval}, stream_token_check: 3600, \
+             stream_heartbeat: 3600}}"
+        );
+        let opts: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(&yaml).expect("yaml");
+        let master = Arc::new(Master::new(Arc::new(Settings::from_mapping(&opts))));
+        let streams = Arc::new(Streams::new());
+        let counted = streams.open(&master, "t", "u").expect("room for a stream");
+        let pump = Pump {
+            master,
+            token: "t".into(),
+            expire: now() + 1e6,
+            framing: Framing::Sse,
+            _counted: counted,
+        };
+        (pump, streams)
+    }
+
+    /// Runs a pump on a hand-fed stream: the function that fires events, and the body.
+    fn running(write_interval: f64) -> (impl Fn(&str), BodyStream, Arc<Streams>) {
+        let (stream, fire) = crate::salt::events::test_stream(100);
+        let (tx, body) = body_stream::channel(CHUNKS_IN_FLIGHT, Duration::from_secs(1));
+        let (pump, streams) = pump(write_interval);
+        tokio::spawn(pump.run(stream, tx, streams.stop.subscribe()));
+        (move |tag: &str| fire(tag, &json!({})), body, streams)
+    }
+
+    fn sse(tag: &str) -> Bytes {
+        Bytes::from(format!(
+            "tag: {tag}\ndata: {{\"data\":{{}},\"tag\":\"{tag}\"}}\n\n"
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_waits_for_the_write_interval_and_goes_out_together() {
+        let (fire, mut body, _streams) = running(1.0);
+        assert_eq!(body.next().await.as_deref(), Some(&b"retry: 400\n"[..]));
+        // A lone event goes out at once.
+        let start = Instant::now();
+        fire("t/0");
+        assert_eq!(body.next().await, Some(sse("t/0")));
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        // Events right behind it wait for the interval's end, then come all at once.
+        fire("t/1");
+        fire("t/2");
+        fire("t/3");
+        assert_eq!(body.next().await, Some(sse("t/1")));
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        assert_eq!(body.try_next(), Some(sse("t/2")));
+        assert_eq!(body.try_next(), Some(sse("t/3")));
+        // An event after a quiet interval goes out at once again.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let quiet = Instant::now();
+        fire("t/4");
+        assert_eq!(body.next().await, Some(sse("t/4")));
+        assert_eq!(quiet.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_whose_client_is_behind_is_never_held() {
+        let (fire, mut body, _streams) = running(1.0);
+        assert_eq!(body.next().await.as_deref(), Some(&b"retry: 400\n"[..]));
+        let start = Instant::now();
+        // More than the body channel holds: the pump waits for the client, not the clock.
+        let tags: Vec<String> = (0..3 * CHUNKS_IN_FLIGHT)
+            .map(|n| format!("t/{n}"))
+            .collect();
+        for tag in &tags {
+            fire(tag);
+        }
+        for tag in &tags {
+            assert_eq!(body.next().await, Some(sse(tag)));
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_write_interval_sends_each_event_as_it_comes() {
+        let (fire, mut body, _streams) = running(0.0);
+        assert_eq!(body.next().await.as_deref(), Some(&b"retry: 400\n"[..]));
+        let start = Instant::now();
+        for n in 0..3 {
+            let tag = format!("t/{n}");
+            fire(&tag);
+            assert_eq!(body.next().await, Some(sse(&tag)));
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
 }
