@@ -65,7 +65,7 @@ pub struct Limits {
     pub stream_heartbeat: Duration,
     /// Event streams: after a write, events that follow within this time wait for its end
     /// and go out together, so a burst costs each stream a write per interval, not one per
-    /// event; a lone event goes out at once (`stream_write_interval`, default 0.05 s; 0:
+    /// event; a lone event goes out at once (`stream_write_interval`, default 0.25 s; 0:
     /// each event as it comes).
     pub stream_write_interval: Duration,
     /// Event streams open at once in this process (`max_streams`, default three quarters
@@ -467,7 +467,7 @@ impl Limits {
             stream_queue_events: own_usize("stream_queue_events", 1000).max(1),
             stream_token_check: seconds(own_f64("stream_token_check").unwrap_or(10.0).max(0.1)),
             stream_heartbeat: seconds(own_f64("stream_heartbeat").unwrap_or(15.0).max(0.1)),
-            stream_write_interval: seconds(own_f64("stream_write_interval").unwrap_or(0.05)),
+            stream_write_interval: seconds(own_f64("stream_write_interval").unwrap_or(0.25)),
             max_streams: own_usize("max_streams", max_connections.saturating_mul(3) / 4).max(1),
             stream_max_per_token: own_usize("stream_max_per_token", 10).max(1),
             stream_max_per_user: own_usize("stream_max_per_user", 50).max(1),
