@@ -65,8 +65,8 @@ pub struct Limits {
     pub stream_heartbeat: Duration,
     /// Event streams: after a write, events that follow within this time wait for its end
     /// and go out together, so a burst costs each stream a write per interval, not one per
-    /// event; a lone event goes out at once (`stream_write_interval`, default 0.25 s; 0:
-    /// each event as it comes).
+    /// event; a lone event goes out at once (`stream_write_interval`, default 0.25 s, at
+    /// most 2 s so a held stream cannot fill its queue; 0: each event as it comes).
     pub stream_write_interval: Duration,
     /// Event streams open at once in this process (`max_streams`, default three quarters
     /// of `max_connections`, so ordinary requests always keep a quarter) → 503.
@@ -467,7 +467,9 @@ impl Limits {
             stream_queue_events: own_usize("stream_queue_events", 1000).max(1),
             stream_token_check: seconds(own_f64("stream_token_check").unwrap_or(10.0).max(0.1)),
             stream_heartbeat: seconds(own_f64("stream_heartbeat").unwrap_or(15.0).max(0.1)),
-            stream_write_interval: seconds(own_f64("stream_write_interval").unwrap_or(0.25)),
+            stream_write_interval: seconds(
+                own_f64("stream_write_interval").unwrap_or(0.25).min(2.0),
+            ),
             max_streams: own_usize("max_streams", max_connections.saturating_mul(3) / 4).max(1),
             stream_max_per_token: own_usize("stream_max_per_token", 10).max(1),
             stream_max_per_user: own_usize("stream_max_per_user", 50).max(1),
@@ -734,6 +736,17 @@ mod tests {
         assert!(!s.netapi.allow_caller_jid);
         let s = settings("salt_fcgi: {allow_caller_jid: true}\n");
         assert!(s.netapi.allow_caller_jid);
+        let interval = |yaml| settings(yaml).limits.stream_write_interval;
+        assert_eq!(interval("{}"), Duration::from_millis(250));
+        assert_eq!(
+            interval("salt_fcgi: {stream_write_interval: 0}"),
+            Duration::ZERO
+        );
+        assert_eq!(
+            interval("salt_fcgi: {stream_write_interval: 60}"),
+            Duration::from_secs(2),
+            "a longer hold would fill a busy stream's queue"
+        );
     }
 
     #[test]
