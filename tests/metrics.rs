@@ -6,8 +6,9 @@ use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-use common::{Front, Req, Response, Server, env};
+use common::{Front, OpenStream, Req, Response, Server, env};
 use serde_json::{Value as Json, json};
 
 /// The Python of the prometheus-client venv (scripts/install-clients).
@@ -137,6 +138,8 @@ fn listed_users_read_counters_prometheus_can_parse() {
         before.headers
     );
     let before = parse(&text(&before));
+    // An event stream open during the call: each of its events' delay is counted.
+    let stream = OpenStream::open(&server.address, "/events", &[("X-Auth-Token", &token)]);
     // One synchronous call to every minion: a request, master round trips, bus events.
     let ping = http.send(
         &Req::new("POST", "/")
@@ -144,6 +147,10 @@ fn listed_users_read_counters_prometheus_can_parse() {
             .json(&json!([{"client": "local", "tgt": "*", "fun": "test.ping"}])),
     );
     assert_eq!(ping.status, 200, "{}", text(&ping));
+    let has_every_return =
+        |seen: &str| (e.minions.iter()).all(|m| seen.contains(&format!("/ret/{m}\n")));
+    let (seen, _) = stream.read_until(has_every_return, Duration::from_secs(60));
+    assert!(has_every_return(&seen), "{seen}");
     let after = parse(&text(&scrape(&http, Some(&token))));
     let root_200 = json!({"endpoint": "root", "status": "200"});
     let count = |s: &[Json], name: &str, labels: &Json| value(s, name, labels).unwrap_or(0.0);
@@ -174,6 +181,18 @@ fn listed_users_read_counters_prometheus_can_parse() {
         );
         assert!(now - was >= at_least, "{name}: {was} -> {now}");
     }
+    // The stream's events (at least every return) went through the delay histogram.
+    let delays = "salt_fcgi_stream_event_delay_seconds";
+    let counted = count(&after, &format!("{delays}_count"), &Json::Null)
+        - count(&before, &format!("{delays}_count"), &Json::Null);
+    assert!(
+        counted >= e.minions.len() as f64,
+        "{counted} delays counted"
+    );
+    assert_eq!(
+        count(&after, &format!("{delays}_bucket"), &json!({"le": "+Inf"})),
+        count(&after, &format!("{delays}_count"), &Json::Null)
+    );
     for name in [
         "salt_fcgi_open_streams",
         "salt_fcgi_streams_fell_behind_total",

@@ -8,6 +8,7 @@
 use std::fmt::Write;
 
 use super::stats::{LATENCY_BUCKETS, Stats};
+use super::stream_delay;
 use crate::salt::Master;
 
 /// What the text shows besides the request counters.
@@ -36,6 +37,7 @@ pub(crate) fn render(stats: &Stats, master: &Master, gauges: &Gauges) -> String 
         "Event streams closed because their client fell stream_queue_events behind.",
         crate::salt::events::streams_fell_behind() as f64,
     );
+    stream_delays(&mut out);
     one(
         &mut out,
         "salt_fcgi_requests_in_flight",
@@ -72,24 +74,44 @@ fn requests(out: &mut String, stats: &Stats) {
         "Time from a request's arrival to its answer's head, by endpoint.",
     );
     for (endpoint, counters) in &endpoints {
-        let mut cumulative = 0;
-        for (i, n) in counters.buckets.iter().enumerate() {
-            cumulative += n;
-            let le = LATENCY_BUCKETS
-                .get(i)
-                .map_or("+Inf".to_string(), std::string::ToString::to_string);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{endpoint=\"{endpoint}\",le=\"{le}\"}} {cumulative}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "{name}_sum{{endpoint=\"{endpoint}\"}} {}",
-            counters.seconds
-        );
-        let _ = writeln!(out, "{name}_count{{endpoint=\"{endpoint}\"}} {cumulative}");
+        let label = format!("endpoint=\"{endpoint}\"");
+        histogram(out, name, &label, &counters.buckets, counters.seconds);
     }
+}
+
+/// One histogram's `_bucket` (cumulative, by [`LATENCY_BUCKETS`]), `_sum` and `_count`
+/// lines; `label` (`key="value"`, or empty) is on each.
+fn histogram(out: &mut String, name: &str, label: &str, counts: &[u64], sum: f64) {
+    let mut cumulative = 0;
+    for (i, n) in counts.iter().enumerate() {
+        cumulative += n;
+        let le = LATENCY_BUCKETS
+            .get(i)
+            .map_or("+Inf".to_string(), std::string::ToString::to_string);
+        let sep = if label.is_empty() { "" } else { "," };
+        let _ = writeln!(out, "{name}_bucket{{{label}{sep}le=\"{le}\"}} {cumulative}");
+    }
+    let braced = if label.is_empty() {
+        String::new()
+    } else {
+        format!("{{{label}}}")
+    };
+    let _ = writeln!(out, "{name}_sum{braced} {sum}");
+    let _ = writeln!(out, "{name}_count{braced} {cumulative}");
+}
+
+/// The delay of events from the bus to each stream's connection (one histogram).
+fn stream_delays(out: &mut String) {
+    let name = "salt_fcgi_stream_event_delay_seconds";
+    head(
+        out,
+        name,
+        "histogram",
+        "Time from an event's read off the master bus to its hand-over to each event \
+         stream's connection (stream_write_interval and slow clients included).",
+    );
+    let (counts, sum) = stream_delay::snapshot();
+    histogram(out, name, "", &counts, sum);
 }
 
 /// Round trips to the master, failures by kind, and events read from its bus.
@@ -191,5 +213,22 @@ mod tests {
             )
         );
         assert!(out.contains("salt_fcgi_request_duration_seconds_count{endpoint=\"login\"} 2"));
+    }
+
+    #[test]
+    fn a_histogram_without_labels() {
+        let mut counts = [0; LATENCY_BUCKETS.len() + 1];
+        counts[0] = 1;
+        counts[LATENCY_BUCKETS.len()] = 2;
+        let mut out = String::new();
+        histogram(&mut out, "d", "", &counts, 1.5);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "d_bucket{le=\"0.005\"} 1");
+        assert_eq!(lines[LATENCY_BUCKETS.len() - 1], "d_bucket{le=\"300\"} 1");
+        assert_eq!(lines[LATENCY_BUCKETS.len()], "d_bucket{le=\"+Inf\"} 3");
+        assert_eq!(
+            lines[LATENCY_BUCKETS.len() + 1..],
+            ["d_sum 1.5", "d_count 3"]
+        );
     }
 }

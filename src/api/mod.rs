@@ -17,6 +17,7 @@ pub(crate) mod request_id;
 pub(crate) mod response;
 mod routes;
 pub(crate) mod stats;
+pub(crate) mod stream_delay;
 
 pub use dispatch::Api;
 pub(crate) use request::ApiRequest;

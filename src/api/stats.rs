@@ -22,6 +22,16 @@ pub(crate) const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 300.0,
 ];
 
+/// The bucket of [`LATENCY_BUCKETS`] a duration falls in: the first whose upper bound it
+/// does not pass (the last, `+Inf`, past them all).
+pub(crate) fn latency_bucket(took: Duration) -> usize {
+    let secs = took.as_secs_f64();
+    LATENCY_BUCKETS
+        .iter()
+        .position(|le| secs <= *le)
+        .unwrap_or(LATENCY_BUCKETS.len())
+}
+
 /// One endpoint's counters: answers by status and a latency histogram.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Endpoint {
@@ -62,13 +72,8 @@ impl Stats {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let counters = map.entry(endpoint).or_default();
         *counters.by_status.entry(status).or_default() += 1;
-        let secs = took.as_secs_f64();
-        let bucket = LATENCY_BUCKETS
-            .iter()
-            .position(|le| secs <= *le)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        counters.buckets[bucket] += 1;
-        counters.seconds += secs;
+        counters.buckets[latency_bucket(took)] += 1;
+        counters.seconds += took.as_secs_f64();
     }
 
     /// A copy of the counters per endpoint.

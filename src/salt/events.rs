@@ -326,6 +326,7 @@ pub(crate) fn streams_fell_behind() -> u64 {
 
 fn dispatch(reader: &Reader, frame: &[u8]) {
     EVENTS_READ.fetch_add(1, Ordering::Relaxed);
+    let read_at = std::time::Instant::now();
     let Some((tag, data)) = split_frame(frame) else {
         crate::log::warn("ignored a malformed event-bus frame");
         return;
@@ -348,7 +349,7 @@ fn dispatch(reader: &Reader, frame: &[u8]) {
             // A closed receiver means the request is gone: drop its subscription.
             Queue::Job(tx) => tx.send(Arc::clone(ev)).is_ok(),
             Queue::Stream { tx, .. } => {
-                let text = public.get_or_insert_with(|| redact::public_event(&ev.tag, &ev.data));
+                let text = public.get_or_insert_with(|| redact::public_event(&ev.tag, &ev.data, read_at));
                 match tx.try_send(Arc::clone(text)) {
                     Ok(()) => true,
                     Err(mpsc::error::TrySendError::Full(_)) => {

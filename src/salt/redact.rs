@@ -19,6 +19,7 @@
 //! - any string holding a PEM private key.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::{Map, Value as Json, json};
@@ -272,6 +273,8 @@ pub struct PublicEvent {
     pub tag: String,
     /// `{"tag": …, "data": …}` as JSON text, every secret redacted.
     pub json: String,
+    /// When the event was read off the master bus.
+    pub read_at: Instant,
     /// The event as each kind of client stream frames it (the consumer numbers its
     /// framings), made by the first stream that needs it and shared by all the others (one
     /// copy per event, not one per stream).
@@ -292,10 +295,12 @@ impl PublicEvent {
     }
 }
 
-/// The event as a client sees it, made once and shared by every stream.
-pub(crate) fn public_event(tag: &str, data: &Json) -> Arc<PublicEvent> {
+/// The event as a client sees it, made once and shared by every stream (`read_at`: when
+/// it was read off the bus).
+pub(crate) fn public_event(tag: &str, data: &Json, read_at: Instant) -> Arc<PublicEvent> {
     Arc::new(PublicEvent {
         tag: tag.to_string(),
+        read_at,
         // Salt's order (`get_event(full=True)` is `{"data", "tag"}`).
         json: json!({"data": redacted(data), "tag": tag}).to_string(),
         framed: Default::default(),
@@ -326,7 +331,7 @@ mod tests {
         assert_eq!(shown["fun"], "test.ping");
         assert_eq!(shown["return"]["pub"], "-----BEGIN PUBLIC KEY-----");
         assert_eq!(shown["token"], Json::Null);
-        let public = public_event("salt/job/1/new", &json!({"password": "p"}));
+        let public = public_event("salt/job/1/new", &json!({"password": "p"}), Instant::now());
         assert_eq!(
             public.json,
             r#"{"data":{"password":"**redacted**"},"tag":"salt/job/1/new"}"#

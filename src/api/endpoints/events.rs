@@ -25,6 +25,7 @@ use super::Call;
 use crate::api::body_stream::{self, BodySender, BodyStream};
 use crate::api::error::ApiError;
 use crate::api::response::ApiResponse;
+use crate::api::stream_delay::Handover;
 use crate::salt::Master;
 use crate::salt::events::EventStream;
 use crate::salt::redact::PublicEvent;
@@ -315,7 +316,8 @@ impl Pump {
         let hold = tokio::time::sleep_until(next_burst);
         tokio::pin!(hold);
         let mut holding = false;
-        let mut pending_is_event = false;
+        // When the waiting chunk's event was read off the bus (none: `retry`, heartbeat).
+        let mut pending_read_at = None;
         loop {
             tokio::select! {
                 permit = tx.reserve(), if pending.is_some() && !holding => {
@@ -323,10 +325,16 @@ impl Pump {
                         (Ok(permit), Some(chunk)) => permit.send(chunk),
                         _ => return,
                     }
-                    let (forwarded, caught_up) = self.forward_ready(&mut stream, tx);
+                    let mut handover = Handover::now();
+                    let sent_event = pending_read_at.is_some();
+                    if let Some(read_at) = pending_read_at.take() {
+                        handover.event(read_at);
+                    }
+                    let (forwarded, caught_up) =
+                        self.forward_ready(&mut stream, tx, &mut handover);
                     // A burst of events starts the interval; the `retry` line or a
                     // heartbeat alone does not.
-                    if pending_is_event || forwarded > 0 {
+                    if sent_event || forwarded > 0 {
                         next_burst = tokio::time::Instant::now();
                         if caught_up {
                             next_burst += limits.stream_write_interval;
@@ -336,7 +344,7 @@ impl Pump {
                 event = stream.recv(), if pending.is_none() => match event {
                     Some(event) => {
                         pending = Some(self.framed(&event));
-                        pending_is_event = true;
+                        pending_read_at = Some(event.read_at);
                         if tokio::time::Instant::now() < next_burst {
                             holding = true;
                             hold.as_mut().reset(next_burst);
@@ -352,7 +360,6 @@ impl Pump {
                     // The front end pings a WebSocket itself; a waiting chunk is as good.
                     if self.framing == Framing::Sse && pending.is_none() {
                         pending = Some(Bytes::from_static(b": heartbeat\n\n"));
-                        pending_is_event = false;
                     }
                 }
                 _ = check.tick() => {
@@ -377,7 +384,12 @@ impl Pump {
 
     /// Moves the events already queued for this stream to the front end while the body
     /// channel has room (shared frames, not copied): how many, and whether none is left.
-    fn forward_ready(&self, stream: &mut EventStream, tx: &mpsc::Sender<Bytes>) -> (usize, bool) {
+    fn forward_ready(
+        &self,
+        stream: &mut EventStream,
+        tx: &mpsc::Sender<Bytes>,
+        handover: &mut Handover,
+    ) -> (usize, bool) {
         let mut forwarded = 0;
         loop {
             let Ok(permit) = tx.try_reserve() else {
@@ -387,6 +399,7 @@ impl Pump {
                 return (forwarded, true);
             };
             permit.send(self.framed(&event));
+            handover.event(event.read_at);
             forwarded += 1;
         }
     }
