@@ -513,12 +513,14 @@ mod tests {
         (pump, streams)
     }
 
-    /// Runs a pump on a hand-fed stream: the function that fires events, and the body.
-    fn running(write_interval: f64) -> (impl Fn(&str), BodyStream, Arc<Streams>) {
+    /// Runs a pump on a hand-fed stream and takes its `retry` line: the function that
+    /// fires events, and the body.
+    async fn running(write_interval: f64) -> (impl Fn(&str), BodyStream, Arc<Streams>) {
         let (stream, fire) = crate::salt::events::test_stream(100);
-        let (tx, body) = body_stream::channel(CHUNKS_IN_FLIGHT, Duration::from_secs(1));
+        let (tx, mut body) = body_stream::channel(CHUNKS_IN_FLIGHT, Duration::from_secs(1));
         let (pump, streams) = pump(write_interval);
         tokio::spawn(pump.run(stream, tx, streams.stop.subscribe()));
+        assert_eq!(body.next().await.as_deref(), Some(&b"retry: 400\n"[..]));
         (move |tag: &str| fire(tag, &json!({})), body, streams)
     }
 
@@ -530,8 +532,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_waits_for_the_write_interval_and_goes_out_together() {
-        let (fire, mut body, _streams) = running(1.0);
-        assert_eq!(body.next().await.as_deref(), Some(&b"retry: 400\n"[..]));
+        let (fire, mut body, _streams) = running(1.0).await;
         // A lone event goes out at once.
         let start = Instant::now();
         fire("t/0");
@@ -555,8 +556,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stream_whose_client_is_behind_is_never_held() {
-        let (fire, mut body, _streams) = running(1.0);
-        assert_eq!(body.next().await.as_deref(), Some(&b"retry: 400\n"[..]));
+        let (fire, mut body, _streams) = running(1.0).await;
         let start = Instant::now();
         // More than the body channel holds: the pump waits for the client, not the clock.
         let tags: Vec<String> = (0..3 * CHUNKS_IN_FLIGHT)
@@ -573,8 +573,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn no_write_interval_sends_each_event_as_it_comes() {
-        let (fire, mut body, _streams) = running(0.0);
-        assert_eq!(body.next().await.as_deref(), Some(&b"retry: 400\n"[..]));
+        let (fire, mut body, _streams) = running(0.0).await;
         let start = Instant::now();
         for n in 0..3 {
             let tag = format!("t/{n}");
