@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value as Json;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::bus_socket::{BusSocket, BusStream};
 use super::error::{SaltError, SaltResult};
@@ -65,7 +65,49 @@ enum Queue {
         /// Dropped with the subscriber: tells the stream it was closed even while its
         /// reader is not reading.
         _open: oneshot::Sender<()>,
+        /// Told when the queue passes half its capacity, so a reader holding its events
+        /// back (`stream_write_interval`) takes them before the queue overflows.
+        half_full: Arc<Notify>,
     },
+}
+
+/// A stream's queue as the bus holds it, and the stream's end of it until the queue is
+/// registered.
+fn stream_queue(capacity: usize) -> (Queue, StreamEnd) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let (open, closed) = oneshot::channel();
+    let half_full = Arc::new(Notify::new());
+    let end = StreamEnd {
+        rx,
+        closed,
+        half_full: Arc::clone(&half_full),
+    };
+    let queue = Queue::Stream {
+        tx,
+        _open: open,
+        half_full,
+    };
+    (queue, end)
+}
+
+/// The receiving end of a stream's queue, not yet registered with a reader.
+struct StreamEnd {
+    rx: mpsc::Receiver<Arc<PublicEvent>>,
+    closed: oneshot::Receiver<()>,
+    half_full: Arc<Notify>,
+}
+
+impl StreamEnd {
+    /// The stream, once its queue is registered as `id` with `reader`.
+    fn attach(self, id: u64, reader: Arc<Reader>) -> EventStream {
+        EventStream {
+            id,
+            reader,
+            rx: self.rx,
+            closed: Some(self.closed),
+            half_full: self.half_full,
+        }
+    }
 }
 
 /// Every event of the bus for one client (`/events`, `/ws`), with every credential field
@@ -75,6 +117,7 @@ pub struct EventStream {
     reader: Arc<Reader>,
     rx: mpsc::Receiver<Arc<PublicEvent>>,
     closed: Option<oneshot::Receiver<()>>,
+    half_full: Arc<Notify>,
 }
 
 /// Resolves once the bus has closed an [`EventStream`] (it fell behind, or the bus
@@ -123,16 +166,9 @@ impl EventBus {
     /// Starts a client's stream of every event; it ends when it falls more than
     /// `capacity` events behind, or when the bus connection ends.
     pub async fn stream(&self, capacity: usize) -> SaltResult<EventStream> {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let (open, closed) = oneshot::channel();
-        let queue = Queue::Stream { tx, _open: open };
+        let (queue, end) = stream_queue(capacity);
         let (id, reader) = self.register(Vec::new(), queue).await?;
-        Ok(EventStream {
-            id,
-            reader,
-            rx,
-            closed: Some(closed),
-        })
+        Ok(end.attach(id, reader))
     }
 
     /// Registers a subscriber with a live reader.
@@ -265,6 +301,12 @@ impl EventStream {
         self.rx.try_recv().ok()
     }
 
+    /// Notified when this stream's queue passes half its capacity (a permit waits if
+    /// nobody is waiting then).
+    pub fn half_full(&self) -> Arc<Notify> {
+        Arc::clone(&self.half_full)
+    }
+
     /// A future that resolves once the bus has closed this stream (taken once; later
     /// calls get one that never resolves).
     pub fn closed(&mut self) -> StreamClosed {
@@ -348,10 +390,15 @@ fn dispatch(reader: &Reader, frame: &[u8]) {
         match &sub.queue {
             // A closed receiver means the request is gone: drop its subscription.
             Queue::Job(tx) => tx.send(Arc::clone(ev)).is_ok(),
-            Queue::Stream { tx, .. } => {
+            Queue::Stream { tx, half_full, .. } => {
                 let text = public.get_or_insert_with(|| redact::public_event(&ev.tag, &ev.data, read_at));
                 match tx.try_send(Arc::clone(text)) {
-                    Ok(()) => true,
+                    Ok(()) => {
+                        if tx.capacity() == tx.max_capacity() / 2 {
+                            half_full.notify_one();
+                        }
+                        true
+                    }
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         STREAMS_FELL_BEHIND.fetch_add(1, Ordering::Relaxed);
                         crate::log!(warn,
@@ -376,17 +423,10 @@ pub(crate) fn test_stream(capacity: usize) -> (EventStream, impl Fn(&str, &Json)
         next_id: AtomicU64::new(0),
         subscribers: Mutex::new(HashMap::new()),
     });
-    let (tx, rx) = mpsc::channel(capacity);
-    let (open, closed) = oneshot::channel();
-    let queue = Queue::Stream { tx, _open: open };
+    let (queue, end) = stream_queue(capacity);
     let id = Reader::register(&reader, vec![], &mut Some(queue)).expect("a new reader is alive");
     let bus = Arc::clone(&reader);
-    let stream = EventStream {
-        id,
-        reader,
-        rx,
-        closed: Some(closed),
-    };
+    let stream = end.attach(id, reader);
     let fire = move |tag: &str, data: &Json| {
         dispatch(&bus, &super::event_frame::tests::frame(tag, data));
     };
@@ -415,16 +455,9 @@ mod tests {
     async fn a_stream_that_falls_behind_is_closed_and_others_go_on() {
         let reader = new_reader();
         let stream = |capacity| {
-            let (tx, rx) = mpsc::channel(capacity);
-            let (open, closed) = oneshot::channel();
-            let queue = Queue::Stream { tx, _open: open };
+            let (queue, end) = stream_queue(capacity);
             let id = Reader::register(&reader, vec![], &mut Some(queue)).expect("alive");
-            EventStream {
-                id,
-                reader: Arc::clone(&reader),
-                rx,
-                closed: Some(closed),
-            }
+            end.attach(id, Arc::clone(&reader))
         };
         let mut slow = stream(2);
         let mut slow_closed = slow.closed();

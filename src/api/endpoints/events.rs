@@ -290,7 +290,8 @@ impl Pump {
     /// arrives sooner after the last burst is held until the interval is over, and then it
     /// and every event queued behind it go to the front end together (one wake-up of the
     /// connection, one write). The hold applies only to a stream that had caught up; one
-    /// whose client is the bottleneck is fed as fast as the client takes chunks.
+    /// whose client is the bottleneck is fed as fast as the client takes chunks. It ends
+    /// early when the queue from the bus is half full, so a busy bus never overflows it.
     async fn run(
         mut self,
         mut stream: EventStream,
@@ -316,6 +317,8 @@ impl Pump {
         let hold = tokio::time::sleep_until(next_burst);
         tokio::pin!(hold);
         let mut holding = false;
+        // A hold ends early if the queue fills halfway: a busy bus must not overflow it.
+        let half_full = stream.half_full();
         // When the waiting chunk's event was read off the bus (none: `retry`, heartbeat).
         let mut pending_read_at = None;
         loop {
@@ -353,6 +356,7 @@ impl Pump {
                     None => return,
                 },
                 () = &mut hold, if holding => holding = false,
+                () = half_full.notified(), if holding => holding = false,
                 // The bus closed the stream while a chunk waited for the client: it fell
                 // behind (the bus logged it).
                 () = &mut closed, if pending.is_some() => return,
@@ -569,6 +573,23 @@ mod tests {
             assert_eq!(body.next().await, Some(sse(tag)));
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_ends_when_the_queue_is_half_full() {
+        // The queue holds 100 events (`running`): 60 behind one write are more than half.
+        let (fire, mut body, _streams) = running(1.0).await;
+        let start = Instant::now();
+        let tags: Vec<String> = (0..61).map(|n| format!("t/{n}")).collect();
+        fire(&tags[0]);
+        assert_eq!(body.next().await, Some(sse(&tags[0])));
+        for tag in &tags[1..] {
+            fire(tag);
+        }
+        for tag in &tags[1..] {
+            assert_eq!(body.next().await, Some(sse(tag)));
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO, "not held for the interval");
     }
 
     #[tokio::test(start_paused = true)]
