@@ -219,6 +219,18 @@ fn sessions_with_a_cachedir_of_its_own(wd: &Workdir, cluster: &Cluster, b: &Fron
         assert_eq!(r.status, 200, "web's token on {name}: {}", text(&r));
     }
     let r = web.send(&Req::new("POST", "/logout").header("X-Auth-Token", &token));
+    if cluster.env("SALT_VERSION").starts_with("3008.") {
+        // 3008 keeps tokens as cache entries (`<token_dir>/<token>.p`), and its
+        // `auth.del_token` runner still looks for `<token_dir>/<token>`: a web host without
+        // the master's cachedir cannot revoke, and says so (docs/deploy.md).
+        assert_eq!(r.status, 500, "logout on the web host (3008): {}", text(&r));
+        assert!(text(&r).contains("stays valid until"), "{}", text(&r));
+        eprintln!(
+            "cluster: 3008: logout on the web host cannot revoke: {}",
+            text(&r)
+        );
+        return;
+    }
     assert_eq!(r.status, 200, "logout on the web host: {}", text(&r));
     for (name, front) in [("web", &web), ("b", b)] {
         let r = post(front, &token, ping.clone());
