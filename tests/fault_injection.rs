@@ -924,9 +924,11 @@ fn a_queued_return_counts_even_past_the_deadlines() {
                     "salt/job/20240101000000000011/ret/a",
                     json!({"id": "a", "return": "late", "retcode": 0}),
                 );
-                // Let the event reach the request's queue before the reply does (100 ms
-                // was not always enough on a loaded 2-core machine; nothing else waits).
-                std::thread::sleep(Duration::from_millis(1000));
+                // Let the event reach the request's queue before the reply does: nothing
+                // tells the fake master when the CGI process has read it, so give it time
+                // (100 ms, then 1 s were not always enough while CI loaded the 2-core
+                // machine; nothing else waits on this).
+                std::thread::sleep(Duration::from_secs(5));
                 return Reply::Value(publish_reply("20240101000000000012", &["a"]));
             }
             Reply::Value(publish_reply("20240101000000000011", &["a"]))
