@@ -82,13 +82,13 @@ fn requests(out: &mut String, stats: &Stats) {
 /// One histogram's `_bucket` (cumulative, by [`LATENCY_BUCKETS`]), `_sum` and `_count`
 /// lines; `label` (`key="value"`, or empty) is on each.
 fn histogram(out: &mut String, name: &str, label: &str, counts: &[u64], sum: f64) {
+    let sep = if label.is_empty() { "" } else { "," };
     let mut cumulative = 0;
     for (i, n) in counts.iter().enumerate() {
         cumulative += n;
         let le = LATENCY_BUCKETS
             .get(i)
             .map_or("+Inf".to_string(), std::string::ToString::to_string);
-        let sep = if label.is_empty() { "" } else { "," };
         let _ = writeln!(out, "{name}_bucket{{{label}{sep}le=\"{le}\"}} {cumulative}");
     }
     let braced = if label.is_empty() {

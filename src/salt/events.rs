@@ -368,7 +368,6 @@ pub(crate) fn streams_fell_behind() -> u64 {
 
 fn dispatch(reader: &Reader, frame: &[u8]) {
     EVENTS_READ.fetch_add(1, Ordering::Relaxed);
-    let read_at = std::time::Instant::now();
     let Some((tag, data)) = split_frame(frame) else {
         crate::log::warn("ignored a malformed event-bus frame");
         return;
@@ -391,7 +390,10 @@ fn dispatch(reader: &Reader, frame: &[u8]) {
             // A closed receiver means the request is gone: drop its subscription.
             Queue::Job(tx) => tx.send(Arc::clone(ev)).is_ok(),
             Queue::Stream { tx, half_full, .. } => {
-                let text = public.get_or_insert_with(|| redact::public_event(&ev.tag, &ev.data, read_at));
+                // Stamped when the first stream takes it: the frame was read microseconds ago.
+                let text = public.get_or_insert_with(|| {
+                    redact::public_event(&ev.tag, &ev.data, std::time::Instant::now())
+                });
                 match tx.try_send(Arc::clone(text)) {
                     Ok(()) => {
                         if tx.capacity() == tx.max_capacity() / 2 {

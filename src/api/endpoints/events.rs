@@ -303,8 +303,10 @@ impl Pump {
             return;
         }
         let tx = &out.chunks;
-        let mut pending =
-            (self.framing == Framing::Sse).then(|| Bytes::from_static(b"retry: 400\n"));
+        // The chunk waiting for the client, and when its event was read off the bus (none
+        // for the `retry` line and heartbeats).
+        let mut pending = (self.framing == Framing::Sse)
+            .then(|| (Bytes::from_static(b"retry: 400\n"), None::<Instant>));
         let mut heartbeat = tokio::time::interval(limits.stream_heartbeat);
         let mut check = tokio::time::interval(limits.stream_token_check);
         heartbeat.tick().await;
@@ -319,25 +321,25 @@ impl Pump {
         let mut holding = false;
         // A hold ends early if the queue fills halfway: a busy bus must not overflow it.
         let half_full = stream.half_full();
-        // When the waiting chunk's event was read off the bus (none: `retry`, heartbeat).
-        let mut pending_read_at = None;
         loop {
             tokio::select! {
                 permit = tx.reserve(), if pending.is_some() && !holding => {
-                    match (permit, pending.take()) {
-                        (Ok(permit), Some(chunk)) => permit.send(chunk),
-                        _ => return,
-                    }
+                    let Some((chunk, read_at)) = pending.take() else {
+                        return;
+                    };
+                    let Ok(permit) = permit else {
+                        return;
+                    };
+                    permit.send(chunk);
                     let mut handover = Handover::now();
-                    let sent_event = pending_read_at.is_some();
-                    if let Some(read_at) = pending_read_at.take() {
+                    if let Some(read_at) = read_at {
                         handover.event(read_at);
                     }
                     let (forwarded, caught_up) =
                         self.forward_ready(&mut stream, tx, &mut handover);
                     // A burst of events starts the interval; the `retry` line or a
                     // heartbeat alone does not.
-                    if sent_event || forwarded > 0 {
+                    if read_at.is_some() || forwarded > 0 {
                         next_burst = tokio::time::Instant::now();
                         if caught_up {
                             next_burst += limits.stream_write_interval;
@@ -346,8 +348,7 @@ impl Pump {
                 }
                 event = stream.recv(), if pending.is_none() => match event {
                     Some(event) => {
-                        pending = Some(self.framed(&event));
-                        pending_read_at = Some(event.read_at);
+                        pending = Some((self.framed(&event), Some(event.read_at)));
                         if tokio::time::Instant::now() < next_burst {
                             holding = true;
                             hold.as_mut().reset(next_burst);
@@ -363,7 +364,7 @@ impl Pump {
                 _ = heartbeat.tick() => {
                     // The front end pings a WebSocket itself; a waiting chunk is as good.
                     if self.framing == Framing::Sse && pending.is_none() {
-                        pending = Some(Bytes::from_static(b": heartbeat\n\n"));
+                        pending = Some((Bytes::from_static(b": heartbeat\n\n"), None));
                     }
                 }
                 _ = check.tick() => {
