@@ -4,7 +4,9 @@
 //!
 //! Every wait here is a condition polled with a deadline several times what it needs.
 
-use crate::common::{self, Front, OpenStream, Req, Response, Server, env, read_stream};
+use crate::common::{
+    self, Front, OpenStream, Req, Response, Server, env, has_whole_event, read_stream,
+};
 use crate::deploy_support as ds;
 
 use std::io::{Read, Write};
@@ -895,7 +897,7 @@ fn event_streams_show_no_secrets() {
     );
     assert_eq!(r.status, 200, "{}", r.ret());
     let (text, _) = stream.read_until(
-        |t| t.contains("/ret/ms-0") && t.contains("tag: salt/netapi/hook/ci/deploy"),
+        |t| has_whole_event(t, "/ret/ms-0") && has_whole_event(t, "salt/netapi/hook/ci/deploy"),
         Duration::from_secs(60),
     );
     assert!(

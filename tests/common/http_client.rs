@@ -37,6 +37,18 @@ pub fn read_stream(
     (text, start.elapsed())
 }
 
+/// Whether `text` (a raw SSE stream) holds a whole event whose tag contains `tag`: its
+/// `data:` line has arrived to the blank line that ends the event. A read can end in the
+/// middle of an event, so a test that looks into an event's data waits for this, not for
+/// its tag line alone.
+pub fn has_whole_event(text: &str, tag: &str) -> bool {
+    text.split("\ntag: ").skip(1).any(|event| {
+        event.split_once('\n').is_some_and(|(line, rest)| {
+            line.contains(tag) && rest.starts_with("data: ") && rest.contains("\n\n")
+        })
+    })
+}
+
 /// An event stream (`GET /events`, plain HTTP) whose head has arrived: once `open`
 /// returns, the server has subscribed it to the bus (salt-fcgi subscribes before it
 /// answers), so a test can act knowing the stream will see the events, however loaded the
