@@ -132,6 +132,10 @@ pub struct MasterAddresses {
     pub transport: String,
     /// `ssl` is set: a `tcp` or `ws` request port then speaks TLS, which salt-fcgi does not.
     pub master_tls: bool,
+    /// This host reaches the master's event bus and `sock_dir` (`salt_fcgi: event_bus`,
+    /// default true). False on a web host that reaches only `ret_port`: sessions, wheel
+    /// calls and `*_async` publishes work, calls that wait for the bus answer 503.
+    pub event_bus: bool,
 }
 
 /// Salt's defaults for client calls.
@@ -344,7 +348,7 @@ impl Settings {
     pub fn from_mapping(opts: &Mapping) -> Settings {
         let own = opts.get("salt_fcgi").and_then(Yaml::as_mapping);
         let cherrypy = opts.get("rest_cherrypy").and_then(Yaml::as_mapping);
-        let addresses = MasterAddresses::read(opts);
+        let addresses = MasterAddresses::read(opts, own);
         let calls = CallDefaults::read(opts);
         Settings {
             auth: AuthOptions::read(opts, &addresses.cachedir),
@@ -360,8 +364,9 @@ impl Settings {
 }
 
 impl MasterAddresses {
-    /// Reads the master's addresses (`root_dir` prepended to its directories).
-    fn read(opts: &Mapping) -> MasterAddresses {
+    /// Reads the master's addresses (`root_dir` prepended to its directories) and whether
+    /// this host reaches its event bus (`event_bus` in salt-fcgi's own mapping `own`).
+    fn read(opts: &Mapping, own: Option<&Mapping>) -> MasterAddresses {
         let get = |k: &str| opts.get(k);
         let root_dir = get_str(get("root_dir")).unwrap_or_else(|| "/".into());
         let under_root = |p: String| PathBuf::from(prepend_root_dir(&root_dir, &p));
@@ -383,6 +388,7 @@ impl MasterAddresses {
             ipv6: get_bool(get("ipv6")).unwrap_or(false),
             transport: get_str(get("transport")).unwrap_or_else(|| "zeromq".into()),
             master_tls: get("ssl").is_some_and(|v| !matches!(v, Yaml::Null | Yaml::Bool(false))),
+            event_bus: get_bool(own.and_then(|m| m.get("event_bus"))).unwrap_or(true),
         }
     }
 
@@ -726,6 +732,16 @@ mod tests {
         assert_eq!(s.addresses.sock_dir, PathBuf::from("/srv/salt/run/m"));
         assert_eq!(s.addresses.cachedir, PathBuf::from("/srv/salt/c"));
         assert_eq!(s.addresses.master_uri(), "tcp://[::1]:14506");
+        assert!(
+            s.addresses.event_bus,
+            "the master's bus is on this host by default"
+        );
+        let web_host = settings("salt_fcgi: {event_bus: false}");
+        assert!(!web_host.addresses.event_bus);
+        assert_eq!(
+            crate::salt::bus_socket::BusSocket::publisher(&web_host).to_string(),
+            "none (event_bus: false)"
+        );
     }
 
     #[test]

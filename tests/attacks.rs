@@ -859,6 +859,101 @@ fn logout_revokes_on_the_master_from_another_host() {
     let _ = std::fs::remove_dir_all(&elsewhere);
 }
 
+/// A web host that reaches only `ret_port` (`event_bus: false`, a `cachedir` and a
+/// `sock_dir` of its own, both empty): sessions work through the master (login, a token
+/// checked by the master, logout that revokes on the master), so do wheel calls and
+/// `local_async`; a call that needs the bus is a 503 that says why, at once.
+#[test]
+#[ignore = "needs the test master: scripts/test starts one and runs every test"]
+fn a_host_with_only_ret_port_keeps_sessions() {
+    let e = env();
+    let elsewhere = std::env::temp_dir().join(format!("salt-fcgi-web-host-{}", std::process::id()));
+    let sock_dir = elsewhere.join("sock");
+    std::fs::create_dir_all(&sock_dir).expect("mkdir");
+    let config = e.config_variant(
+        "web-host",
+        &format!(
+            "cachedir: {}\nsock_dir: {}\nsalt_fcgi: {{event_bus: false}}\n",
+            elsewhere.display(),
+            sock_dir.display()
+        ),
+    );
+    let front = Front::Cgi(&config);
+    let call = |token: &str, chunk: Json| {
+        front.send(
+            &Req::new("POST", "/")
+                .json(&json!([chunk]))
+                .header("X-Auth-Token", token),
+        )
+    };
+    let wheel = json!({"client": "wheel", "fun": "key.list_all"});
+    let token = login(&front, &e.user, &e.password);
+    let r = call(&token, wheel.clone());
+    assert_eq!(r.status, 200, "{}", r.ret());
+    assert!(
+        r.ret()[0]["data"]["return"]["minions"]
+            .as_array()
+            .is_some_and(|m| m.contains(&json!("ms-0"))),
+        "{}",
+        r.ret()
+    );
+    let r = call(
+        &token,
+        json!({"client": "local_async", "tgt": "ms-0", "fun": "test.ping"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.ret());
+    assert!(r.ret()[0]["jid"].is_string(), "{}", r.ret());
+    // A token the master does not know is refused: tokens are checked with the master.
+    let unknown = "0123456789abcdef0123456789abcdef01234567";
+    assert_eq!(call(unknown, wheel.clone()).status, 401);
+    // What needs the bus: a sync call, a stream, a hook.
+    let started = Instant::now();
+    let r = call(
+        &token,
+        json!({"client": "local", "tgt": "ms-0", "fun": "test.ping"}),
+    );
+    assert_eq!(r.status, 503, "{}", r.ret());
+    assert!(
+        r.ret()
+            .as_str()
+            .is_some_and(|m| m.contains("event_bus: false")),
+        "{}",
+        r.ret()
+    );
+    let events = front.send(&Req::new("GET", "/events").header("X-Auth-Token", &token));
+    assert_eq!(events.status, 503, "{}", events.ret());
+    let hook = front.send(
+        &Req::new("POST", "/hook/web-host")
+            .json(&json!({"a": 1}))
+            .header("X-Auth-Token", &token),
+    );
+    assert_eq!(hook.status, 503, "{}", hook.ret());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the refusals waited for something: {:?}",
+        started.elapsed()
+    );
+    // Logout revokes on the master: the token stops working everywhere.
+    let r = front.send(&Req::new("POST", "/logout").header("X-Auth-Token", &token));
+    assert_eq!(
+        (r.status, r.ret()),
+        (200, json!("Your token has been cleared"))
+    );
+    assert_eq!(
+        call(&token, wheel.clone()).status,
+        401,
+        "the token still works after logout"
+    );
+    let on_master_host = Front::Cgi(&e.config);
+    let r = on_master_host.send(
+        &Req::new("POST", "/")
+            .json(&json!([wheel]))
+            .header("X-Auth-Token", &token),
+    );
+    assert_eq!(r.status, 401, "the master host still takes the token");
+    let _ = std::fs::remove_dir_all(&elsewhere);
+}
+
 // ---------------------------------------------------------------------------------------
 // 5. Secrets on the event stream; who may stream
 

@@ -1,12 +1,14 @@
 //! Where the master's event bus sockets are, by `ipc_mode`: the publisher every event
 //! comes out of (`master_event_pub.ipc` or TCP `tcp_master_pub_port`) and the puller events
-//! are fired into (`master_event_pull.ipc` or TCP `tcp_master_pull_port`), on loopback.
+//! are fired into (`master_event_pull.ipc` or TCP `tcp_master_pull_port`), on loopback;
+//! or none, on a web host that reaches only `ret_port` (`salt_fcgi: event_bus: false`).
 
 use std::fmt;
 use std::path::PathBuf;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::error::SaltError;
 use crate::settings::{IpcMode, Settings};
 
 /// A connected bus socket, Unix or TCP.
@@ -20,6 +22,8 @@ pub(crate) enum BusSocket {
     Unix(PathBuf),
     /// A loopback TCP address (`ipc_mode: tcp`).
     Tcp(String),
+    /// None: this host does not reach the master's bus (`event_bus: false`).
+    Absent,
 }
 
 impl BusSocket {
@@ -42,6 +46,9 @@ impl BusSocket {
     }
 
     fn of(settings: &Settings, file: &str, port: u16) -> BusSocket {
+        if !settings.addresses.event_bus {
+            return BusSocket::Absent;
+        }
         match settings.addresses.ipc_mode {
             IpcMode::Ipc => BusSocket::Unix(settings.addresses.sock_dir.join(file)),
             IpcMode::Tcp => {
@@ -55,12 +62,25 @@ impl BusSocket {
         }
     }
 
-    /// Connects to the socket.
+    /// Connects to the socket (an `Unsupported` error for [`BusSocket::Absent`]).
     pub(crate) async fn connect(&self) -> std::io::Result<Box<dyn BusStream>> {
         Ok(match self {
             BusSocket::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
             BusSocket::Tcp(addr) => Box::new(tokio::net::TcpStream::connect(addr).await?),
+            BusSocket::Absent => return Err(std::io::ErrorKind::Unsupported.into()),
         })
+    }
+
+    /// The caller's error when this host has no bus: what still works and what to do
+    /// (a configuration, not a fault: nothing is logged).
+    pub(crate) fn absent_error() -> SaltError {
+        SaltError::EventBus(
+            "this call needs the master's event bus, and this salt-fcgi has none (salt_fcgi: \
+             event_bus: false, a host that reaches only ret_port): here logins, tokens, \
+             logout, wheel calls and local_async/runner_async work; run the others through \
+             a salt-fcgi on a master host"
+                .into(),
+        )
     }
 }
 
@@ -69,6 +89,7 @@ impl fmt::Display for BusSocket {
         match self {
             BusSocket::Unix(path) => write!(f, "{}", path.display()),
             BusSocket::Tcp(addr) => f.write_str(addr),
+            BusSocket::Absent => f.write_str("none (event_bus: false)"),
         }
     }
 }

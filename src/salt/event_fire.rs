@@ -46,9 +46,13 @@ pub(crate) async fn fire(settings: &Settings, tag: &str, mut data: Json) -> Salt
     if let Json::Object(map) = &mut data {
         map.insert("_stamp".into(), Json::from(super::clock::utc_stamp()));
     }
+    let puller = BusSocket::puller(settings);
+    if matches!(puller, BusSocket::Absent) {
+        return Err(BusSocket::absent_error());
+    }
     let frame = frame(tag, &data);
     let sent = tokio::time::timeout(FIRE_TIMEOUT, async {
-        let mut s = BusSocket::puller(settings).connect().await?;
+        let mut s = puller.connect().await?;
         s.write_all(&frame).await?;
         s.shutdown().await
     })

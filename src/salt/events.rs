@@ -217,6 +217,9 @@ impl EventBus {
 
     /// A clear error for the caller; the path goes only to the log.
     fn connect_error(&self, e: &std::io::Error) -> SaltError {
+        if matches!(self.socket, BusSocket::Absent) {
+            return BusSocket::absent_error();
+        }
         crate::log!(
             error,
             "cannot connect to the master event bus {}: {e}",

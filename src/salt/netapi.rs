@@ -2,7 +2,8 @@
 //! client call.
 //!
 //! 1. the master is running (its `workers.ipc`, or `publish_pull.ipc` for `tcp` and `ws`,
-//!    exists in `sock_dir`), and its transport is one salt-fcgi speaks;
+//!    exists in `sock_dir`; not looked for on a host without the master's event bus), and
+//!    its transport is one salt-fcgi speaks;
 //! 2. `client` names a known client; 3. it is in `netapi_enable_clients`;
 //! 4. the chunk carries `token` or `eauth`; 5. `raw_shell` is refused unless
 //!    `netapi_allow_raw_shell`; then `ssh` is refused (salt-ssh needs Python in-process).
@@ -222,8 +223,9 @@ pub fn check_master_running(master: &Master) -> SaltResult<()> {
     if let Some(refused) = channel::refusal(settings) {
         return Err(refused);
     }
-    if settings.addresses.ipc_mode == IpcMode::Tcp {
-        // No socket file to look at; the request channel's connect timeout tells instead.
+    if settings.addresses.ipc_mode == IpcMode::Tcp || !settings.addresses.event_bus {
+        // No socket file to look at (TCP bus, or a host without the master's sock_dir);
+        // the request channel's connect timeout tells instead.
         return Ok(());
     }
     let marker = match settings.addresses.transport.as_str() {

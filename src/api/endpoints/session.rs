@@ -5,6 +5,7 @@
 //! Nothing is stored here; logout removes the token from the master's token store.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value as Json, json};
 
@@ -100,15 +101,41 @@ pub(crate) async fn logout(master: &Arc<Master>, call: &Call) -> Result<ApiRespo
     }
 }
 
-/// The master's `auth.del_token` runner for `token`, authenticated by the token itself.
-async fn del_token_on_master(master: &Arc<Master>, token: &str) -> Result<Json, SaltError> {
-    let chunk = json!({"client": "runner", "fun": "auth.del_token",
-        "kwarg": {"token": token}, "timeout": 30});
-    match chunk {
-        Json::Object(chunk) => netapi::run(master, &chunk, Some(token))
-            .await
-            .map(netapi::Answer::into_json),
-        _ => Ok(Json::Null),
+/// How long a logout on a host without the master's event bus, which cannot wait for the
+/// `auth.del_token` runner's return, waits for the master to stop knowing the token.
+const REVOCATION_WAIT: Duration = Duration::from_secs(10);
+
+/// The master's `auth.del_token` runner for `token`, authenticated by the token itself:
+/// its return waited for on the event bus, or, on a host without the bus, started with
+/// `runner_async` and followed by asking the master for the token until it is gone
+/// (at most [`REVOCATION_WAIT`]).
+async fn del_token_on_master(master: &Arc<Master>, token: &str) -> Result<(), SaltError> {
+    let bus = master.settings.addresses.event_bus;
+    let client = if bus { "runner" } else { "runner_async" };
+    let Json::Object(chunk) = json!({"client": client, "fun": "auth.del_token",
+        "kwarg": {"token": token}, "timeout": 30})
+    else {
+        return Ok(());
+    };
+    netapi::run(master, &chunk, Some(token)).await?;
+    if !bus {
+        wait_until_unknown(master, token, REVOCATION_WAIT).await;
+    }
+    Ok(())
+}
+
+/// Asks the master about `token` (every 0.1 s, doubling to 1 s) until it no longer knows
+/// it or `limit` has passed.
+async fn wait_until_unknown(master: &Master, token: &str, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut pause = Duration::from_millis(100);
+    while !matches!(tokens::get_token(master, token).await, Ok(None)) {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return;
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 
