@@ -17,7 +17,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use super::handle_guarded;
 use super::lifecycle::{Lifecycle, ServeOptions, Slot, accept_loop};
 use super::listener::{Listener, Stream};
-use crate::api::body_stream::BodyStream;
+use crate::api::body_stream::{BodyStream, ChunkReceiver};
 use crate::api::request::parse_content_length;
 use crate::api::{Api, ApiRequest, ApiResponse, Body, BodyError};
 
@@ -205,18 +205,18 @@ fn to_hyper(resp: ApiResponse, body: HyperBody) -> Response<HyperBody> {
 
 /// The body of a streamed response: each chunk is sent as it comes; the channel's end
 /// is the body's end.
-struct StreamBody(mpsc::Receiver<Bytes>);
+struct StreamBody(ChunkReceiver);
 
 impl hyper::body::Body for StreamBody {
     type Data = Bytes;
     type Error = Infallible;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.0
-            .poll_recv(cx)
+            .poll_next(cx)
             .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
     }
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::Call;
 use crate::api::body_stream::{self, BodySender, BodyStream};
@@ -302,7 +302,7 @@ impl Pump {
         if *stop.borrow_and_update() {
             return;
         }
-        let tx = &out.chunks;
+        let tx = &out;
         // The chunk waiting for the client, and when its event was read off the bus (none
         // for the `retry` line and heartbeats).
         let mut pending = (self.framing == Framing::Sse)
@@ -323,14 +323,13 @@ impl Pump {
         let half_full = stream.half_full();
         loop {
             tokio::select! {
-                permit = tx.reserve(), if pending.is_some() && !holding => {
+                room = tx.room(), if pending.is_some() && !holding => {
                     let Some((chunk, read_at)) = pending.take() else {
                         return;
                     };
-                    let Ok(permit) = permit else {
+                    if !room || !tx.try_send(chunk) {
                         return;
-                    };
-                    permit.send(chunk);
+                    }
                     let mut handover = Handover::now();
                     if let Some(read_at) = read_at {
                         handover.event(read_at);
@@ -392,18 +391,18 @@ impl Pump {
     fn forward_ready(
         &self,
         stream: &mut EventStream,
-        tx: &mpsc::Sender<Bytes>,
+        tx: &BodySender,
         handover: &mut Handover,
     ) -> (usize, bool) {
         let mut forwarded = 0;
         loop {
-            let Ok(permit) = tx.try_reserve() else {
+            if !tx.has_room() {
                 return (forwarded, false);
-            };
+            }
             let Some(event) = stream.try_recv() else {
                 return (forwarded, true);
             };
-            permit.send(self.framed(&event));
+            tx.try_send(self.framed(&event));
             handover.event(event.read_at);
             forwarded += 1;
         }
