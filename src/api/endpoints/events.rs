@@ -22,6 +22,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::Call;
+use super::stream_timers::{Due, StreamTimers};
 use crate::api::body_stream::{self, BodySender, BodyStream};
 use crate::api::error::ApiError;
 use crate::api::response::ApiResponse;
@@ -298,36 +299,30 @@ impl Pump {
         out: BodySender,
         mut stop: watch::Receiver<bool>,
     ) {
-        let limits = self.master.settings.limits.clone();
         if *stop.borrow_and_update() {
             return;
         }
-        let tx = &out;
+        let mut timers = self.timers();
         // The chunk waiting for the client, and when its event was read off the bus (none
         // for the `retry` line and heartbeats).
         let mut pending = (self.framing == Framing::Sse)
             .then(|| (Bytes::from_static(b"retry: 400\n"), None::<Instant>));
-        let mut heartbeat = tokio::time::interval(limits.stream_heartbeat);
-        let mut check = tokio::time::interval(limits.stream_token_check);
-        heartbeat.tick().await;
-        check.tick().await;
-        let expiry = tokio::time::sleep(self.left());
-        tokio::pin!(expiry);
+        let timer = tokio::time::sleep_until(timers.next());
+        tokio::pin!(timer);
         let closed = stream.closed();
         tokio::pin!(closed);
-        let mut next_burst = tokio::time::Instant::now();
-        let hold = tokio::time::sleep_until(next_burst);
-        tokio::pin!(hold);
-        let mut holding = false;
         // A hold ends early if the queue fills halfway: a busy bus must not overflow it.
         let half_full = stream.half_full();
         loop {
+            if timer.deadline() != timers.next() {
+                timer.as_mut().reset(timers.next());
+            }
             tokio::select! {
-                room = tx.room(), if pending.is_some() && !holding => {
+                room = out.room(), if pending.is_some() && !timers.holding() => {
                     let Some((chunk, read_at)) = pending.take() else {
                         return;
                     };
-                    if !room || !tx.try_send(chunk) {
+                    if !room || !out.try_send(chunk) {
                         return;
                     }
                     let mut handover = Handover::now();
@@ -335,55 +330,61 @@ impl Pump {
                         handover.event(read_at);
                     }
                     let (forwarded, caught_up) =
-                        self.forward_ready(&mut stream, tx, &mut handover);
+                        self.forward_ready(&mut stream, &out, &mut handover);
                     // A burst of events starts the interval; the `retry` line or a
                     // heartbeat alone does not.
                     if read_at.is_some() || forwarded > 0 {
-                        next_burst = tokio::time::Instant::now();
-                        if caught_up {
-                            next_burst += limits.stream_write_interval;
-                        }
+                        timers.burst_sent(caught_up);
                     }
                 }
                 event = stream.recv(), if pending.is_none() => match event {
                     Some(event) => {
                         pending = Some((self.framed(&event), Some(event.read_at)));
-                        if tokio::time::Instant::now() < next_burst {
-                            holding = true;
-                            hold.as_mut().reset(next_burst);
-                        }
+                        timers.event_arrived();
                     }
                     None => return,
                 },
-                () = &mut hold, if holding => holding = false,
-                () = half_full.notified(), if holding => holding = false,
+                () = half_full.notified(), if timers.holding() => timers.release(),
                 // The bus closed the stream while a chunk waited for the client: it fell
                 // behind (the bus logged it).
                 () = &mut closed, if pending.is_some() => return,
-                _ = heartbeat.tick() => {
+                () = &mut timer => match timers.due(tokio::time::Instant::now()) {
+                    Due::Expiry => return,
+                    Due::TokenCheck => {
+                        timer.as_mut().reset(timers.expire_at());
+                        // Boxed: the master request is large and runs once a check
+                        // interval, so the idle stream's task need not hold room for it.
+                        let valid = tokio::select! {
+                            valid = Box::pin(self.still_valid()) => valid,
+                            _ = stop.changed() => return,
+                            () = &mut timer => return,
+                        };
+                        if !valid {
+                            return;
+                        }
+                        timers.set_expiry(self.left());
+                    }
                     // The front end pings a WebSocket itself; a waiting chunk is as good.
-                    if self.framing == Framing::Sse && pending.is_none() {
+                    Due::Heartbeat if self.framing == Framing::Sse && pending.is_none() => {
                         pending = Some((Bytes::from_static(b": heartbeat\n\n"), None));
                     }
-                }
-                _ = check.tick() => {
-                    // Boxed: the master request is large and runs once a check interval,
-                    // so the idle stream's task need not hold room for it.
-                    let valid = tokio::select! {
-                        valid = Box::pin(self.still_valid()) => valid,
-                        _ = stop.changed() => return,
-                        () = &mut expiry => return,
-                    };
-                    if !valid {
-                        return;
-                    }
-                    expiry.as_mut().reset(tokio::time::Instant::now() + self.left());
-                }
-                () = &mut expiry => return,
+                    Due::Heartbeat | Due::HoldOver | Due::Nothing => {}
+                },
                 _ = stop.changed() => return,
-                () = tx.closed() => return,
+                () = out.closed() => return,
             }
         }
+    }
+
+    /// The stream's timers, started now.
+    fn timers(&self) -> StreamTimers {
+        let limits = &self.master.settings.limits;
+        StreamTimers::new(
+            limits.stream_heartbeat,
+            limits.stream_token_check,
+            limits.stream_write_interval,
+            self.left(),
+        )
     }
 
     /// Moves the events already queued for this stream to the front end while the body

@@ -5,6 +5,7 @@
 mod events;
 mod resources;
 mod session;
+mod stream_timers;
 
 pub(crate) use events::{Streams, events, websocket};
 pub(crate) use resources::{gen_key, hook, jobs, keys, minion_grains, start_job, stats};
