@@ -22,6 +22,7 @@ mod frontend;
 mod log;
 mod salt;
 mod settings;
+mod small_channel;
 
 /// What the `salt-fcgi` binary, the fuzz targets, the examples and the integration tests
 /// reach inside the library: not a stable API. Everything else is `pub(crate)`, so rustc

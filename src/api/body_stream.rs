@@ -5,69 +5,20 @@
 //! of the producer's token checks, the slow-client rule and SIGTERM. So the producer's end
 //! is a signal of its own: once it has ended, whatever is still being written gets
 //! `stream_end_grace` more, and then the front end abandons the connection
-//! ([`BodyStream::bounded`], [`ProducerEnd::and_grace`]).
-//!
-//! The channel is a small one of its own, because every open stream holds one: a mutex
-//! over a queue that keeps no buffer while empty, and one waker per kind of waiter, about
-//! 150 bytes. A tokio `mpsc` (its cache-padded halves and first block of 32 slots) plus a
-//! `oneshot` for the end held about 1.5 KB per stream (heaptrack, 10,000 streams).
+//! ([`BodyStream::bounded`], [`ProducerEnd::and_grace`]). The chunks travel in a
+//! [`small_channel`](crate::small_channel), since every open stream holds one.
 
-use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
 
-/// What the two halves share.
-#[derive(Debug)]
-struct Shared {
-    state: Mutex<State>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    /// Chunks the front end has not taken yet (at most `capacity`).
-    chunks: VecDeque<Bytes>,
-    capacity: usize,
-    producer_gone: bool,
-    consumer_gone: bool,
-    /// The front end, waiting for a chunk.
-    consumer: Option<Waker>,
-    /// The producer, waiting for room.
-    room: Option<Waker>,
-    /// The producer, waiting for the front end to go.
-    closed: Option<Waker>,
-    /// Whoever waits for the producer's end ([`ProducerEnd`]).
-    end: Option<Waker>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Keeps `cx`'s waker in `slot` (not cloned again when it is the same task's).
-fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
-    match slot {
-        Some(w) if w.will_wake(cx.waker()) => {}
-        _ => *slot = Some(cx.waker().clone()),
-    }
-}
-
-/// Wakes the taken wakers, outside the lock.
-fn wake(wakers: impl IntoIterator<Item = Option<Waker>>) {
-    wakers.into_iter().flatten().for_each(Waker::wake);
-}
+use crate::small_channel::{self, ProducerGone, Receiver, Sender};
 
 /// The producer's half: dropping it ends the body.
-#[derive(Debug)]
-pub(crate) struct BodySender {
-    shared: Arc<Shared>,
-}
+pub(crate) type BodySender = Sender<Bytes>;
 
 /// The front end's half: the chunks, and when the producer ended.
 #[derive(Debug)]
@@ -80,141 +31,34 @@ pub struct BodyStream {
 
 /// The chunks of a [`BodyStream`]; dropping it tells the producer the client is gone.
 #[derive(Debug)]
-pub struct ChunkReceiver {
-    shared: Arc<Shared>,
-}
+pub struct ChunkReceiver(Receiver<Bytes>);
 
 /// Resolves once the producer of a [`BodyStream`] has ended.
 #[derive(Debug)]
 pub struct ProducerEnd {
-    shared: Arc<Shared>,
+    gone: ProducerGone<Bytes>,
     grace: Duration,
 }
 
 /// A body stream of at most `capacity` chunks in flight; writes outlive the producer by
 /// at most `grace`.
 pub(crate) fn channel(capacity: usize, grace: Duration) -> (BodySender, BodyStream) {
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State {
-            capacity: capacity.max(1),
-            ..State::default()
-        }),
-    });
+    let (tx, rx) = small_channel::channel(capacity);
     let stream = BodyStream {
-        chunks: ChunkReceiver {
-            shared: Arc::clone(&shared),
-        },
         end: ProducerEnd {
-            shared: Arc::clone(&shared),
+            gone: rx.end_watch(),
             grace,
         },
+        chunks: ChunkReceiver(rx),
         give_up_at: None,
     };
-    (BodySender { shared }, stream)
-}
-
-impl BodySender {
-    /// Whether a chunk fits now (false also once the front end is gone).
-    pub(crate) fn has_room(&self) -> bool {
-        let state = self.shared.lock();
-        !state.consumer_gone && state.chunks.len() < state.capacity
-    }
-
-    /// Waits until a chunk fits (true) or the front end is gone (false).
-    pub(crate) async fn room(&self) -> bool {
-        poll_fn(|cx| {
-            let mut state = self.shared.lock();
-            if state.consumer_gone {
-                Poll::Ready(false)
-            } else if state.chunks.len() < state.capacity {
-                Poll::Ready(true)
-            } else {
-                register(&mut state.room, cx);
-                Poll::Pending
-            }
-        })
-        .await
-    }
-
-    /// Queues `chunk` if it fits; false when the channel is full or the front end is gone.
-    pub(crate) fn try_send(&self, chunk: Bytes) -> bool {
-        let mut state = self.shared.lock();
-        if state.consumer_gone || state.chunks.len() >= state.capacity {
-            return false;
-        }
-        state.chunks.push_back(chunk);
-        let consumer = state.consumer.take();
-        drop(state);
-        wake([consumer]);
-        true
-    }
-
-    /// Resolves once the front end is gone (the client left).
-    pub(crate) async fn closed(&self) {
-        poll_fn(|cx| {
-            let mut state = self.shared.lock();
-            if state.consumer_gone {
-                Poll::Ready(())
-            } else {
-                register(&mut state.closed, cx);
-                Poll::Pending
-            }
-        })
-        .await;
-    }
-}
-
-impl Drop for BodySender {
-    fn drop(&mut self) {
-        let mut state = self.shared.lock();
-        state.producer_gone = true;
-        let woken = [state.consumer.take(), state.end.take()];
-        drop(state);
-        wake(woken);
-    }
+    (tx, stream)
 }
 
 impl ChunkReceiver {
     /// The next chunk, or `None` once the producer has ended and every chunk was taken.
     pub fn poll_next(&self, cx: &Context<'_>) -> Poll<Option<Bytes>> {
-        let mut state = self.shared.lock();
-        if state.chunks.is_empty() {
-            if state.producer_gone {
-                return Poll::Ready(None);
-            }
-            register(&mut state.consumer, cx);
-            return Poll::Pending;
-        }
-        Poll::Ready(Self::take(state))
-    }
-
-    /// A chunk that is already waiting.
-    fn try_next(&self) -> Option<Bytes> {
-        Self::take(self.shared.lock())
-    }
-
-    /// Takes the first chunk and wakes a producer waiting for room; an emptied queue lets
-    /// its buffer go (an idle stream holds none).
-    fn take(mut state: MutexGuard<'_, State>) -> Option<Bytes> {
-        let chunk = state.chunks.pop_front()?;
-        if state.chunks.is_empty() {
-            state.chunks = VecDeque::new();
-        }
-        let room = state.room.take();
-        drop(state);
-        wake([room]);
-        Some(chunk)
-    }
-}
-
-impl Drop for ChunkReceiver {
-    fn drop(&mut self) {
-        let mut state = self.shared.lock();
-        state.consumer_gone = true;
-        state.chunks.clear();
-        let woken = [state.room.take(), state.closed.take()];
-        drop(state);
-        wake(woken);
+        self.0.poll_recv(cx)
     }
 }
 
@@ -226,7 +70,7 @@ impl BodyStream {
 
     /// A chunk that is already waiting.
     pub fn try_next(&mut self) -> Option<Bytes> {
-        self.chunks.try_next()
+        self.chunks.0.try_recv()
     }
 
     /// Runs `work` (a write to the client); `None` when it was abandoned because the
@@ -236,7 +80,7 @@ impl BodyStream {
         if self.give_up_at.is_none() {
             tokio::select! {
                 done = &mut work => return Some(done),
-                () = self.end.ended() => {
+                () = self.end.gone.wait() => {
                     self.give_up_at = Some(Instant::now() + self.end.grace);
                 }
             }
@@ -253,23 +97,9 @@ impl BodyStream {
 }
 
 impl ProducerEnd {
-    /// Resolves once the producer has ended.
-    async fn ended(&self) {
-        poll_fn(|cx| {
-            let mut state = self.shared.lock();
-            if state.producer_gone {
-                Poll::Ready(())
-            } else {
-                register(&mut state.end, cx);
-                Poll::Pending
-            }
-        })
-        .await;
-    }
-
     /// Waits until the producer has ended, then the grace period.
     pub async fn and_grace(self) {
-        self.ended().await;
+        self.gone.wait().await;
         tokio::time::sleep(self.grace).await;
     }
 }
@@ -277,11 +107,12 @@ impl ProducerEnd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::task::Waker;
 
     #[tokio::test(start_paused = true)]
     async fn a_stalled_write_is_abandoned_only_after_the_producer_ends() {
         let (tx, mut body) = channel(4, Duration::from_secs(2));
-        assert!(tx.try_send(Bytes::from_static(b"a")));
+        assert!(tx.try_send(Bytes::from_static(b"a")).is_ok());
         assert_eq!(body.next().await.as_deref(), Some(&b"a"[..]));
         // A write that never completes, while the producer lives: still waiting at 60 s.
         let stalled = body.bounded(std::future::pending::<()>());
@@ -297,59 +128,20 @@ mod tests {
         assert_eq!(body.next().await, None);
     }
 
-    #[tokio::test]
-    async fn a_full_channel_waits_for_the_front_end_and_keeps_order() {
-        let (tx, mut body) = channel(2, Duration::from_secs(1));
-        assert!(tx.try_send(Bytes::from_static(b"1")) && tx.try_send(Bytes::from_static(b"2")));
-        assert!(!tx.has_room() && !tx.try_send(Bytes::from_static(b"x")));
-        let producer = tokio::spawn(async move {
-            for chunk in [&b"3"[..], b"4", b"5"] {
-                assert!(tx.room().await, "the front end is there");
-                assert!(tx.try_send(Bytes::from_static(chunk)));
-            }
-        });
-        let mut got = Vec::new();
-        while let Some(chunk) = body.next().await {
-            got.push(chunk);
-        }
-        producer.await.expect("producer");
-        assert_eq!(got, ["1", "2", "3", "4", "5"].map(Bytes::from));
-        assert_eq!(body.try_next(), None);
-    }
-
-    #[tokio::test]
-    async fn the_producer_learns_that_the_front_end_left() {
-        let (tx, body) = channel(1, Duration::from_secs(1));
-        assert!(tx.try_send(Bytes::from_static(b"a")));
-        let waiting = tokio::spawn(async move {
-            let room = tx.room().await;
-            tx.closed().await;
-            (room, tx.has_room(), tx.try_send(Bytes::from_static(b"b")))
-        });
-        tokio::task::yield_now().await;
-        drop(body);
-        let seen = tokio::time::timeout(Duration::from_secs(60), waiting).await;
-        let seen = seen.expect("the producer was woken").expect("producer");
-        assert_eq!(seen, (false, false, false));
-    }
-
     #[tokio::test(start_paused = true)]
     async fn the_end_is_seen_apart_from_the_chunks() {
         let (tx, body) = channel(1, Duration::from_secs(3));
         let (chunks, end) = body.into_parts();
-        assert!(tx.try_send(Bytes::from_static(b"a")));
+        assert!(tx.try_send(Bytes::from_static(b"a")).is_ok());
         let start = Instant::now();
         let watched = tokio::spawn(end.and_grace());
         drop(tx);
         watched.await.expect("end");
         assert_eq!(start.elapsed(), Duration::from_secs(3));
         // The chunk sent before the end is still there, then the body ends.
-        let waker = Waker::noop();
-        let cx = Context::from_waker(waker);
-        assert_eq!(
-            chunks.poll_next(&cx),
-            Poll::Ready(Some(Bytes::from_static(b"a")))
-        );
+        let cx = Context::from_waker(Waker::noop());
+        let a = Bytes::from_static(b"a");
+        assert_eq!(chunks.poll_next(&cx), Poll::Ready(Some(a)));
         assert_eq!(chunks.poll_next(&cx), Poll::Ready(None));
     }
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value as Json;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::bus_socket::{BusSocket, BusStream};
 use super::error::{SaltError, SaltResult};
@@ -24,6 +24,7 @@ use super::event_frame::{FrameBuffer, Piece, split_frame};
 use super::payload;
 use super::redact::{self, PublicEvent};
 use crate::settings::Settings;
+use crate::small_channel::{self, SendError};
 
 /// One event from the master bus.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,41 +61,20 @@ enum Queue {
     Job(mpsc::UnboundedSender<Arc<Event>>),
     /// A client's event stream: every event as public JSON text, credentials redacted, at
     /// most the channel's capacity behind; a stream that falls further behind is closed.
-    Stream {
-        tx: mpsc::Sender<Arc<PublicEvent>>,
-        /// Dropped with the subscriber: tells the stream it was closed even while its
-        /// reader is not reading.
-        _open: oneshot::Sender<()>,
-        /// Told when the queue passes half its capacity, so a reader holding its events
-        /// back (`stream_write_interval`) takes them before the queue overflows.
-        half_full: Arc<Notify>,
-    },
+    /// Dropping it tells the stream, even while its reader is not reading.
+    Stream(small_channel::Sender<Arc<PublicEvent>>),
 }
 
 /// A stream's queue as the bus holds it, and the stream's end of it until the queue is
 /// registered.
 fn stream_queue(capacity: usize) -> (Queue, StreamEnd) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    let (open, closed) = oneshot::channel();
-    let half_full = Arc::new(Notify::new());
-    let end = StreamEnd {
-        rx,
-        closed,
-        half_full: Arc::clone(&half_full),
-    };
-    let queue = Queue::Stream {
-        tx,
-        _open: open,
-        half_full,
-    };
-    (queue, end)
+    let (tx, rx) = small_channel::channel(capacity);
+    (Queue::Stream(tx), StreamEnd { rx })
 }
 
 /// The receiving end of a stream's queue, not yet registered with a reader.
 struct StreamEnd {
-    rx: mpsc::Receiver<Arc<PublicEvent>>,
-    closed: oneshot::Receiver<()>,
-    half_full: Arc<Notify>,
+    rx: small_channel::Receiver<Arc<PublicEvent>>,
 }
 
 impl StreamEnd {
@@ -104,8 +84,6 @@ impl StreamEnd {
             id,
             reader,
             rx: self.rx,
-            closed: Some(self.closed),
-            half_full: self.half_full,
         }
     }
 }
@@ -115,27 +93,7 @@ impl StreamEnd {
 pub struct EventStream {
     id: u64,
     reader: Arc<Reader>,
-    rx: mpsc::Receiver<Arc<PublicEvent>>,
-    closed: Option<oneshot::Receiver<()>>,
-    half_full: Arc<Notify>,
-}
-
-/// Resolves once the bus has closed an [`EventStream`] (it fell behind, or the bus
-/// connection is gone), whether or not its events were read.
-pub struct StreamClosed(Option<oneshot::Receiver<()>>);
-
-impl std::future::Future for StreamClosed {
-    type Output = ();
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        match self.0.as_mut() {
-            Some(rx) => std::pin::Pin::new(rx).poll(cx).map(|_| ()),
-            None => std::task::Poll::Pending,
-        }
-    }
+    rx: small_channel::Receiver<Arc<PublicEvent>>,
 }
 
 /// Events whose tag starts with one of a set of prefixes, in bus order.
@@ -295,25 +253,24 @@ impl Drop for Subscription {
 impl EventStream {
     /// The next event, redacted; `None` once the stream was closed (it fell
     /// behind, or the bus connection is gone).
-    pub async fn recv(&mut self) -> Option<Arc<PublicEvent>> {
+    pub async fn recv(&self) -> Option<Arc<PublicEvent>> {
         self.rx.recv().await
     }
 
     /// An event that has already arrived, without waiting.
-    pub fn try_recv(&mut self) -> Option<Arc<PublicEvent>> {
-        self.rx.try_recv().ok()
+    pub fn try_recv(&self) -> Option<Arc<PublicEvent>> {
+        self.rx.try_recv()
     }
 
-    /// Notified when this stream's queue passes half its capacity (a permit waits if
-    /// nobody is waiting then).
-    pub fn half_full(&self) -> Arc<Notify> {
-        Arc::clone(&self.half_full)
+    /// Resolves while this stream's queue holds at least half its capacity.
+    pub async fn half_full(&self) {
+        self.rx.half_full().await;
     }
 
-    /// A future that resolves once the bus has closed this stream (taken once; later
-    /// calls get one that never resolves).
-    pub fn closed(&mut self) -> StreamClosed {
-        StreamClosed(self.closed.take())
+    /// Resolves once the bus has closed this stream (it fell behind, or the bus
+    /// connection is gone), whether or not its events were read.
+    pub async fn closed(&self) {
+        self.rx.producer_gone().await;
     }
 }
 
@@ -392,27 +349,22 @@ fn dispatch(reader: &Reader, frame: &[u8]) {
         match &sub.queue {
             // A closed receiver means the request is gone: drop its subscription.
             Queue::Job(tx) => tx.send(Arc::clone(ev)).is_ok(),
-            Queue::Stream { tx, half_full, .. } => {
+            Queue::Stream(tx) => {
                 // Stamped when the first stream takes it: the frame was read microseconds ago.
                 let text = public.get_or_insert_with(|| {
                     redact::public_event(&ev.tag, &ev.data, std::time::Instant::now())
                 });
                 match tx.try_send(Arc::clone(text)) {
-                    Ok(()) => {
-                        if tx.capacity() == tx.max_capacity() / 2 {
-                            half_full.notify_one();
-                        }
-                        true
-                    }
-                    Err(mpsc::error::TrySendError::Full(_)) => {
+                    Ok(()) => true,
+                    Err(SendError::Full) => {
                         STREAMS_FELL_BEHIND.fetch_add(1, Ordering::Relaxed);
                         crate::log!(warn,
                             "an event stream fell {} events behind (a slow or stalled client): closed",
-                            tx.max_capacity()
+                            tx.capacity()
                         );
                         false
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                    Err(SendError::Closed) => false,
                 }
             }
         }
@@ -464,10 +416,12 @@ mod tests {
             let id = Reader::register(&reader, vec![], &mut Some(queue)).expect("alive");
             end.attach(id, Arc::clone(&reader))
         };
-        let mut slow = stream(2);
-        let mut slow_closed = slow.closed();
-        let mut fast = stream(100);
-        let mut fast_closed = fast.closed();
+        let slow = stream(2);
+        let slow_closed = slow.closed();
+        tokio::pin!(slow_closed);
+        let fast = stream(100);
+        let fast_closed = fast.closed();
+        tokio::pin!(fast_closed);
         let mut job = register(&reader).expect("alive");
         for n in 0..3 {
             dispatch(

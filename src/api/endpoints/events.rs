@@ -293,12 +293,7 @@ impl Pump {
     /// connection, one write). The hold applies only to a stream that had caught up; one
     /// whose client is the bottleneck is fed as fast as the client takes chunks. It ends
     /// early when the queue from the bus is half full, so a busy bus never overflows it.
-    async fn run(
-        mut self,
-        mut stream: EventStream,
-        out: BodySender,
-        mut stop: watch::Receiver<bool>,
-    ) {
+    async fn run(mut self, stream: EventStream, out: BodySender, mut stop: watch::Receiver<bool>) {
         if *stop.borrow_and_update() {
             return;
         }
@@ -311,8 +306,6 @@ impl Pump {
         tokio::pin!(timer);
         let closed = stream.closed();
         tokio::pin!(closed);
-        // A hold ends early if the queue fills halfway: a busy bus must not overflow it.
-        let half_full = stream.half_full();
         loop {
             if timer.deadline() != timers.next() {
                 timer.as_mut().reset(timers.next());
@@ -322,7 +315,7 @@ impl Pump {
                     let Some((chunk, read_at)) = pending.take() else {
                         return;
                     };
-                    if !room || !out.try_send(chunk) {
+                    if !room || out.try_send(chunk).is_err() {
                         return;
                     }
                     let mut handover = Handover::now();
@@ -330,7 +323,7 @@ impl Pump {
                         handover.event(read_at);
                     }
                     let (forwarded, caught_up) =
-                        self.forward_ready(&mut stream, &out, &mut handover);
+                        self.forward_ready(&stream, &out, &mut handover);
                     // A burst of events starts the interval; the `retry` line or a
                     // heartbeat alone does not.
                     if read_at.is_some() || forwarded > 0 {
@@ -344,7 +337,9 @@ impl Pump {
                     }
                     None => return,
                 },
-                () = half_full.notified(), if timers.holding() => timers.release(),
+                // A hold ends early if the queue fills halfway: a busy bus must not
+                // overflow it.
+                () = stream.half_full(), if timers.holding() => timers.release(),
                 // The bus closed the stream while a chunk waited for the client: it fell
                 // behind (the bus logged it).
                 () = &mut closed, if pending.is_some() => return,
@@ -391,7 +386,7 @@ impl Pump {
     /// channel has room (shared frames, not copied): how many, and whether none is left.
     fn forward_ready(
         &self,
-        stream: &mut EventStream,
+        stream: &EventStream,
         tx: &BodySender,
         handover: &mut Handover,
     ) -> (usize, bool) {
@@ -403,7 +398,8 @@ impl Pump {
             let Some(event) = stream.try_recv() else {
                 return (forwarded, true);
             };
-            tx.try_send(self.framed(&event));
+            // Room was checked, and this task is the only sender.
+            let _ = tx.try_send(self.framed(&event));
             handover.event(event.read_at);
             forwarded += 1;
         }
