@@ -909,6 +909,60 @@ fn wheel_async_on_3008_waits_for_the_reply_and_reports_the_masters_jid() {
     );
 }
 
+/// A 3006/3007 master (3007.16's `ClearFuncs.wheel`) runs and stores a `wheel_async` job
+/// under salt-fcgi's `__jid__` but replies with a jid it made for its own events. Here the
+/// reply arrives before any event (as under load, when the bus lags the request port); the
+/// events then come in the master's order: its own `new`, ours, then its own `ret`. The
+/// answer is our jid, the one `/jobs/<jid>` can find (guajillo polled the other one for
+/// two minutes on a loaded CI machine).
+#[test]
+fn wheel_async_on_3007_reports_the_jid_the_job_ran_under_even_when_the_reply_comes_first() {
+    let master_jid = "20991231235959000001";
+    let ours = Arc::new(Mutex::new(String::new()));
+    let seen = Arc::clone(&ours);
+    let fake = FakeMaster::start(
+        "wheelasync3007",
+        false,
+        Box::new(move |load, bus| {
+            let our_tag = load["__tag__"].as_str().unwrap_or_default().to_string();
+            *seen.lock().expect("lock") = load["__jid__"].as_str().unwrap_or_default().into();
+            let bus = bus.clone();
+            let theirs = format!("salt/wheel/{master_jid}");
+            let data = json!({"fun": "wheel.key.list_all", "jid": master_jid, "user": "u"});
+            let (tag, event) = (theirs.clone(), data.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(500));
+                bus.fire(&format!("{tag}/new"), event.clone());
+                bus.fire(
+                    &format!("{our_tag}/new"),
+                    json!({"fun": "wheel.key.list_all"}),
+                );
+                bus.fire(
+                    &format!("{our_tag}/ret"),
+                    json!({"fun": "wheel.key.list_all"}),
+                );
+                bus.fire(&format!("{tag}/ret"), event);
+            });
+            Reply::Value(
+                json!({"tag": theirs, "data": {"return": {}, "success": true,
+                "fun": "wheel.key.list_all", "jid": master_jid, "tag": theirs, "user": "u"}}),
+            )
+        }),
+    );
+    let out = cgi(
+        &fake.config,
+        &chunk("wheel_async", json!({"fun": "key.list_all"})),
+        None,
+    );
+    assert_eq!(out.status, 200, "{:?}", out.body);
+    let jid = ours.lock().expect("lock").clone();
+    assert_eq!(jid.len(), 20, "the load carried our jid");
+    assert_eq!(
+        out.body["return"][0],
+        json!({"tag": format!("salt/wheel/{jid}"), "jid": jid})
+    );
+}
+
 /// Issue 13 item 11: a return that is already queued when collection looks at its
 /// deadlines counts. Here it arrives while `find_job` is being published and
 /// `gather_job_timeout` is 0: the deadlines are all past when the find_job reply comes, so

@@ -10,13 +10,17 @@
 //! the job (or replied), or with the master's error: unlike Python's salt-api the caller
 //! learns when the credentials were refused.
 
+use std::time::Duration;
+
 use serde_json::{Map, Value as Json, json};
+use tokio::sync::oneshot;
 
 use super::{Chunk, arg_list, required_str};
 use crate::salt::channel::check_reply;
 use crate::salt::clock::new_jid;
 use crate::salt::credentials::Credentials;
 use crate::salt::error::{SaltError, SaltResult, without_traceback};
+use crate::salt::events::Subscription;
 use crate::salt::master::Master;
 use crate::settings::seconds;
 
@@ -174,12 +178,14 @@ fn shorten_exception(reply: &mut Json) {
 
 /// `wheel_async`: `{"tag", "jid"}` once the master started the job (or finished it).
 ///
-/// 3006/3007 masters run the job under the `__jid__`/`__tag__` given here and fire its
-/// `new` event before running it: the answer comes then. 3008 masters (every setup: the
-/// default synchronous worker and `master_async_mworker`, with or without `cluster_id`)
-/// overwrite both with a jid of their own and reply once the function has run, so no
-/// event ever comes under our tag: there the answer depends on the master's reply, which
-/// names the jid that really ran, and is waited for up to `rest_timeout` like `wheel`.
+/// 3006/3007 masters run the job under the `__jid__`/`__tag__` given here (its events, its
+/// job-cache entry) and fire its `new` event before running it: the answer comes then. 3008
+/// masters (every setup: the default synchronous worker and `master_async_mworker`, with or
+/// without `cluster_id`) overwrite both with a jid of their own and reply once the function
+/// has run, so no event ever comes under our tag: there the answer depends on the master's
+/// reply, which names the jid that really ran, and is waited for up to `rest_timeout` like
+/// `wheel`. A 3006/3007 master's reply names a jid too, one it made for its own events,
+/// under which nothing is stored: see [`started_under`] for telling the two apart.
 pub(crate) async fn wheel_async(
     master: &Master,
     args: &WheelArgs,
@@ -191,7 +197,7 @@ pub(crate) async fn wheel_async(
     load.insert("__jid__".into(), Json::from(jid.as_str()));
     load.insert("__tag__".into(), Json::from(tag.as_str()));
     load.insert("__user__".into(), Json::from("UNKNOWN"));
-    let mut sub = master.bus.subscribe(vec![format!("{tag}/")]).await?;
+    let mut sub = master.bus.subscribe(vec!["salt/wheel/".into()]).await?;
     let channel = std::sync::Arc::clone(&master.channel);
     let run = seconds(master.settings.calls.rest_timeout);
     // The request goes on in the background; its reply (or error) comes back here.
@@ -206,27 +212,57 @@ pub(crate) async fn wheel_async(
         }
         let _ = tx.send(reply);
     }));
-    let accepted = json!({"tag": tag, "jid": jid});
-    tokio::select! {
-        reply = rx => match reply {
-            // 3008 masters use their own jid: report the one that actually ran.
-            Ok(Ok(reply)) => Ok(match (reply.get("tag"), reply.pointer("/data/jid")) {
-                (Some(tag), Some(jid)) => json!({"tag": tag, "jid": jid}),
-                _ => accepted,
-            }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(SaltError::Master("wheel_async request was dropped".into())),
-        },
-        started = async {
-            while let Some(ev) = sub.recv().await {
-                if ev.tag.ends_with("/new") || ev.tag.ends_with("/ret") {
-                    return true;
-                }
+    started_under(&mut sub, rx, &tag).await
+}
+
+/// How long after a master's reply that names a jid other than ours the events it fired
+/// before replying may take to reach this process (they normally take milliseconds).
+const REPLY_EVENTS_WAIT: Duration = Duration::from_secs(10);
+
+/// The tag and jid a `wheel_async` job runs under: ours (`tag`) as soon as an event under
+/// it arrives; else the one the master's reply names, once that jid's `ret` event arrived
+/// without one of ours. The master fires every event of the job before it replies and the
+/// bus keeps their order, so a 3006/3007 master, which replies with a jid of its own but
+/// runs (and stores) the job under ours, is never mistaken for a 3008 master, even when the
+/// reply arrives before the events.
+async fn started_under(
+    sub: &mut Subscription,
+    mut reply: oneshot::Receiver<SaltResult<Json>>,
+    tag: &str,
+) -> SaltResult<Json> {
+    let ours = format!("{tag}/");
+    let accepted = json!({"tag": tag, "jid": tag.trim_start_matches("salt/wheel/")});
+    // The master's reply, when it named another jid: that jid's `ret` tag, and the answer.
+    let mut theirs: Option<(String, Json)> = None;
+    let give_up = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(give_up);
+    loop {
+        tokio::select! {
+            replied = &mut reply, if theirs.is_none() => match replied {
+                Ok(Ok(reply)) => match (reply.get("tag"), reply.pointer("/data/jid")) {
+                    (Some(Json::String(t)), Some(jid)) if t != tag => {
+                        theirs = Some((format!("{t}/ret"), json!({"tag": t, "jid": jid})));
+                        give_up.as_mut().reset(tokio::time::Instant::now() + REPLY_EVENTS_WAIT);
+                    }
+                    _ => return Ok(accepted),
+                },
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(SaltError::Master("wheel_async request was dropped".into())),
+            },
+            event = sub.recv() => match (event, &theirs) {
+                (Some(ev), _) if ev.tag.starts_with(&ours)
+                    && (ev.tag.ends_with("/new") || ev.tag.ends_with("/ret")) => return Ok(accepted),
+                (Some(ev), Some((ret_tag, answer))) if ev.tag == *ret_tag => return Ok(answer.clone()),
+                (Some(_), _) => {}
+                (None, Some((_, answer))) => return Ok(answer.clone()),
+                (None, None) => return Err(SaltError::NotRunning(
+                    "Salt Master is not available: the event bus connection was lost.".into(),
+                )),
+            },
+            () = &mut give_up, if theirs.is_some() => {
+                return Ok(theirs.map(|(_, answer)| answer).unwrap_or(accepted));
             }
-            false
-        } => if started { Ok(accepted) } else {
-            Err(SaltError::NotRunning("Salt Master is not available: the event bus connection was lost.".into()))
-        },
+        }
     }
 }
 
