@@ -83,6 +83,9 @@ pub struct Limits {
     /// HTTP front end: longest wait for a request's head, and again for its body
     /// (`body_read_timeout`, 30 s); a slower client gets 400 (slowloris).
     pub body_read_timeout: Duration,
+    /// How long `/logout` waits for the master's `auth.del_token` runner: its return, or
+    /// on a host without the event bus the token's disappearance (`logout_timeout`, 30 s).
+    pub logout_timeout: Duration,
 }
 
 /// Everything salt-fcgi reads from the master config, with Salt's defaults, by the part
@@ -482,6 +485,8 @@ impl Limits {
             stream_end_grace: seconds(own_f64("stream_end_grace").unwrap_or(2.0)),
             body_read_timeout: seconds(own_f64("body_read_timeout").unwrap_or(30.0))
                 .max(Duration::from_millis(100)),
+            logout_timeout: seconds(own_f64("logout_timeout").unwrap_or(30.0))
+                .max(Duration::from_millis(100)),
         }
     }
 }
@@ -752,6 +757,9 @@ mod tests {
         assert!(!s.netapi.allow_caller_jid);
         let s = settings("salt_fcgi: {allow_caller_jid: true}\n");
         assert!(s.netapi.allow_caller_jid);
+        assert_eq!(s.limits.logout_timeout, Duration::from_secs(30));
+        let s = settings("salt_fcgi: {logout_timeout: 5}\n");
+        assert_eq!(s.limits.logout_timeout, Duration::from_secs(5));
         let interval = |yaml| settings(yaml).limits.stream_write_interval;
         assert_eq!(interval("{}"), Duration::from_millis(250));
         assert_eq!(

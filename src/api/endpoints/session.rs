@@ -101,25 +101,22 @@ pub(crate) async fn logout(master: &Arc<Master>, call: &Call) -> Result<ApiRespo
     }
 }
 
-/// How long a logout on a host without the master's event bus, which cannot wait for the
-/// `auth.del_token` runner's return, waits for the master to stop knowing the token.
-const REVOCATION_WAIT: Duration = Duration::from_secs(10);
-
 /// The master's `auth.del_token` runner for `token`, authenticated by the token itself:
 /// its return waited for on the event bus, or, on a host without the bus, started with
-/// `runner_async` and followed by asking the master for the token until it is gone
-/// (at most [`REVOCATION_WAIT`]).
+/// `runner_async` and followed by asking the master for the token until it is gone; either
+/// for at most `logout_timeout`.
 async fn del_token_on_master(master: &Arc<Master>, token: &str) -> Result<(), SaltError> {
     let bus = master.settings.addresses.event_bus;
+    let wait = master.settings.limits.logout_timeout;
     let client = if bus { "runner" } else { "runner_async" };
     let Json::Object(chunk) = json!({"client": client, "fun": "auth.del_token",
-        "kwarg": {"token": token}, "timeout": 30})
+        "kwarg": {"token": token}, "timeout": wait.as_secs_f64()})
     else {
         return Ok(());
     };
     netapi::run(master, &chunk, Some(token)).await?;
     if !bus {
-        wait_until_unknown(master, token, REVOCATION_WAIT).await;
+        wait_until_unknown(master, token, wait).await;
     }
     Ok(())
 }
