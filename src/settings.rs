@@ -137,7 +137,7 @@ pub struct MasterAddresses {
     pub master_tls: bool,
     /// This host reaches the master's event bus and `sock_dir` (`salt_fcgi: event_bus`,
     /// default true). False on a web host that reaches only `ret_port`: sessions, wheel
-    /// calls and `*_async` publishes work, calls that wait for the bus answer 503.
+    /// calls, `local_async` and `runner_async` work; calls that wait for the bus answer 503.
     pub event_bus: bool,
 }
 

@@ -245,7 +245,8 @@ pub fn check_master_running(master: &Master) -> SaltResult<()> {
             )))
         }
         // sock_dir not searchable by this user: the request channel and the event bus
-        // tell what is wrong (wheel and *_async need neither the directory nor the bus).
+        // tell what is wrong (wheel, local_async and runner_async need neither the
+        // directory nor the bus).
         Err(_) => Ok(()),
     }
 }
