@@ -11,7 +11,8 @@
 //! - `salt`: master config consumers, msgpack, request channel, event bus, clients;
 //!   no HTTP types.
 //! - `settings`: the master config (YAML + `master.d`) and salt-fcgi's own limits.
-//! - `audit`: the audit log; `address_block`: address lists of the config.
+//! - `audit`: the audit log; `address_block`: address lists of the config; `small_channel`:
+//!   the bounded queue each event stream holds two of (from the bus, to its front end).
 
 #![warn(unreachable_pub)]
 
