@@ -8,8 +8,7 @@
 //! ([`BodyStream::bounded`], [`ProducerEnd::and_grace`]). The chunks travel in a
 //! [`small_channel`](crate::small_channel), since every open stream holds one.
 
-use std::future::{Future, poll_fn};
-use std::task::{Context, Poll};
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,12 +29,11 @@ pub struct BodyStream {
 }
 
 /// The chunks of a [`BodyStream`]; dropping it tells the producer the client is gone.
-#[derive(Debug)]
-pub struct ChunkReceiver(Receiver<Bytes>);
+pub(crate) type ChunkReceiver = Receiver<Bytes>;
 
 /// Resolves once the producer of a [`BodyStream`] has ended.
 #[derive(Debug)]
-pub struct ProducerEnd {
+pub(crate) struct ProducerEnd {
     gone: ProducerGone<Bytes>,
     grace: Duration,
 }
@@ -49,28 +47,21 @@ pub(crate) fn channel(capacity: usize, grace: Duration) -> (BodySender, BodyStre
             gone: rx.end_watch(),
             grace,
         },
-        chunks: ChunkReceiver(rx),
+        chunks: rx,
         give_up_at: None,
     };
     (tx, stream)
 }
 
-impl ChunkReceiver {
-    /// The next chunk, or `None` once the producer has ended and every chunk was taken.
-    pub fn poll_next(&self, cx: &Context<'_>) -> Poll<Option<Bytes>> {
-        self.0.poll_recv(cx)
-    }
-}
-
 impl BodyStream {
     /// The next chunk; `None` once the producer has ended and every chunk was taken.
     pub async fn next(&mut self) -> Option<Bytes> {
-        poll_fn(|cx| self.chunks.poll_next(cx)).await
+        self.chunks.recv().await
     }
 
     /// A chunk that is already waiting.
     pub fn try_next(&mut self) -> Option<Bytes> {
-        self.chunks.0.try_recv()
+        self.chunks.try_recv()
     }
 
     /// Runs `work` (a write to the client); `None` when it was abandoned because the
@@ -91,14 +82,14 @@ impl BodyStream {
 
     /// The chunks and the end signal apart, for a front end whose writes happen elsewhere
     /// (hyper writes the body itself; the connection task watches the end).
-    pub fn into_parts(self) -> (ChunkReceiver, ProducerEnd) {
+    pub(crate) fn into_parts(self) -> (ChunkReceiver, ProducerEnd) {
         (self.chunks, self.end)
     }
 }
 
 impl ProducerEnd {
     /// Waits until the producer has ended, then the grace period.
-    pub async fn and_grace(self) {
+    pub(crate) async fn and_grace(self) {
         self.gone.wait().await;
         tokio::time::sleep(self.grace).await;
     }
@@ -107,7 +98,7 @@ impl ProducerEnd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::task::Waker;
+    use std::task::{Context, Poll, Waker};
 
     #[tokio::test(start_paused = true)]
     async fn a_stalled_write_is_abandoned_only_after_the_producer_ends() {
@@ -141,7 +132,7 @@ mod tests {
         // The chunk sent before the end is still there, then the body ends.
         let cx = Context::from_waker(Waker::noop());
         let a = Bytes::from_static(b"a");
-        assert_eq!(chunks.poll_next(&cx), Poll::Ready(Some(a)));
-        assert_eq!(chunks.poll_next(&cx), Poll::Ready(None));
+        assert_eq!(chunks.poll_recv(&cx), Poll::Ready(Some(a)));
+        assert_eq!(chunks.poll_recv(&cx), Poll::Ready(None));
     }
 }

@@ -216,7 +216,7 @@ impl hyper::body::Body for StreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.0
-            .poll_next(cx)
+            .poll_recv(cx)
             .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
     }
 }

@@ -212,14 +212,14 @@ pub(crate) async fn wheel_async(
         }
         let _ = tx.send(reply);
     }));
-    started_under(&mut sub, rx, &tag).await
+    started_under(&mut sub, rx, &tag, &jid).await
 }
 
 /// How long after a master's reply that names a jid other than ours the events it fired
 /// before replying may take to reach this process (they normally take milliseconds).
 const REPLY_EVENTS_WAIT: Duration = Duration::from_secs(10);
 
-/// The tag and jid a `wheel_async` job runs under: ours (`tag`) as soon as an event under
+/// The tag and jid a `wheel_async` job runs under: ours (`tag`, `jid`) as soon as an event under
 /// it arrives; else the one the master's reply names, once that jid's `ret` event arrived
 /// without one of ours. The master fires every event of the job before it replies and the
 /// bus keeps their order, so a 3006/3007 master, which replies with a jid of its own but
@@ -229,9 +229,10 @@ async fn started_under(
     sub: &mut Subscription,
     mut reply: oneshot::Receiver<SaltResult<Json>>,
     tag: &str,
+    jid: &str,
 ) -> SaltResult<Json> {
     let ours = format!("{tag}/");
-    let accepted = json!({"tag": tag, "jid": tag.trim_start_matches("salt/wheel/")});
+    let accepted = json!({"tag": tag, "jid": jid});
     // The master's reply, when it named another jid: that jid's `ret` tag, and the answer.
     let mut theirs: Option<(String, Json)> = None;
     let give_up = tokio::time::sleep(Duration::MAX);
