@@ -33,7 +33,6 @@ pub mod internals {
     pub use crate::api::{Api, ApiResponse, Body, BodyError};
     pub use crate::frontend::lifecycle::{ServeOptions, ensure_fd_limit};
     pub use crate::frontend::listener::{Listener, is_listening_socket};
-    pub use crate::frontend::record_check::{RecordCheck, check_record};
     pub use crate::salt::channel::refusal;
     pub use crate::salt::client::collect::{CollectOptions, collect};
     pub use crate::salt::client::job::Published;
@@ -52,7 +51,9 @@ pub mod internals {
     }
     /// The FastCGI front end.
     pub mod fastcgi {
-        pub use crate::frontend::fastcgi::{params, serve};
+        pub use crate::frontend::fastcgi::{
+            Assembly, Header, IncomingRequest, RecordReader, Step, check_record, serve, steps,
+        };
     }
     /// The development HTTP front end.
     pub mod http {

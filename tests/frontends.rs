@@ -158,16 +158,16 @@ fn malformed_fastcgi_records_end_the_connection_without_a_panic() {
     let peak_before = vm_peak_kb(server.pid());
     let begin = record(1, &[0, 1, 1, 0, 0, 0, 0, 0]);
     let cases = [
-        // tokio-fastcgi 1.3 panics on a BEGIN_REQUEST shorter than 2 bytes.
+        // A BEGIN_REQUEST shorter than 2 bytes (tokio-fastcgi 1.3, once used, panicked).
         record(1, b""),
-        // ... and allocates 2 x 2 GiB for these declared parameter lengths.
+        // Declared parameter lengths of 2 x 2 GiB (it allocated them).
         [
             begin.clone(),
             record(4, b"\xff\xff\xff\xf0\xff\xff\xff\xf0ab"),
         ]
         .concat(),
-        // ... and takes a BEGIN_REQUEST whose padding never comes for a whole one (the
-        // connection just ends: tokio-fastcgi reads a cut header as a close).
+        // A BEGIN_REQUEST whose padding never comes (the connection just ends: a cut
+        // record is not a request).
         vec![1, 1, 0, 1, 0, 0, 9, 0],
     ];
     for bytes in cases {

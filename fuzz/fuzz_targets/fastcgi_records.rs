@@ -1,106 +1,62 @@
 //! FastCGI record handling, fed arbitrary bytes as the web server's side of a connection,
-//! the way salt-fcgi's FastCGI front end reads one: through `RecordCheck`, then
-//! tokio-fastcgi's `Requests::new`, `next()` in a loop and `process` on each request with
-//! a closure that reads the params, stdin and data and writes stdout.
+//! the way salt-fcgi's FastCGI front end reads one: `RecordReader::next` in a loop, each
+//! record pushed into an `Assembly`, each whole request turned into CGI variables.
 //!
-//! Checks beyond "no panic": `RecordCheck` hands on a prefix of the input made of whole
-//! records, all of it unless it fails, and then the record after the prefix is one that
-//! `check_record` refuses or one cut short by the end of the input. (It is what keeps
-//! tokio-fastcgi 1.3's panic on a short BEGIN_REQUEST and its allocations from declared
-//! parameter lengths out of reach.)
+//! Checks beyond "no panic": the records handed out are the input's own bytes, one after
+//! the other from its start (content where the header says); reading stops only at the
+//! input's end, or at a record that `check_record` refuses or that the input cuts short;
+//! a request's body is never kept past one byte over `max_body_bytes`, however much was
+//! sent.
 #![no_main]
-
-use std::io::Read;
 
 use fuzz_common::{quietly, runtime};
 use libfuzzer_sys::fuzz_target;
-use salt_fcgi::internals::{RecordCheck, check_record};
-use tokio::io::AsyncReadExt;
-use tokio_fastcgi::{RequestResult, Requests};
+use salt_fcgi::internals::fastcgi::{Assembly, RecordReader, Step, check_record};
 
-const NAMES: [&str; 6] = [
-    "REQUEST_METHOD",
-    "CONTENT_LENGTH",
-    "CONTENT_TYPE",
-    "PATH_INFO",
-    "SCRIPT_NAME",
-    "HTTP_HOST",
-];
-
-/// What `RecordCheck` hands on from `data`, and whether it refused a record.
-async fn checked(data: &[u8]) -> (Vec<u8>, bool) {
-    let mut reader = RecordCheck::new(data);
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match reader.read(&mut chunk).await {
-            Ok(0) => return (out, false),
-            Ok(n) => out.extend_from_slice(&chunk[..n]),
-            Err(_) => return (out, true),
-        }
-    }
-}
+const MAX_BODY: usize = 64;
 
 fuzz_target!(|data: &[u8]| {
     quietly(|| runtime().block_on(run(data)));
 });
 
 async fn run(data: &[u8]) {
-    let (passed, refused) = checked(data).await;
-    assert_eq!(
-        passed,
-        data[..passed.len()],
-        "RecordCheck hands on a prefix"
-    );
+    let mut reader = RecordReader::new(data);
+    let mut assembly = Assembly::new(MAX_BODY, 16);
+    let mut offset = 0;
+    let refused = loop {
+        let (header, content) = match reader.next().await {
+            Ok(Some(record)) => record,
+            Ok(None) => break false,
+            Err(_) => break true,
+        };
+        let start = offset + 8;
+        assert_eq!(
+            content,
+            &data[start..start + usize::from(header.content_len)],
+            "a record's content is the input's bytes"
+        );
+        offset += header.total_len();
+        match assembly.push(header, content) {
+            Step::Request(request) => {
+                let vars = request.vars();
+                assert!(vars.iter().all(|(k, v)| k.len() + v.len() <= data.len()));
+                let api = request.into_api_request(MAX_BODY);
+                if let Ok(body) = &api.body {
+                    assert!(body.len() <= MAX_BODY, "body over max_body_bytes");
+                }
+            }
+            Step::Close(_) => return,
+            Step::Continue | Step::Reply(_) => {}
+        }
+    };
+    let rest = &data[offset..];
     if refused {
-        // The record after the prefix is malformed or cut short, never a good one.
-        let rest = &data[passed.len()..];
+        // The record after the ones handed out is malformed or cut short, never a good one.
         assert!(
             !rest.is_empty() && !matches!(check_record(rest), Ok(Some(_))),
             "refused a good record"
         );
     } else {
-        assert_eq!(passed.len(), data.len(), "RecordCheck hands on everything");
-    }
-    {
-        let mut requests = Requests::new(RecordCheck::new(data), tokio::io::sink(), 255, 1);
-        // Each request needs at least one 8-byte record: the loop is bounded by the input.
-        for _ in 0..=data.len() / 8 {
-            let request = match requests.next().await {
-                Ok(Some(r)) => r,
-                Ok(None) | Err(_) => break,
-            };
-            let outcome = request
-                .process(|req| async move {
-                    let mut seen = 0usize;
-                    for name in NAMES {
-                        seen += req.get_str_param(name).map_or(0, str::len);
-                        seen += req.get_param(name).map_or(0, Vec::len);
-                    }
-                    if let Some(params) = req.params_iter() {
-                        seen += params.map(|(k, v)| k.len() + v.len()).sum::<usize>();
-                    }
-                    if let Some(params) = req.str_params_iter() {
-                        seen += params
-                            .map(|(k, v)| k.len() + v.map_or(0, str::len))
-                            .sum::<usize>();
-                    }
-                    let mut stdin = Vec::new();
-                    let _ = req.get_stdin().read_to_end(&mut stdin);
-                    let mut extra = Vec::new();
-                    let _ = req.get_data().read_to_end(&mut extra);
-                    let reply = format!(
-                        "Status: 200 OK\r\nContent-Length: 0\r\n\r\n{seen} {} {}",
-                        stdin.len(),
-                        extra.len()
-                    );
-                    let _ = req.get_stdout().write(reply.as_bytes()).await;
-                    RequestResult::Complete(0)
-                })
-                .await;
-            if outcome.is_err() {
-                break;
-            }
-        }
+        assert!(rest.is_empty(), "every record was handed out");
     }
 }

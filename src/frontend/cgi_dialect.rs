@@ -10,8 +10,8 @@ use crate::api::request::parse_content_length;
 use crate::api::{ApiRequest, BodyError};
 
 /// CGI variables by name (`REQUEST_METHOD`, `HTTP_X_AUTH_TOKEN`, …), as the environment
-/// or FastCGI params hold them. Names compare without regard to case (tokio-fastcgi
-/// lower-cases them); a value that is not UTF-8 is left out.
+/// or FastCGI params hold them. Names compare without regard to case; a value that is
+/// not UTF-8 is left out.
 pub(crate) type CgiVars = Vec<(String, String)>;
 
 /// The value of CGI variable `name`.

@@ -1,7 +1,7 @@
 //! Front ends: CGI (`cgi`), FastCGI (`fastcgi`) and HTTP (`http`) each turn their input
 //! into an [`ApiRequest`] and write the [`ApiResponse`] back; `lifecycle` runs the two
 //! servers (connections, SIGTERM, max-requests and idle exit), `listener` their sockets,
-//! `record_check` guards the FastCGI records. Here: the panic guard every front end uses.
+//! `fastcgi` reads and writes its records itself. Here: the panic guard every front end uses.
 
 pub(crate) mod cgi;
 pub(crate) mod cgi_dialect;
@@ -11,7 +11,6 @@ pub(crate) mod forwarded;
 pub(crate) mod http;
 pub(crate) mod lifecycle;
 pub(crate) mod listener;
-pub(crate) mod record_check;
 
 use std::sync::Arc;
 
