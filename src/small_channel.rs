@@ -133,12 +133,6 @@ impl<T> Sender<T> {
         self.shared.lock().capacity
     }
 
-    /// Whether an item fits now (false also once the consumer is gone).
-    pub(crate) fn has_room(&self) -> bool {
-        let state = self.shared.lock();
-        !state.consumer_gone && state.items.len() < state.capacity
-    }
-
     /// Waits until an item fits (true) or the consumer is gone (false).
     pub(crate) async fn room(&self) -> bool {
         let ready = |s: &State<T>| {
@@ -166,6 +160,39 @@ impl<T> Sender<T> {
         drop(state);
         wake([item, half]);
         Ok(())
+    }
+
+    /// Sends items taken from `next` while there is room, under one lock and with one
+    /// wake-up of the consumer, which so sees them all at once: how many were sent, and
+    /// whether `next` ran out (rather than the room).
+    pub(crate) fn fill(
+        &self,
+        mut next: impl FnMut() -> Option<T>,
+    ) -> Result<(usize, bool), SendError> {
+        let mut state = self.shared.lock();
+        if state.consumer_gone {
+            return Err(SendError::Closed);
+        }
+        let mut sent = 0;
+        let ran_out = loop {
+            if state.items.len() >= state.capacity {
+                break false;
+            }
+            let Some(item) = next() else {
+                break true;
+            };
+            state.items.push_back(item);
+            sent += 1;
+        };
+        let half = if state.is_half_full() {
+            state.half.take()
+        } else {
+            None
+        };
+        let item = if sent > 0 { state.item.take() } else { None };
+        drop(state);
+        wake([item, half]);
+        Ok((sent, ran_out))
     }
 
     /// Resolves once the consumer is gone.
@@ -285,7 +312,6 @@ mod tests {
     async fn a_full_channel_waits_for_the_consumer_and_keeps_order() {
         let (tx, rx) = channel(2);
         assert_eq!((tx.try_send(1), tx.try_send(2)), (Ok(()), Ok(())));
-        assert!(!tx.has_room());
         assert_eq!(tx.try_send(9), Err(SendError::Full));
         let producer = tokio::spawn(async move {
             for n in 3..=5 {
@@ -303,18 +329,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn fill_sends_while_there_is_room_and_says_why_it_stopped() {
+        let (tx, rx) = channel(3);
+        let mut items = 0..5;
+        assert_eq!(tx.fill(|| items.next()), Ok((3, false)));
+        assert_eq!(items.next(), Some(3), "no item taken without room");
+        assert_eq!(rx.try_recv(), Some(0));
+        let mut items = 10..11;
+        assert_eq!(tx.fill(|| items.next()), Ok((1, false)), "full again");
+        let got: Vec<_> = std::iter::from_fn(|| rx.try_recv()).collect();
+        assert_eq!(got, [1, 2, 10]);
+        let mut items = 20..22;
+        assert_eq!(tx.fill(|| items.next()), Ok((2, true)), "ran out");
+        drop(rx);
+        assert_eq!(tx.fill(|| Some(1)), Err(SendError::Closed));
+    }
+
+    #[tokio::test]
     async fn the_producer_learns_that_the_consumer_left() {
         let (tx, rx) = channel(1);
         assert_eq!(tx.try_send(1), Ok(()));
         let waiting = tokio::spawn(async move {
             let room = tx.room().await;
             tx.closed().await;
-            (room, tx.has_room(), tx.try_send(2))
+            (room, tx.try_send(2))
         });
         tokio::task::yield_now().await;
         drop(rx);
         let seen = within(waiting).await.expect("producer");
-        assert_eq!(seen, (false, false, Err(SendError::Closed)));
+        assert_eq!(seen, (false, Err(SendError::Closed)));
     }
 
     #[tokio::test]

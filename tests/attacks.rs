@@ -718,7 +718,7 @@ fn stalled_streams_end_on_falling_behind_logout_and_sigterm() {
         client
     };
     // Events of ~200 KB (the hook's `post` and `body`): a dozen fill the client's and
-    // nginx's buffers; the stream falls behind only past 1 waiting + 16 in flight + 5
+    // nginx's buffers; the stream falls behind only past 1 waiting + 64 in flight + 5
     // queued beyond that.
     let payload = json!({"fill": "y".repeat(100_000)});
     let count = |site: &NginxSite, what: &str| site.log().matches(what).count();
@@ -737,7 +737,7 @@ fn stalled_streams_end_on_falling_behind_logout_and_sigterm() {
     // (a) Falling behind: big webhook events until the bus closes the stream.
     let watcher = site.login(&e.user, &e.password);
     let stalled = stall(&site, &watcher);
-    let to_fall_behind = fill(&site, &watcher, 80);
+    let to_fall_behind = fill(&site, &watcher, 160);
     assert!(
         site.log().contains("fell 5 events behind"),
         "{}",
@@ -757,7 +757,7 @@ fn stalled_streams_end_on_falling_behind_logout_and_sigterm() {
     // (b) Logout: the stalled stream ends within stream_token_check + stream_end_grace,
     // its stuck write abandoned (not closed for falling behind). It gets 8 events fewer
     // than (a) took to fall behind: past what the buffers take (the queue and the chunks
-    // in flight hold 21 more), not past the queue.
+    // in flight hold 69 more), not past the queue.
     let stuck = to_fall_behind.saturating_sub(8).max(1);
     let (behind, abandoned) = (
         count(&site, "fell 5 events behind"),

@@ -9,6 +9,7 @@ and waiting for a port to accept connections.
 
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -216,6 +217,48 @@ def write_syscalls(pids):
         except (OSError, ValueError, IndexError, StopIteration):
             pass
     return total
+
+
+class WriteCalls:
+    """Write and send system calls of the processes `pids` from now until `stop()`.
+
+    Counted by `perf stat` on the syscall tracepoints (write, writev, sendto, sendmsg)
+    where perf is installed and allowed (root, or kernel.perf_event_paranoid <= -1);
+    otherwise from /proc/PID/io `syscw`, which counts write(2) and writev(2) only: Rust's
+    std writes a socket with send(2), which it misses. `stop()` says which it was."""
+
+    EVENTS = ",".join(f"syscalls:sys_enter_{c}" for c in ("write", "writev", "sendto", "sendmsg"))
+
+    def __init__(self, pids):
+        self.pids = [p for p in pids if p]
+        self.syscw = write_syscalls(self.pids)
+        self.perf = None
+        self.out = f"/tmp/write-calls-{os.getpid()}-{time.monotonic_ns()}.csv"
+        if self.pids and shutil.which("perf"):
+            self.perf = subprocess.Popen(
+                ["perf", "stat", "-x,", "-o", self.out, "-e", self.EVENTS,
+                 "-p", ",".join(map(str, self.pids))],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)  # attached before the window's work starts
+            if self.perf.poll() is not None:
+                self.perf = None
+
+    def stop(self):
+        """(calls, "perf" or "syscw")."""
+        if self.perf is not None:
+            self.perf.send_signal(signal.SIGINT)
+            try:
+                self.perf.wait(timeout=30)
+                with open(self.out) as f:
+                    counts = [line.split(",")[0] for line in f if "sys_enter_" in line]
+                if counts and all(c.isdigit() for c in counts):
+                    return sum(map(int, counts)), "perf"
+            except (OSError, subprocess.TimeoutExpired):
+                self.perf.kill()
+            finally:
+                if os.path.exists(self.out):
+                    os.remove(self.out)
+        return write_syscalls(self.pids) - self.syscw, "syscw"
 
 
 def cpu_ticks(pids):

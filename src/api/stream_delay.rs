@@ -54,6 +54,11 @@ impl Handover {
         self.counts[bucket(delay)] += 1;
         self.sum_micros += u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
     }
+
+    /// Whether any event was handed over.
+    pub(crate) fn has_events(&self) -> bool {
+        self.counts.iter().any(|n| *n > 0)
+    }
 }
 
 impl Drop for Handover {

@@ -6,12 +6,19 @@
 //! u32 big-endian length (3006.26+): a first byte 0x82 means bare. The body is
 //! `tag + "\n\n" + msgpack(data)`; data is decoded only when some subscription wants the tag.
 //!
-//! Frames are cut from the byte stream by `event_frame`. A request subscribes *before* it sends its publish or runner call, so no event of its
-//! job can be missed. If the connection drops (master restart), every subscription ends
-//! and the next `subscribe` connects again.
+//! Frames are cut from the byte stream by `event_frame`. A request subscribes *before* it
+//! sends its publish or runner call, so no event of its job can be missed. If the
+//! connection drops (master restart), every subscription ends and the next `subscribe`
+//! connects again.
+//!
+//! The reading task hands each event to the requests waiting for it, then to a second
+//! task that fans it out to the clients' event streams: with 10,000 streams that fan-out
+//! takes milliseconds per event, and a synchronous call must not wait behind it for its
+//! minions' returns. Should the fan-out fall `stream_queue_events` events behind the bus,
+//! every stream has, and all are closed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value as Json;
@@ -39,37 +46,39 @@ pub struct Event {
 pub struct EventBus {
     socket: BusSocket,
     max_frame: usize,
+    /// How far the stream fan-out may fall behind the bus (`stream_queue_events`).
+    fan_out_backlog: usize,
     reader: tokio::sync::Mutex<Option<Arc<Reader>>>,
 }
 
-/// The state shared between the reading task and the subscriptions.
+/// The state shared between the reading task, the fan-out task and the subscriptions.
 struct Reader {
     alive: AtomicBool,
     next_id: AtomicU64,
-    subscribers: Mutex<HashMap<u64, Subscriber>>,
+    jobs: Mutex<HashMap<u64, JobQueue>>,
+    /// Each client's event stream: every event as public JSON text, credentials redacted,
+    /// at most the channel's capacity behind; a stream that falls further behind is
+    /// closed. Dropping a sender tells its stream, even while its reader is not reading.
+    streams: Mutex<HashMap<u64, small_channel::Sender<Arc<PublicEvent>>>>,
+    /// `streams.len()`, read by the reading task without taking the lock.
+    stream_count: AtomicUsize,
 }
 
-struct Subscriber {
+/// A request waiting for its job's events: it reads them all, so the queue need not be
+/// bounded (its deadline bounds it).
+struct JobQueue {
     prefixes: Vec<String>,
-    queue: Queue,
+    tx: mpsc::UnboundedSender<Arc<Event>>,
 }
 
-/// Where a subscriber's events go.
-enum Queue {
-    /// A request waiting for its job's events: it reads them all, so the queue need not be
-    /// bounded (its deadline bounds it).
-    Job(mpsc::UnboundedSender<Arc<Event>>),
-    /// A client's event stream: every event as public JSON text, credentials redacted, at
-    /// most the channel's capacity behind; a stream that falls further behind is closed.
-    /// Dropping it tells the stream, even while its reader is not reading.
-    Stream(small_channel::Sender<Arc<PublicEvent>>),
-}
+/// An event on its way to the streams, and when it was read off the bus.
+type ForStreams = (Arc<Event>, std::time::Instant);
 
 /// A stream's queue as the bus holds it, and the stream's end of it until the queue is
 /// registered.
-fn stream_queue(capacity: usize) -> (Queue, StreamEnd) {
+fn stream_queue(capacity: usize) -> (small_channel::Sender<Arc<PublicEvent>>, StreamEnd) {
     let (tx, rx) = small_channel::channel(capacity);
-    (Queue::Stream(tx), StreamEnd { rx })
+    (tx, StreamEnd { rx })
 }
 
 /// The receiving end of a stream's queue, not yet registered with a reader.
@@ -109,6 +118,7 @@ impl EventBus {
         Arc::new(EventBus {
             socket: BusSocket::publisher(settings),
             max_frame: settings.limits.max_reply_bytes,
+            fan_out_backlog: settings.limits.stream_queue_events,
             reader: tokio::sync::Mutex::new(None),
         })
     }
@@ -117,30 +127,35 @@ impl EventBus {
     /// Returns once the bus connection is up, so an event fired afterwards is not missed.
     pub async fn subscribe(&self, prefixes: Vec<String>) -> SaltResult<Subscription> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (id, reader) = self.register(prefixes, Queue::Job(tx)).await?;
+        let mut job = Some(JobQueue { prefixes, tx });
+        let (id, reader) = self
+            .register(|reader| Reader::register_job(reader, &mut job))
+            .await?;
         Ok(Subscription { id, reader, rx })
     }
 
     /// Starts a client's stream of every event; it ends when it falls more than
     /// `capacity` events behind, or when the bus connection ends.
     pub async fn stream(&self, capacity: usize) -> SaltResult<EventStream> {
-        let (queue, end) = stream_queue(capacity);
-        let (id, reader) = self.register(Vec::new(), queue).await?;
+        let (tx, end) = stream_queue(capacity);
+        let mut tx = Some(tx);
+        let (id, reader) = self
+            .register(|reader| Reader::register_stream(reader, &mut tx))
+            .await?;
         Ok(end.attach(id, reader))
     }
 
-    /// Registers a subscriber with a live reader.
+    /// Registers a subscriber with a live reader (`add` gives its id, or `None` where the
+    /// reader died meanwhile).
     async fn register(
         &self,
-        prefixes: Vec<String>,
-        queue: Queue,
+        mut add: impl FnMut(&Reader) -> Option<u64>,
     ) -> SaltResult<(u64, Arc<Reader>)> {
-        let mut queue = Some(queue);
         // A reader may die between being handed out and the registration; then connect
         // again (once: a bus that drops every new connection is down).
         for _ in 0..2 {
             let reader = self.connected_reader().await?;
-            if let Some(id) = Reader::register(&reader, prefixes.clone(), &mut queue) {
+            if let Some(id) = add(&reader) {
                 return Ok((id, reader));
             }
         }
@@ -156,12 +171,14 @@ impl EventBus {
             return Ok(Arc::clone(r));
         }
         let stream = self.connect().await?;
-        let reader = Arc::new(Reader {
-            alive: AtomicBool::new(true),
-            next_id: AtomicU64::new(0),
-            subscribers: Mutex::new(HashMap::new()),
-        });
-        tokio::spawn(read_loop(stream, Arc::clone(&reader), self.max_frame));
+        let reader = Reader::new();
+        let streams = fan_out_task(Arc::clone(&reader), self.fan_out_backlog);
+        tokio::spawn(read_loop(
+            stream,
+            Arc::clone(&reader),
+            self.max_frame,
+            streams,
+        ));
         *slot = Some(Arc::clone(&reader));
         Ok(reader)
     }
@@ -198,37 +215,75 @@ impl EventBus {
 }
 
 impl Reader {
-    /// Adds a subscription, unless the connection is already gone: liveness is checked
-    /// under the same lock the dying reader clears the list under, so a subscription is
-    /// either ended by `shut_down` or never registered.
-    fn register(reader: &Reader, prefixes: Vec<String>, queue: &mut Option<Queue>) -> Option<u64> {
-        let mut subscribers = lock(&reader.subscribers);
-        if !reader.alive.load(Ordering::Acquire) {
+    fn new() -> Arc<Reader> {
+        Arc::new(Reader {
+            alive: AtomicBool::new(true),
+            next_id: AtomicU64::new(0),
+            jobs: Mutex::new(HashMap::new()),
+            streams: Mutex::new(HashMap::new()),
+            stream_count: AtomicUsize::new(0),
+        })
+    }
+
+    /// Adds a job's subscription, unless the connection is already gone: liveness is
+    /// checked under the same lock the dying reader clears the list under, so a
+    /// subscription is either ended by `shut_down` or never registered.
+    fn register_job(&self, job: &mut Option<JobQueue>) -> Option<u64> {
+        let mut jobs = lock(&self.jobs);
+        if !self.alive.load(Ordering::Acquire) {
             return None;
         }
-        let id = reader.next_id.fetch_add(1, Ordering::Relaxed);
-        subscribers.insert(
-            id,
-            Subscriber {
-                prefixes,
-                queue: queue.take()?,
-            },
-        );
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        jobs.insert(id, job.take()?);
         Some(id)
+    }
+
+    /// Adds a stream's queue, on the same terms (`shut_down` clears the streams after it
+    /// marked the reader dead).
+    fn register_stream(
+        &self,
+        tx: &mut Option<small_channel::Sender<Arc<PublicEvent>>>,
+    ) -> Option<u64> {
+        let mut streams = lock(&self.streams);
+        if !self.alive.load(Ordering::Acquire) {
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        streams.insert(id, tx.take()?);
+        self.stream_count.store(streams.len(), Ordering::Release);
+        Some(id)
+    }
+
+    /// Removes a stream's queue.
+    fn remove_stream(&self, id: u64) {
+        let mut streams = lock(&self.streams);
+        streams.remove(&id);
+        self.stream_count.store(streams.len(), Ordering::Release);
+    }
+
+    /// Closes every stream (their `recv` gives `None`); how many there were.
+    fn close_streams(&self) -> usize {
+        let mut streams = lock(&self.streams);
+        let closed = streams.len();
+        streams.clear();
+        self.stream_count.store(0, Ordering::Release);
+        closed
     }
 
     /// Marks the connection gone and ends every subscription (their `recv` gives `None`).
     fn shut_down(&self) {
-        let mut subscribers = lock(&self.subscribers);
+        let mut jobs = lock(&self.jobs);
         self.alive.store(false, Ordering::Release);
-        subscribers.clear();
+        jobs.clear();
+        drop(jobs);
+        self.close_streams();
     }
 }
 
 impl Subscription {
     /// Replaces the tag prefixes this subscription receives from now on.
     pub fn narrow(&self, prefixes: Vec<String>) {
-        if let Some(s) = lock(&self.reader.subscribers).get_mut(&self.id) {
+        if let Some(s) = lock(&self.reader.jobs).get_mut(&self.id) {
             s.prefixes = prefixes;
         }
     }
@@ -246,7 +301,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        lock(&self.reader.subscribers).remove(&self.id);
+        lock(&self.reader.jobs).remove(&self.id);
     }
 }
 
@@ -276,7 +331,7 @@ impl EventStream {
 
 impl Drop for EventStream {
     fn drop(&mut self) {
-        lock(&self.reader.subscribers).remove(&self.id);
+        self.reader.remove_stream(self.id);
     }
 }
 
@@ -285,12 +340,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Reads frames until the connection ends, dispatching each event to its subscribers.
-async fn read_loop(mut stream: Box<dyn AsyncRead + Send + Unpin>, reader: Arc<Reader>, max: usize) {
+/// Reads frames until the connection ends, dispatching each event to its subscribers
+/// (the streams' through `streams`, the fan-out task's queue).
+async fn read_loop(
+    mut stream: Box<dyn AsyncRead + Send + Unpin>,
+    reader: Arc<Reader>,
+    max: usize,
+    streams: mpsc::Sender<ForStreams>,
+) {
     let mut frames = FrameBuffer::new(max);
     let outcome = loop {
         let cut = frames.drain(|piece| match piece {
-            Piece::Frame(frame) => dispatch(&reader, frame),
+            Piece::Frame(frame) => {
+                if let Some(event) = dispatch(&reader, frame) {
+                    hand_to_streams(&reader, &streams, event);
+                }
+            }
             // One huge event must not close the bus for every request in flight.
             Piece::Skipped(total) => crate::log!(
                 warn,
@@ -310,7 +375,32 @@ async fn read_loop(mut stream: Box<dyn AsyncRead + Send + Unpin>, reader: Arc<Re
     crate::log!(warn, "master event bus connection lost: {outcome}");
 }
 
-/// Decodes one frame and hands the event to every subscription that wants its tag.
+/// Queues an event for the fan-out task; if that is a whole backlog behind, every stream
+/// is, and all are closed.
+fn hand_to_streams(reader: &Reader, streams: &mpsc::Sender<ForStreams>, event: ForStreams) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = streams.try_send(event) {
+        let closed = reader.close_streams();
+        STREAMS_FELL_BEHIND.fetch_add(closed as u64, Ordering::Relaxed);
+        crate::log!(
+            warn,
+            "the event streams fell {} events behind the bus (salt-fcgi could not keep up): \
+             closed all {closed}",
+            streams.max_capacity()
+        );
+    }
+}
+
+/// Starts the task that fans events out to the streams; its queue holds `backlog` events.
+fn fan_out_task(reader: Arc<Reader>, backlog: usize) -> mpsc::Sender<ForStreams> {
+    let (tx, mut rx) = mpsc::channel::<ForStreams>(backlog.max(1));
+    tokio::spawn(async move {
+        while let Some((event, read_at)) = rx.recv().await {
+            fan_out(&reader, &event, read_at);
+        }
+    });
+    tx
+}
+
 /// Events read from the bus by this process (`/metrics`).
 static EVENTS_READ: AtomicU64 = AtomicU64::new(0);
 /// Event streams this process closed for falling behind (`/metrics`).
@@ -326,68 +416,78 @@ pub(crate) fn streams_fell_behind() -> u64 {
     STREAMS_FELL_BEHIND.load(Ordering::Relaxed)
 }
 
-fn dispatch(reader: &Reader, frame: &[u8]) {
+/// Decodes one frame and hands the event to every job subscription that wants its tag;
+/// the event for the streams, if there are any.
+fn dispatch(reader: &Reader, frame: &[u8]) -> Option<ForStreams> {
     EVENTS_READ.fetch_add(1, Ordering::Relaxed);
+    let read_at = std::time::Instant::now();
     let Some((tag, data)) = split_frame(frame) else {
         crate::log::warn("ignored a malformed event-bus frame");
-        return;
+        return None;
     };
-    let mut subscribers = lock(&reader.subscribers);
     let mut event: Option<Arc<Event>> = None;
-    let mut public: Option<Arc<PublicEvent>> = None;
-    subscribers.retain(|_, sub| {
-        if !sub.prefixes.is_empty() && !sub.prefixes.iter().any(|p| tag.starts_with(p.as_str())) {
-            return true;
-        }
-        let ev = event.get_or_insert_with(|| {
+    let decoded = |event: &mut Option<Arc<Event>>| {
+        Arc::clone(event.get_or_insert_with(|| {
             let data = payload::decode(data).unwrap_or(Json::Null);
             Arc::new(Event {
                 tag: tag.clone(),
                 data,
             })
-        });
-        match &sub.queue {
-            // A closed receiver means the request is gone: drop its subscription.
-            Queue::Job(tx) => tx.send(Arc::clone(ev)).is_ok(),
-            Queue::Stream(tx) => {
-                // Stamped when the first stream takes it: the frame was read microseconds ago.
-                let text = public.get_or_insert_with(|| {
-                    redact::public_event(&ev.tag, &ev.data, std::time::Instant::now())
-                });
-                match tx.try_send(Arc::clone(text)) {
-                    Ok(()) => true,
-                    Err(SendError::Full) => {
-                        STREAMS_FELL_BEHIND.fetch_add(1, Ordering::Relaxed);
-                        crate::log!(warn,
-                            "an event stream fell {} events behind (a slow or stalled client): closed",
-                            tx.capacity()
-                        );
-                        false
-                    }
-                    Err(SendError::Closed) => false,
-                }
-            }
+        }))
+    };
+    lock(&reader.jobs).retain(|_, job| {
+        if !job.prefixes.is_empty() && !job.prefixes.iter().any(|p| tag.starts_with(p.as_str())) {
+            return true;
         }
+        // A closed receiver means the request is gone: drop its subscription.
+        job.tx.send(decoded(&mut event)).is_ok()
     });
+    (reader.stream_count.load(Ordering::Acquire) > 0).then(|| (decoded(&mut event), read_at))
+}
+
+/// Hands one event, as public text, to every stream; closes those it does not fit.
+fn fan_out(reader: &Reader, event: &Event, read_at: std::time::Instant) {
+    let public = redact::public_event(&event.tag, &event.data, read_at);
+    let mut streams = lock(&reader.streams);
+    streams.retain(|_, tx| match tx.try_send(Arc::clone(&public)) {
+        Ok(()) => true,
+        Err(SendError::Full) => {
+            STREAMS_FELL_BEHIND.fetch_add(1, Ordering::Relaxed);
+            crate::log!(
+                warn,
+                "an event stream fell {} events behind (a slow or stalled client): closed",
+                tx.capacity()
+            );
+            false
+        }
+        Err(SendError::Closed) => false,
+    });
+    reader.stream_count.store(streams.len(), Ordering::Release);
 }
 
 /// A stream fed by hand, for tests of what consumes streams: the stream, and a function
 /// that puts one event on its bus.
 #[cfg(test)]
 pub(crate) fn test_stream(capacity: usize) -> (EventStream, impl Fn(&str, &Json)) {
-    let reader = Arc::new(Reader {
-        alive: AtomicBool::new(true),
-        next_id: AtomicU64::new(0),
-        subscribers: Mutex::new(HashMap::new()),
-    });
-    let (queue, end) = stream_queue(capacity);
-    let id = Reader::register(&reader, vec![], &mut Some(queue)).expect("a new reader is alive");
+    let reader = Reader::new();
+    let (tx, end) = stream_queue(capacity);
+    let id = reader
+        .register_stream(&mut Some(tx))
+        .expect("a new reader is alive");
     let bus = Arc::clone(&reader);
     let stream = end.attach(id, reader);
     let fire = move |tag: &str, data: &Json| {
-        dispatch(&bus, &super::event_frame::tests::frame(tag, data));
+        deliver(&bus, &super::event_frame::tests::frame(tag, data));
     };
     (stream, fire)
+}
+
+/// What the two tasks do with one frame, done in order at once (for tests).
+#[cfg(test)]
+fn deliver(reader: &Reader, frame: &[u8]) {
+    if let Some((event, read_at)) = dispatch(reader, frame) {
+        fan_out(reader, &event, read_at);
+    }
 }
 
 #[cfg(test)]
@@ -400,7 +500,10 @@ mod tests {
     /// A job subscription on `reader`, if it is alive.
     fn register(reader: &Arc<Reader>) -> Option<Subscription> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let id = Reader::register(reader, vec![], &mut Some(Queue::Job(tx)))?;
+        let id = reader.register_job(&mut Some(JobQueue {
+            prefixes: vec![],
+            tx,
+        }))?;
         Some(Subscription {
             id,
             reader: Arc::clone(reader),
@@ -412,8 +515,8 @@ mod tests {
     async fn a_stream_that_falls_behind_is_closed_and_others_go_on() {
         let reader = new_reader();
         let stream = |capacity| {
-            let (queue, end) = stream_queue(capacity);
-            let id = Reader::register(&reader, vec![], &mut Some(queue)).expect("alive");
+            let (tx, end) = stream_queue(capacity);
+            let id = reader.register_stream(&mut Some(tx)).expect("alive");
             end.attach(id, Arc::clone(&reader))
         };
         let slow = stream(2);
@@ -424,7 +527,7 @@ mod tests {
         tokio::pin!(fast_closed);
         let mut job = register(&reader).expect("alive");
         for n in 0..3 {
-            dispatch(
+            deliver(
                 &reader,
                 &frame(&format!("t/{n}"), &json!({"password": "pw", "n": n})),
             );
@@ -450,18 +553,48 @@ mod tests {
             assert_eq!(job.recv().await.expect("job event").data["password"], "pw");
         }
         assert_eq!(
-            lock(&reader.subscribers).len(),
-            2,
+            (lock(&reader.streams).len(), lock(&reader.jobs).len()),
+            (1, 1),
             "the slow stream is gone"
         );
+        assert_eq!(reader.stream_count.load(Ordering::Acquire), 1);
     }
 
     fn new_reader() -> Arc<Reader> {
-        Arc::new(Reader {
-            alive: AtomicBool::new(true),
-            next_id: AtomicU64::new(0),
-            subscribers: Mutex::new(HashMap::new()),
-        })
+        Reader::new()
+    }
+
+    #[tokio::test]
+    async fn streams_are_fanned_out_apart_and_closed_when_the_fan_out_falls_behind() {
+        let reader = new_reader();
+        let stream = || {
+            let (tx, end) = stream_queue(100);
+            let id = reader.register_stream(&mut Some(tx)).expect("alive");
+            end.attach(id, Arc::clone(&reader))
+        };
+        let (a, b) = (stream(), stream());
+        let mut job = register(&reader).expect("alive");
+        // A fan-out task that has not caught up: its queue holds one event.
+        let (streams, mut pending) = mpsc::channel(1);
+        for n in 0..2 {
+            let frame = frame(&format!("t/{n}"), &json!({"n": n}));
+            if let Some(event) = dispatch(&reader, &frame) {
+                hand_to_streams(&reader, &streams, event);
+            }
+        }
+        // The job had both at once, the streams neither yet.
+        assert_eq!(job.recv().await.expect("job").tag, "t/0");
+        assert_eq!(job.recv().await.expect("job").tag, "t/1");
+        assert!(a.try_recv().is_none());
+        // The second did not fit the fan-out's queue: every stream fell behind.
+        a.closed().await;
+        b.closed().await;
+        assert!(a.recv().await.is_none() && b.recv().await.is_none());
+        assert_eq!(reader.stream_count.load(Ordering::Acquire), 0);
+        let (queued, _) = pending.recv().await.expect("the first is queued");
+        assert_eq!(queued.tag, "t/0");
+        // With no stream left, the reader hands nothing to the fan-out.
+        assert!(dispatch(&reader, &frame("t/2", &json!({}))).is_none());
     }
 
     #[tokio::test]
@@ -472,7 +605,12 @@ mod tests {
         assert!(before.recv().await.is_none(), "ended by the shutdown");
         // Issue 13 item 10: registering after the list was cleared must fail, not hang.
         assert!(register(&reader).is_none());
-        assert!(lock(&reader.subscribers).is_empty());
+        assert!(
+            reader
+                .register_stream(&mut Some(stream_queue(1).0))
+                .is_none()
+        );
+        assert!(lock(&reader.jobs).is_empty() && lock(&reader.streams).is_empty());
     }
 
     #[tokio::test]
@@ -489,7 +627,13 @@ mod tests {
             let reader = new_reader();
             let mut sub = register(&reader).expect("registered");
             let (mut server, client) = tokio::io::duplex(256);
-            let task = tokio::spawn(read_loop(Box::new(client), Arc::clone(&reader), max));
+            let streams = fan_out_task(Arc::clone(&reader), 10);
+            let task = tokio::spawn(read_loop(
+                Box::new(client),
+                Arc::clone(&reader),
+                max,
+                streams,
+            ));
             use tokio::io::AsyncWriteExt;
             let mut stream = Vec::new();
             for part in [small("first"), huge, small("second")] {
@@ -518,25 +662,21 @@ mod tests {
     #[tokio::test]
     async fn reader_fans_out_by_prefix_and_ends_subscriptions_on_eof() {
         let (mut server, client) = tokio::io::duplex(1 << 16);
-        let reader = Arc::new(Reader {
-            alive: AtomicBool::new(true),
-            next_id: AtomicU64::new(0),
-            subscribers: Mutex::new(HashMap::new()),
-        });
+        let reader = Reader::new();
         let (tx_a, rx_a) = mpsc::unbounded_channel();
         let (tx_b, rx_b) = mpsc::unbounded_channel();
-        lock(&reader.subscribers).insert(
+        lock(&reader.jobs).insert(
             1,
-            Subscriber {
+            JobQueue {
                 prefixes: vec!["salt/job/1/".into()],
-                queue: Queue::Job(tx_a),
+                tx: tx_a,
             },
         );
-        lock(&reader.subscribers).insert(
+        lock(&reader.jobs).insert(
             2,
-            Subscriber {
+            JobQueue {
                 prefixes: vec![],
-                queue: Queue::Job(tx_b),
+                tx: tx_b,
             },
         );
         let mut a = Subscription {
@@ -549,7 +689,13 @@ mod tests {
             reader: Arc::clone(&reader),
             rx: rx_b,
         };
-        let task = tokio::spawn(read_loop(Box::new(client), Arc::clone(&reader), 1 << 20));
+        let streams = fan_out_task(Arc::clone(&reader), 10);
+        let task = tokio::spawn(read_loop(
+            Box::new(client),
+            Arc::clone(&reader),
+            1 << 20,
+            streams,
+        ));
         use tokio::io::AsyncWriteExt;
         server
             .write_all(&frame("salt/job/2/new", &json!({})))
