@@ -185,7 +185,11 @@ async fn answer<S: AsyncWrite + Unpin>(
     }
 }
 
-/// A request's STDOUT: each send is one write of whole records.
+/// Bytes of a response copied into records for one write: a bigger body (a large return)
+/// goes out in writes of this much, not copied whole.
+const WRITE_PIECE: usize = 256 * 1024;
+
+/// A request's STDOUT: each send is one write of whole records (per 256 KiB).
 struct Records<'a, S> {
     stream: &'a mut S,
     id: u16,
@@ -193,7 +197,12 @@ struct Records<'a, S> {
 
 impl<S: AsyncWrite + Unpin> ResponseSink for Records<'_, S> {
     async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(&record::stdout(self.id, bytes)).await
+        for piece in bytes.chunks(WRITE_PIECE) {
+            self.stream
+                .write_all(&record::stdout(self.id, piece))
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -217,5 +226,34 @@ pub async fn steps(bytes: &[u8], max_body: usize) -> (Vec<Step>, Option<io::Erro
             Ok(None) => return (steps, None),
             Err(e) => return (steps, Some(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_large_body_goes_out_as_whole_records_piece_by_piece() {
+        let body: Vec<u8> = (0..600_000u32).map(|n| (n % 251) as u8).collect();
+        let mut out = Vec::new();
+        Records {
+            stream: &mut out,
+            id: 5,
+        }
+        .send(&body)
+        .await
+        .expect("written");
+        let mut content = Vec::new();
+        let mut rest = &out[..];
+        while let Some(header) = Header::read(rest) {
+            assert_eq!((header.kind, header.id, header.padding), (6, 5, 0));
+            let len = usize::from(header.content_len);
+            assert!(len > 0, "no empty record: it would end STDOUT");
+            content.extend_from_slice(&rest[8..8 + len]);
+            rest = &rest[header.total_len()..];
+        }
+        assert!(rest.is_empty());
+        assert_eq!(content, body);
     }
 }
