@@ -114,18 +114,10 @@ impl<S: AsyncRead + Unpin> RecordReader<S> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::record::tests::record;
     use super::super::record::{BEGIN_REQUEST, PARAMS, STDIN};
     use super::*;
     use std::pin::Pin;
-
-    fn record(kind: u8, content: &[u8], padding: u8) -> Vec<u8> {
-        let mut r = vec![1, kind, 0, 1];
-        r.extend_from_slice(&(content.len() as u16).to_be_bytes());
-        r.extend_from_slice(&[padding, 0]);
-        r.extend_from_slice(content);
-        r.extend(std::iter::repeat_n(0, usize::from(padding)));
-        r
-    }
 
     /// A reader that returns at most 3 bytes per read.
     struct Trickle<'a>(&'a [u8]);

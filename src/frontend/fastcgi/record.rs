@@ -214,7 +214,7 @@ pub(crate) fn is_known_input(kind: u8) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// One record as a web server writes it, with `padding` zero bytes after the content.
