@@ -59,9 +59,18 @@ struct Reader {
     /// Each client's event stream: every event as public JSON text, credentials redacted,
     /// at most the channel's capacity behind; a stream that falls further behind is
     /// closed. Dropping a sender tells its stream, even while its reader is not reading.
-    streams: Mutex<HashMap<u64, small_channel::Sender<Arc<PublicEvent>>>>,
+    streams: Mutex<HashMap<u64, StreamQueue>>,
     /// `streams.len()`, read by the reading task without taking the lock.
     stream_count: AtomicUsize,
+    /// Events read so far on this connection: an event's number is the count before it.
+    events_seen: AtomicU64,
+}
+
+/// A stream's queue, and the number of the first event it gets: one read off the bus
+/// before it opened may still wait in the fan-out's queue, and is not its to see.
+struct StreamQueue {
+    tx: small_channel::Sender<Arc<PublicEvent>>,
+    first: u64,
 }
 
 /// A request waiting for its job's events: it reads them all, so the queue need not be
@@ -71,8 +80,8 @@ struct JobQueue {
     tx: mpsc::UnboundedSender<Arc<Event>>,
 }
 
-/// An event on its way to the streams, and when it was read off the bus.
-type ForStreams = (Arc<Event>, std::time::Instant);
+/// An event on its way to the streams: the event, its number, and when it was read.
+type ForStreams = (Arc<Event>, u64, std::time::Instant);
 
 /// A stream's queue as the bus holds it, and the stream's end of it until the queue is
 /// registered.
@@ -222,6 +231,7 @@ impl Reader {
             jobs: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
             stream_count: AtomicUsize::new(0),
+            events_seen: AtomicU64::new(0),
         })
     }
 
@@ -249,7 +259,14 @@ impl Reader {
             return None;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        streams.insert(id, tx.take()?);
+        let first = self.events_seen.load(Ordering::Acquire);
+        streams.insert(
+            id,
+            StreamQueue {
+                tx: tx.take()?,
+                first,
+            },
+        );
         self.stream_count.store(streams.len(), Ordering::Release);
         Some(id)
     }
@@ -394,8 +411,8 @@ fn hand_to_streams(reader: &Reader, streams: &mpsc::Sender<ForStreams>, event: F
 fn fan_out_task(reader: Arc<Reader>, backlog: usize) -> mpsc::Sender<ForStreams> {
     let (tx, mut rx) = mpsc::channel::<ForStreams>(backlog.max(1));
     tokio::spawn(async move {
-        while let Some((event, read_at)) = rx.recv().await {
-            fan_out(&reader, &event, read_at);
+        while let Some((event, number, read_at)) = rx.recv().await {
+            fan_out(&reader, &event, number, read_at);
         }
     });
     tx
@@ -420,6 +437,7 @@ pub(crate) fn streams_fell_behind() -> u64 {
 /// the event for the streams, if there are any.
 fn dispatch(reader: &Reader, frame: &[u8]) -> Option<ForStreams> {
     EVENTS_READ.fetch_add(1, Ordering::Relaxed);
+    let number = reader.events_seen.fetch_add(1, Ordering::AcqRel);
     let read_at = std::time::Instant::now();
     let Some((tag, data)) = split_frame(frame) else {
         crate::log::warn("ignored a malformed event-bus frame");
@@ -442,14 +460,28 @@ fn dispatch(reader: &Reader, frame: &[u8]) -> Option<ForStreams> {
         // A closed receiver means the request is gone: drop its subscription.
         job.tx.send(decoded(&mut event)).is_ok()
     });
-    (reader.stream_count.load(Ordering::Acquire) > 0).then(|| (decoded(&mut event), read_at))
+    (reader.stream_count.load(Ordering::Acquire) > 0)
+        .then(|| (decoded(&mut event), number, read_at))
 }
 
-/// Hands one event, as public text, to every stream; closes those it does not fit.
-fn fan_out(reader: &Reader, event: &Event, read_at: std::time::Instant) {
+/// Hands event `number`, as public text, to every stream opened before it was read;
+/// closes those it does not fit.
+fn fan_out(reader: &Reader, event: &Event, number: u64, read_at: std::time::Instant) {
     let public = redact::public_event(&event.tag, &event.data, read_at);
     let mut streams = lock(&reader.streams);
-    streams.retain(|_, tx| match tx.try_send(Arc::clone(&public)) {
+    streams.retain(|_, StreamQueue { tx, first }| {
+        if number < *first {
+            return true;
+        }
+        stream_gets(tx, &public)
+    });
+    reader.stream_count.store(streams.len(), Ordering::Release);
+}
+
+/// Queues an event for one stream; false where the stream is to go (it fell behind, or
+/// its client left).
+fn stream_gets(tx: &small_channel::Sender<Arc<PublicEvent>>, public: &Arc<PublicEvent>) -> bool {
+    match tx.try_send(Arc::clone(public)) {
         Ok(()) => true,
         Err(SendError::Full) => {
             STREAMS_FELL_BEHIND.fetch_add(1, Ordering::Relaxed);
@@ -461,8 +493,7 @@ fn fan_out(reader: &Reader, event: &Event, read_at: std::time::Instant) {
             false
         }
         Err(SendError::Closed) => false,
-    });
-    reader.stream_count.store(streams.len(), Ordering::Release);
+    }
 }
 
 /// A stream fed by hand, for tests of what consumes streams: the stream, and a function
@@ -485,8 +516,8 @@ pub(crate) fn test_stream(capacity: usize) -> (EventStream, impl Fn(&str, &Json)
 /// What the two tasks do with one frame, done in order at once (for tests).
 #[cfg(test)]
 fn deliver(reader: &Reader, frame: &[u8]) {
-    if let Some((event, read_at)) = dispatch(reader, frame) {
-        fan_out(reader, &event, read_at);
+    if let Some((event, number, read_at)) = dispatch(reader, frame) {
+        fan_out(reader, &event, number, read_at);
     }
 }
 
@@ -591,10 +622,34 @@ mod tests {
         b.closed().await;
         assert!(a.recv().await.is_none() && b.recv().await.is_none());
         assert_eq!(reader.stream_count.load(Ordering::Acquire), 0);
-        let (queued, _) = pending.recv().await.expect("the first is queued");
+        let (queued, number, _) = pending.recv().await.expect("the first is queued");
+        assert_eq!(number, 0);
         assert_eq!(queued.tag, "t/0");
         // With no stream left, the reader hands nothing to the fan-out.
         assert!(dispatch(&reader, &frame("t/2", &json!({}))).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stream_gets_no_event_read_before_it_opened() {
+        let reader = new_reader();
+        let stream = || {
+            let (tx, end) = stream_queue(10);
+            let id = reader.register_stream(&mut Some(tx)).expect("alive");
+            end.attach(id, Arc::clone(&reader))
+        };
+        let early = stream();
+        // Read while only `early` was open, and still waiting for the fan-out ...
+        let before = dispatch(&reader, &frame("t/before", &json!({}))).expect("for streams");
+        let late = stream();
+        let after = dispatch(&reader, &frame("t/after", &json!({}))).expect("for streams");
+        // ... which then delivers both.
+        for (event, number, read_at) in [before, after] {
+            fan_out(&reader, &event, number, read_at);
+        }
+        assert_eq!(early.try_recv().expect("first").tag, "t/before");
+        assert_eq!(early.try_recv().expect("second").tag, "t/after");
+        assert_eq!(late.try_recv().expect("only the later").tag, "t/after");
+        assert!(late.try_recv().is_none());
     }
 
     #[tokio::test]
