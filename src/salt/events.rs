@@ -496,17 +496,22 @@ fn stream_gets(tx: &small_channel::Sender<Arc<PublicEvent>>, public: &Arc<Public
     }
 }
 
+/// A stream of `capacity` events registered with `reader` (alive), for tests.
+#[cfg(test)]
+fn open_stream(reader: &Arc<Reader>, capacity: usize) -> EventStream {
+    let (tx, end) = stream_queue(capacity);
+    let id = reader
+        .register_stream(&mut Some(tx))
+        .expect("the reader is alive");
+    end.attach(id, Arc::clone(reader))
+}
+
 /// A stream fed by hand, for tests of what consumes streams: the stream, and a function
 /// that puts one event on its bus.
 #[cfg(test)]
 pub(crate) fn test_stream(capacity: usize) -> (EventStream, impl Fn(&str, &Json)) {
-    let reader = Reader::new();
-    let (tx, end) = stream_queue(capacity);
-    let id = reader
-        .register_stream(&mut Some(tx))
-        .expect("a new reader is alive");
-    let bus = Arc::clone(&reader);
-    let stream = end.attach(id, reader);
+    let bus = Reader::new();
+    let stream = open_stream(&bus, capacity);
     let fire = move |tag: &str, data: &Json| {
         deliver(&bus, &super::event_frame::tests::frame(tag, data));
     };
@@ -544,16 +549,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_that_falls_behind_is_closed_and_others_go_on() {
-        let reader = new_reader();
-        let stream = |capacity| {
-            let (tx, end) = stream_queue(capacity);
-            let id = reader.register_stream(&mut Some(tx)).expect("alive");
-            end.attach(id, Arc::clone(&reader))
-        };
-        let slow = stream(2);
+        let reader = Reader::new();
+        let slow = open_stream(&reader, 2);
         let slow_closed = slow.closed();
         tokio::pin!(slow_closed);
-        let fast = stream(100);
+        let fast = open_stream(&reader, 100);
         let fast_closed = fast.closed();
         tokio::pin!(fast_closed);
         let mut job = register(&reader).expect("alive");
@@ -591,19 +591,10 @@ mod tests {
         assert_eq!(reader.stream_count.load(Ordering::Acquire), 1);
     }
 
-    fn new_reader() -> Arc<Reader> {
-        Reader::new()
-    }
-
     #[tokio::test]
     async fn streams_are_fanned_out_apart_and_closed_when_the_fan_out_falls_behind() {
-        let reader = new_reader();
-        let stream = || {
-            let (tx, end) = stream_queue(100);
-            let id = reader.register_stream(&mut Some(tx)).expect("alive");
-            end.attach(id, Arc::clone(&reader))
-        };
-        let (a, b) = (stream(), stream());
+        let reader = Reader::new();
+        let (a, b) = (open_stream(&reader, 100), open_stream(&reader, 100));
         let mut job = register(&reader).expect("alive");
         // A fan-out task that has not caught up: its queue holds one event.
         let (streams, mut pending) = mpsc::channel(1);
@@ -631,16 +622,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_gets_no_event_read_before_it_opened() {
-        let reader = new_reader();
-        let stream = || {
-            let (tx, end) = stream_queue(10);
-            let id = reader.register_stream(&mut Some(tx)).expect("alive");
-            end.attach(id, Arc::clone(&reader))
-        };
-        let early = stream();
+        let reader = Reader::new();
+        let early = open_stream(&reader, 10);
         // Read while only `early` was open, and still waiting for the fan-out ...
         let before = dispatch(&reader, &frame("t/before", &json!({}))).expect("for streams");
-        let late = stream();
+        let late = open_stream(&reader, 10);
         let after = dispatch(&reader, &frame("t/after", &json!({}))).expect("for streams");
         // ... which then delivers both.
         for (event, number, read_at) in [before, after] {
@@ -654,7 +640,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dead_reader_takes_no_new_subscription() {
-        let reader = new_reader();
+        let reader = Reader::new();
         let mut before = register(&reader).expect("alive: registered");
         reader.shut_down();
         assert!(before.recv().await.is_none(), "ended by the shutdown");
@@ -679,7 +665,7 @@ mod tests {
         prefixed.extend(&big);
         assert_eq!(oversized_frame(&prefixed[..4], max), Some(prefixed.len()));
         for (huge, prefix) in [(big.clone(), false), (prefixed, true)] {
-            let reader = new_reader();
+            let reader = Reader::new();
             let mut sub = register(&reader).expect("registered");
             let (mut server, client) = tokio::io::duplex(256);
             let streams = fan_out_task(Arc::clone(&reader), 10);

@@ -319,7 +319,7 @@ impl Pump {
                         return;
                     }
                     let mut handover = Handover::now();
-                    let Ok((_, caught_up)) =
+                    let Ok(caught_up) =
                         self.forward_ready(pending.take(), &stream, &out, &mut handover)
                     else {
                         return;
@@ -384,16 +384,16 @@ impl Pump {
 
     /// Hands `first` (the chunk waiting for the client), then the events already queued
     /// for this stream, to the front end while the body channel has room, in one go (the
-    /// connection writes them as one): how many chunks, and whether no event is left.
+    /// connection writes them as one): whether no event is left.
     fn forward_ready(
         &self,
         first: Option<(Bytes, Option<Instant>)>,
         stream: &EventStream,
         tx: &BodySender,
         handover: &mut Handover,
-    ) -> Result<(usize, bool), SendError> {
+    ) -> Result<bool, SendError> {
         let mut first = first;
-        tx.fill(|| {
+        let (_, caught_up) = tx.fill(|| {
             let (chunk, read_at) = match first.take() {
                 Some(pending) => pending,
                 None => {
@@ -405,7 +405,8 @@ impl Pump {
                 handover.event(read_at);
             }
             Some(chunk)
-        })
+        })?;
+        Ok(caught_up)
     }
 
     /// The event's shared frame in this stream's framing.

@@ -153,50 +153,54 @@ impl Assembly {
         }
         if content.is_empty() {
             partial.params_done = true;
-            return Step::Continue;
-        }
-        if let Some(close) = self.count(content.len()) {
-            return close;
-        }
-        if let Some(partial) = self.current.as_mut() {
+        } else if partial.received(content.len(), self.cap) {
             partial.params.extend_from_slice(content);
+        } else {
+            return self.far_over();
         }
         Step::Continue
     }
 
     fn stdin(&mut self, content: &[u8]) -> Step {
-        if !content.is_empty() {
-            if let Some(close) = self.count(content.len()) {
-                return close;
-            }
-            let keep = self.max_body.saturating_add(1);
-            if let Some(partial) = self.current.as_mut() {
-                let room = keep.saturating_sub(partial.stdin.len());
-                partial
-                    .stdin
-                    .extend_from_slice(&content[..content.len().min(room)]);
-            }
+        let Some(partial) = self.current.as_mut() else {
             return Step::Continue;
+        };
+        if content.is_empty() {
+            return match self.current.take() {
+                Some(p) if p.params_done => Step::Request(IncomingRequest {
+                    id: p.id,
+                    keep_conn: p.keep_conn,
+                    params: p.params,
+                    stdin: p.stdin,
+                }),
+                _ => Step::Close("STDIN ended before the request's parameters"),
+            };
         }
-        match self.current.take() {
-            Some(p) if p.params_done => Step::Request(IncomingRequest {
-                id: p.id,
-                keep_conn: p.keep_conn,
-                params: p.params,
-                stdin: p.stdin,
-            }),
-            _ => Step::Close("STDIN ended before the request's parameters"),
+        if !partial.received(content.len(), self.cap) {
+            return self.far_over();
         }
+        let room = self
+            .max_body
+            .saturating_add(1)
+            .saturating_sub(partial.stdin.len());
+        partial
+            .stdin
+            .extend_from_slice(&content[..content.len().min(room)]);
+        Step::Continue
     }
 
-    /// Counts `n` more bytes of the current request; the reason to close past the cap.
-    fn count(&mut self, n: usize) -> Option<Step> {
-        let partial = self.current.as_mut()?;
-        partial.received = partial.received.saturating_add(n);
-        (partial.received > self.cap).then(|| {
-            self.current = None;
-            Step::Close("FastCGI request far over max_body_bytes")
-        })
+    /// Drops the request that passed the cap; the reason to close the connection.
+    fn far_over(&mut self) -> Step {
+        self.current = None;
+        Step::Close("FastCGI request far over max_body_bytes")
+    }
+}
+
+impl Partial {
+    /// Counts `n` more parameter or body bytes; whether the request is still within `cap`.
+    fn received(&mut self, n: usize, cap: usize) -> bool {
+        self.received = self.received.saturating_add(n);
+        self.received <= cap
     }
 }
 
